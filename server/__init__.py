@@ -1,0 +1,3 @@
+"""liveshop server: the aiohttp application, WebSocket gateway and real-time services over Redis."""
+
+__version__ = "0.1.0"

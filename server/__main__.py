@@ -1,0 +1,112 @@
+"""``python -m server`` / ``liveshop``: run the whole service until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Settings, parse_settings
+from .demo import ensure_demo
+from .errors import ConfigError
+from .logs import setup_logging
+
+log = logging.getLogger("liveshop")
+
+
+def prepare(settings: Settings) -> Settings:
+    """Make the data dir and load (or create) the token secret kept in it."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+    if not settings.secret:
+        secret_file = settings.data_dir / "secret"
+        if not secret_file.exists():
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        settings.secret = secret_file.read_text().strip()
+    return settings
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before starting Redis when the port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _bind_error(exc, host, port) from None
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"port {port} on {host} is already in use: pick another with --port")
+    return ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+async def serve(settings: Settings) -> None:
+    prepare(settings)
+    if not settings.reuse_port:
+        check_port_free(settings.host, settings.port)
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port or None)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _bind_error(exc, settings.host, settings.port) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("liveshop listening", extra={"url": settings.base_url, "pid": os.getpid()})
+        if settings.demo:
+            urls = await ensure_demo(app)
+            print(
+                "\nliveshop demo is ready:\n"
+                f"  host studio : {urls['host_url']}\n"
+                f"  viewer page : {urls['viewer_url']}\n",
+                flush=True,
+            )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    setup_logging(settings.log_json, settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"liveshop: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The aiohttp application: typed state, one start-up and one shutdown path, the parts wired in."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .appkeys import DEMO_SEEDERS, REDIS, SETTINGS, WS_HANDLERS
+from .config import Settings
+from .embedded_redis import EmbeddedRedis
+from .errors import error_middleware
+from .health import metrics_middleware
+from .store import connect
+
+log = logging.getLogger("liveshop.app")
+
+# Each part is a module with ``setup(app)`` adding its routes, handlers and cleanup contexts.
+# Order matters only for cleanup: contexts close in reverse, and Redis (added first) closes last.
+PARTS: tuple[str, ...] = (
+    "server.health",
+    "server.shows",
+)
+
+EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to the configured Redis, or start the embedded one; close/stop it last."""
+    settings = app[SETTINGS]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+        app[EMBEDDED_REDIS] = embedded
+    try:
+        app[REDIS] = await connect(url, cluster=settings.redis_cluster)
+    except BaseException:
+        if embedded:
+            embedded.stop()
+        raise
+    yield
+    await app[REDIS].aclose()
+    if embedded:
+        embedded.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=1024**2)
+    app[SETTINGS] = settings
+    app[WS_HANDLERS] = {}
+    app[DEMO_SEEDERS] = []
+    app.cleanup_ctx.append(redis_ctx)
+    for name in PARTS:
+        importlib.import_module(name).setup(app)
+    return app

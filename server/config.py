@@ -1,0 +1,116 @@
+"""Settings: one dataclass, filled from command-line flags and ``LIVESHOP_*`` environment variables.
+
+A flag wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class Settings:
+    """Everything the service can be told. Every field is also ``LIVESHOP_<FIELD>`` in the environment."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8080, metadata={"help": "HTTP/WebSocket port"})
+    redis_url: str = field(
+        default="",
+        metadata={
+            "help": "Redis to use (redis://, rediss://, unix://, redis+cluster://); "
+            "empty starts a private embedded Redis in the data dir"
+        },
+    )
+    redis_cluster: bool = field(default=False, metadata={"help": "treat --redis-url as Redis Cluster"})
+    data_dir: Path = field(default=Path("./data"), metadata={"help": "where Redis, the secret and recordings live"})
+    secret: str = field(
+        default="", metadata={"help": "token signing key (generated and kept in the data dir when absent)"}
+    )
+    demo: bool = field(default=False, metadata={"help": "create a demo show and print its URLs"})
+    log_json: bool = field(default=False, metadata={"help": "one JSON object per log line"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
+    public_url: str = field(
+        default="", metadata={"help": "base URL printed in links (default http://HOST:PORT)"}
+    )
+    reuse_port: bool = field(
+        default=False, metadata={"help": "SO_REUSEPORT: several processes share one port (needs --redis-url)"}
+    )
+    guest_per_minute: int = field(default=30, metadata={"help": "guest tokens per client IP per minute"})
+    # Real-time layer.
+    chat_max_chars: int = field(default=200, metadata={"help": "longest danmaku accepted"})
+    chat_rate: float = field(default=1.0, metadata={"help": "danmaku per second per viewer (token bucket rate)"})
+    chat_burst: int = field(default=3, metadata={"help": "token bucket burst for danmaku"})
+    chat_history: int = field(default=1000, metadata={"help": "danmaku kept per show for reconnect recovery"})
+    banned_words: list[str] = field(
+        default_factory=list, metadata={"help": "extra banned words, comma separated"}
+    )
+    batch_ms: int = field(default=50, metadata={"help": "fan-out batching window in ms"})
+    # Commerce.
+    reservation_ttl_s: int = field(default=300, metadata={"help": "how long a flash-sale reservation is held"})
+    payment_latency_ms: int = field(default=50, metadata={"help": "simulated payment provider latency"})
+    payment_failure_rate: float = field(default=0.0, metadata={"help": "simulated payment failure rate 0..1"})
+    # Media.
+    ice_addresses: list[str] = field(
+        default_factory=list, metadata={"help": "ICE host addresses to gather, comma separated (default: host)"}
+    )
+    announced_address: str = field(default="", metadata={"help": "public address announced in ICE candidates"})
+    ice_servers: list[str] = field(
+        default_factory=list, metadata={"help": "STUN/TURN URLs handed to clients, comma separated"}
+    )
+    udp_port_min: int = field(default=0, metadata={"help": "lowest UDP port for media (0: any)"})
+    udp_port_max: int = field(default=0, metadata={"help": "highest UDP port for media (0: any)"})
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    if kind in (bool, "bool"):
+        return _bool(raw)
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    if kind in (Path, "Path"):
+        return Path(raw)
+    if kind in ("list[str]",):
+        return _csv(raw)
+    return raw
+
+
+def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build Settings from flags (argv) over environment (env) over defaults."""
+    env = dict(os.environ) if env is None else env
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="liveshop", description="liveshop live-commerce streaming server")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env_name = "LIVESHOP_" + f.name.upper()
+        default = getattr(defaults, f.name)
+        if env_name in env:
+            default = _convert(f.type, env[env_name])
+        help_text = f"{f.metadata.get('help', '')} (env {env_name})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(
+                flag,
+                default=default,
+                type=lambda raw, kind=f.type: _convert(kind, raw),
+                help=help_text,
+            )
+    namespace = parser.parse_args(argv)
+    return Settings(**vars(namespace))

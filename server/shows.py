@@ -1,0 +1,169 @@
+"""Shows and identity over HTTP: create a show, list shows, mint tokens, hand out guest tokens.
+
+A show is a Redis hash ``{show:ID}:meta`` plus an entry in the global show index.
+Creating a show is open (like opening a room) and answers with the host token for it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import auth, keys
+from .appkeys import REDIS, SETTINGS
+from .errors import ApiError, bad_request, not_found, read_json
+
+SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_TITLE = 120
+MAX_NAME = 40
+STATUSES = ("upcoming", "live", "ended")
+
+
+def check_show_id(show_id: str) -> str:
+    if not SHOW_ID_RE.match(show_id):
+        raise bad_request("bad_show_id", "show id must be 1-64 of A-Z a-z 0-9 _ -")
+    return show_id
+
+
+def _clean_text(value: Any, field: str, max_len: int, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("bad_field", f"{field} must be a non-empty string", field=field)
+    value = value.strip()
+    if len(value) > max_len:
+        raise bad_request("bad_field", f"{field} is longer than {max_len} characters", field=field)
+    return value
+
+
+async def get_show(app: web.Application, show_id: str) -> dict[str, Any]:
+    """The show's public fields, or 404 ``show_not_found``."""
+    check_show_id(show_id)
+    meta = await app[REDIS].hgetall(keys.meta(show_id))
+    if not meta:
+        raise not_found("show_not_found", f"no show {show_id!r}")
+    return _public(meta)
+
+
+def _public(meta: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": meta["id"],
+        "title": meta["title"],
+        "host_name": meta["host_name"],
+        "status": meta["status"],
+        "created_at": int(meta["created_at"]),
+        "live_since": int(meta["live_since"]) if meta.get("live_since") else None,
+    }
+
+
+async def create_show(
+    app: web.Application, title: str, host_name: str, show_id: str | None = None
+) -> tuple[dict[str, Any], str, bool]:
+    """Create the show (or return the existing one with that id). Returns (show, host token, created)."""
+    show_id = check_show_id(show_id) if show_id else secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")
+    redis = app[REDIS]
+    now_ms = int(time.time() * 1000)
+    host_id = "host_" + show_id
+    created = bool(
+        await redis.hsetnx(keys.meta(show_id), "id", show_id)
+    )
+    if created:
+        await redis.hset(
+            keys.meta(show_id),
+            mapping={
+                "title": title,
+                "host_id": host_id,
+                "host_name": host_name,
+                "status": "upcoming",
+                "created_at": now_ms,
+                "live_since": "",
+            },
+        )
+        await redis.zadd(keys.SHOW_INDEX, {show_id: now_ms})
+    show = await get_show(app, show_id)
+    token = auth.issue(
+        app[SETTINGS].secret, show_id=show_id, role="host", name=show["host_name"], user_id=host_id
+    )
+    return show, token, created
+
+
+async def set_live(app: web.Application, show_id: str, live: bool) -> None:
+    """Mark the show live (a publisher is on) or ended."""
+    fields = {"status": "live", "live_since": int(time.time() * 1000)} if live else {"status": "ended"}
+    await app[REDIS].hset(keys.meta(show_id), mapping=fields)
+
+
+async def handle_create(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    title = _clean_text(body.get("title"), "title", MAX_TITLE, default="Live show")
+    host_name = _clean_text(body.get("host_name"), "host_name", MAX_NAME, default="Host")
+    show, token, created = await create_show(request.app, title, host_name, body.get("id"))
+    if not created:
+        raise ApiError(409, "show_exists", f"show {show['id']!r} already exists")
+    return web.json_response({"show": show, "host_token": token}, status=201)
+
+
+async def handle_list(request: web.Request) -> web.Response:
+    redis = request.app[REDIS]
+    ids = await redis.zrevrange(keys.SHOW_INDEX, 0, 99)
+    shows = []
+    for show_id in ids:
+        meta = await redis.hgetall(keys.meta(show_id))
+        if meta:
+            shows.append(_public(meta))
+    return web.json_response({"shows": shows})
+
+
+async def handle_get(request: web.Request) -> web.Response:
+    return web.json_response({"show": await get_show(request.app, request.match_info["show_id"])})
+
+
+async def handle_mint_token(request: web.Request) -> web.Response:
+    """Host mints moderator/viewer tokens for the "1 host + N operators" team."""
+    show_id = request.match_info["show_id"]
+    await get_show(request.app, show_id)
+    await auth.authenticate(request, show_id, {"host"})
+    body = await read_json(request)
+    role = body.get("role", "viewer")
+    if role not in ("moderator", "viewer"):
+        raise bad_request("bad_role", "role must be 'moderator' or 'viewer'")
+    name = _clean_text(body.get("name"), "name", MAX_NAME, default=role.capitalize())
+    ttl = body.get("ttl_s", auth.DEFAULT_TTL_S)
+    if not isinstance(ttl, int) or not 60 <= ttl <= 30 * 24 * 3600:
+        raise bad_request("bad_field", "ttl_s must be an integer from 60 to 2592000", field="ttl_s")
+    user_id = auth.new_user_id("m" if role == "moderator" else "v")
+    token = auth.issue(request.app[SETTINGS].secret, show_id=show_id, role=role, name=name, user_id=user_id, ttl_s=ttl)
+    return web.json_response({"token": token, "user_id": user_id, "role": role, "name": name}, status=201)
+
+
+async def handle_guest(request: web.Request) -> web.Response:
+    """An anonymous viewer token, rate-limited per client IP."""
+    show_id = request.match_info["show_id"]
+    await get_show(request.app, show_id)
+    settings = request.app[SETTINGS]
+    ip = request.remote or "unknown"
+    bucket = f"liveshop:guest_rate:{ip}:{int(time.time() // 60)}"
+    redis = request.app[REDIS]
+    count = await redis.incr(bucket)
+    if count == 1:
+        await redis.expire(bucket, 120)
+    if count > settings.guest_per_minute:
+        raise ApiError(429, "rate_limited", "too many guest tokens from this address; wait a minute")
+    body = await read_json(request)
+    user_id = auth.new_user_id("g")
+    default_name = "Guest " + user_id[-4:]
+    name = _clean_text(body.get("name"), "name", MAX_NAME, default=default_name)
+    token = auth.issue(settings.secret, show_id=show_id, role="viewer", name=name, user_id=user_id, guest=True)
+    return web.json_response({"token": token, "user_id": user_id, "role": "viewer", "name": name}, status=201)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/shows", handle_create)
+    app.router.add_get("/api/shows", handle_list)
+    app.router.add_get("/api/shows/{show_id}", handle_get)
+    app.router.add_post("/api/shows/{show_id}/tokens", handle_mint_token)
+    app.router.add_post("/api/shows/{show_id}/guest", handle_guest)

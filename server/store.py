@@ -1,0 +1,50 @@
+"""The one Redis layer: connecting (standalone, unix socket or Cluster) and loading Lua scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from .errors import ConfigError
+
+Redis = aioredis.Redis | RedisCluster
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(("redis+cluster://", "rediss+cluster://"))
+
+
+async def connect(url: str, cluster: bool = False, **options: Any) -> Redis:
+    """Connect and PING, or raise ConfigError with one clear line."""
+    options.setdefault("decode_responses", True)
+    options.setdefault("socket_connect_timeout", 3)
+    client: Redis
+    try:
+        if cluster or is_cluster_url(url):
+            plain = url.replace("+cluster", "", 1)
+            client = RedisCluster.from_url(plain, **options)
+            await client.initialize()
+        else:
+            options.setdefault("health_check_interval", 30)
+            client = aioredis.Redis.from_url(url, **options)
+        await client.ping()
+    except (aioredis.RedisError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
+def load_script(client: Redis, lua_file: Path) -> Any:
+    """Register a ``.lua`` file once (EVALSHA with EVAL fallback, handled by redis-py)."""
+    return client.register_script(lua_file.read_text())
+
+
+async def server_version(client: Redis) -> str:
+    info = await client.info("server")
+    if isinstance(client, RedisCluster):
+        # Cluster INFO answers per node: {node: {...}}; any node's version will do.
+        first = next(iter(info.values()))
+        info = first if isinstance(first, dict) else info
+    return str(info.get("redis_version", "unknown"))

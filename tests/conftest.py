@@ -1,0 +1,166 @@
+"""Shared fixtures: a real embedded Redis for the session, the app in-process, servers as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.config import Settings
+from server.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real redis-server (the embedded one) for the whole session; tests use distinct show ids."""
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = embedded.start()
+    yield url
+    embedded.stop()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        secret="test-secret",
+        guest_per_minute=100_000,
+        ice_addresses=["127.0.0.1"],
+        payment_latency_ms=0,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings) -> TestClient:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def make_show(client: TestClient) -> Callable[..., Awaitable[tuple[str, str]]]:
+    """Create a show through the API; returns (show_id, host_token)."""
+
+    async def make(title: str = "Test show") -> tuple[str, str]:
+        resp = await client.post("/api/shows", json={"title": title})
+        assert resp.status == 201, await resp.text()
+        body = await resp.json()
+        return body["show"]["id"], body["host_token"]
+
+    return make
+
+
+@pytest.fixture
+def guest_token(client: TestClient) -> Callable[[str], Awaitable[str]]:
+    async def make(show_id: str, name: str | None = None) -> str:
+        resp = await client.post(f"/api/shows/{show_id}/guest", json={"name": name} if name else {})
+        assert resp.status == 201, await resp.text()
+        return str((await resp.json())["token"])
+
+    return make
+
+
+@dataclass
+class ServerProcess:
+    """A ``python -m server`` child process."""
+
+    url: str
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    """Blocking JSON request for process-level tests (no event loop needed)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def start_server(
+    data_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None, wait: bool = True
+) -> ServerProcess:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"server-{port}.log"
+    argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    argv += ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "100000", *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, data_dir, proc, log_path, list(args))
+    if wait:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
+            try:
+                status, _ = http_json(server.url + "/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                server.stop(signal.SIGKILL)
+                raise RuntimeError(f"server did not become healthy:\n{server.log()}")
+            time.sleep(0.1)
+    return server
+
+
+@pytest.fixture
+def server_proc(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: ``server_proc("--demo", data_dir=..., port=...)`` starts a server process; all stop at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, data_dir: Path | None = None, **kwargs: object) -> ServerProcess:
+        server = start_server(data_dir or tmp_path / f"data{len(started)}", *args, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
