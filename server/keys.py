@@ -26,3 +26,18 @@ def meta(show_id: str) -> str:
 def channel(show_id: str) -> str:
     """Pub/sub channel carrying the show's events to every node."""
     return show_key(show_id, "events")
+
+
+def chat_stream(show_id: str) -> str:
+    """Bounded stream of danmaku (history for reconnect recovery). Fields: uid, name, role, text, ts."""
+    return show_key(show_id, "chat")
+
+
+def counters(show_id: str) -> str:
+    """Hash of running totals read by live stats: chat_messages, likes, product_clicks, …"""
+    return show_key(show_id, "counters")
+
+
+def orders_stream(show_id: str) -> str:
+    """The show's order events (reserved, paid, expired, cancelled, failed)."""
+    return show_key(show_id, "orders")
