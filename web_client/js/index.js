@@ -1,0 +1,59 @@
+// Landing page: live and upcoming shows; create a show and jump to its studio.
+import { api } from "./api.js";
+import { $, h, timeOfDay } from "./util.js";
+
+function card(show) {
+  return h(
+    "li",
+    {},
+    h(
+      "a.show-card",
+      { href: `/watch/${encodeURIComponent(show.id)}`, "data-show": show.id },
+      h(`span.badge.${show.status}`, {}, show.status === "live" ? "LIVE" : show.status),
+      h("div.title", {}, show.title),
+      h("div.muted", {}, `${show.host_name}` + (show.live_since ? ` · live since ${timeOfDay(show.live_since)}` : ""))
+    )
+  );
+}
+
+async function load() {
+  try {
+    const { shows } = await api("/api/shows");
+    const groups = { live: [], upcoming: [], ended: [] };
+    for (const s of shows) (groups[s.status] || groups.upcoming).push(s);
+    for (const [status, list] of Object.entries(groups)) {
+      const ul = $(`#${status}-shows`);
+      ul.replaceChildren(...list.map(card));
+      if (!list.length) ul.append(h("li.muted", {}, status === "live" ? "Nobody is live right now." : "None."));
+    }
+  } catch (err) {
+    $("#live-shows").replaceChildren(h("li.error-text", {}, "Could not load shows: " + err.message));
+  }
+}
+
+$("#create-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("#create-error").textContent = "";
+  const body = {};
+  const title = $("#create-title").value.trim();
+  const host = $("#create-host").value.trim();
+  if (title) body.title = title;
+  if (host) body.host_name = host;
+  $("#create-btn").disabled = true;
+  try {
+    const { show, host_token } = await api("/api/shows", { method: "POST", body });
+    const studio = `/host/${encodeURIComponent(show.id)}#token=${encodeURIComponent(host_token)}`;
+    $("#created-host").href = studio;
+    $("#created-watch").href = `/watch/${encodeURIComponent(show.id)}`;
+    $("#created").hidden = false;
+    $("#created-host").focus();
+    load();
+  } catch (err) {
+    $("#create-error").textContent = `${err.message} (${err.code})`;
+  } finally {
+    $("#create-btn").disabled = false;
+  }
+});
+
+load();
+setInterval(load, 10000);
