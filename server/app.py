@@ -22,6 +22,7 @@ log = logging.getLogger("liveshop.app")
 PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
+    "server.web",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)
