@@ -1,0 +1,477 @@
+"""The WebSocket protocol: one message schema, two wire codecs (`liveshop.json`, `liveshop.msgpack`).
+
+Every frame carries exactly one message object with a `type`. The dataclasses below are the
+schema: :func:`validate` checks client messages against them, and :func:`markdown` renders them
+into `docs/protocol.md` (`python -m server.protocol` rewrites the generated section).
+Server frames are encoded once per codec and reused for every viewer (:func:`ws_frame`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgpack
+
+MAX_FRAME_BYTES = 64 * 1024
+SUBPROTOCOL_JSON = "liveshop.json"
+SUBPROTOCOL_MSGPACK = "liveshop.msgpack"
+SUBPROTOCOLS = (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON)
+
+
+class ProtocolError(Exception):
+    """A client frame that breaks the protocol: answered with an `error` carrying `code`."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def _f(doc: str, default: Any = MISSING, **limits: Any) -> Any:
+    """A schema field: its doc line, optional default, and limits (min/max for ints, max_len for str)."""
+    meta = {"doc": doc, **limits}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- client → server
+
+
+@dataclass
+class Chat:
+    """Send a danmaku. Replied with `{msg_id, ts}`; the message itself arrives to everyone as a `chat` event."""
+
+    TYPE: ClassVar[str] = "chat"
+    text: str = _f("1..chat_max_chars (default 200) characters after trimming", max_len=4096)
+
+
+@dataclass
+class Like:
+    """Hearts tapped since the last `like` (clients should group taps, e.g. every 200 ms). No reply fields."""
+
+    TYPE: ClassVar[str] = "like"
+    count: int = _f("taps, 1..50", 1, min=1, max=50)
+
+
+@dataclass
+class Ping:
+    """Application-level ping. Replied with `{ts}` (server time, ms)."""
+
+    TYPE: ClassVar[str] = "ping"
+
+
+@dataclass
+class ModDelete:
+    """Staff: retract a chat message. Everyone receives `chat.delete`."""
+
+    TYPE: ClassVar[str] = "mod.delete"
+    message_id: str = _f("id of the chat message", max_len=64)
+
+
+@dataclass
+class ModMute:
+    """Staff: mute a user for N minutes (their chat is refused with `muted`)."""
+
+    TYPE: ClassVar[str] = "mod.mute"
+    user_id: str = _f("user to mute", max_len=64)
+    minutes: int = _f("1..1440", 10, min=1, max=1440)
+
+
+@dataclass
+class ModUnmute:
+    """Staff: lift a mute."""
+
+    TYPE: ClassVar[str] = "mod.unmute"
+    user_id: str = _f("user to unmute", max_len=64)
+
+
+@dataclass
+class ModBan:
+    """Staff: ban a user from the show: their connections close with 1008 and they cannot rejoin."""
+
+    TYPE: ClassVar[str] = "mod.ban"
+    user_id: str = _f("user to ban", max_len=64)
+
+
+@dataclass
+class ModUnban:
+    """Staff: lift a ban."""
+
+    TYPE: ClassVar[str] = "mod.unban"
+    user_id: str = _f("user to unban", max_len=64)
+
+
+@dataclass
+class ModPin:
+    """Staff: pin one chat message (replaces the previous pin). Everyone receives `chat.pin`."""
+
+    TYPE: ClassVar[str] = "mod.pin"
+    message_id: str = _f("id of the chat message", max_len=64)
+
+
+@dataclass
+class ModUnpin:
+    """Staff: remove the pinned message. Everyone receives `chat.unpin`."""
+
+    TYPE: ClassVar[str] = "mod.unpin"
+
+
+CLIENT_MESSAGES: dict[str, type] = {
+    cls.TYPE: cls for cls in (Chat, Like, Ping, ModDelete, ModMute, ModUnmute, ModBan, ModUnban, ModPin, ModUnpin)
+}
+STAFF_MESSAGES = frozenset(t for t in CLIENT_MESSAGES if t.startswith("mod."))
+
+# --------------------------------------------------------------------------- server → client
+
+
+@dataclass
+class Welcome:
+    """First frame after connecting. Followed by one `batch` with recent or recovered chat."""
+
+    TYPE: ClassVar[str] = "welcome"
+    user: dict = _f("`{id, name, role}` of this connection")
+    show: dict = _f("the show: `{id, title, host_name, status, created_at, live_since}`")
+    epoch: str = _f("chat history epoch; pass it back with `since` to recover")
+    last_id: str = _f("id of the newest chat message in history (\"0-0\" if none)")
+    recovered: bool = _f("true when `since` was given and every missed message follows")
+    viewers: int = _f("current viewers of the show (all nodes)")
+    peak: int = _f("peak concurrent viewers")
+    likes: int = _f("total likes")
+    pinned: dict = _f("the pinned chat `{id, uid, name, text}` or null")
+    codec: str = _f("the negotiated subprotocol")
+    limits: dict = _f("`{chat_max_chars, chat_rate, chat_burst, max_frame_bytes}`")
+
+
+@dataclass
+class Reply:
+    """Answer to a client message that carried an `id`; result fields are merged in."""
+
+    TYPE: ClassVar[str] = "reply"
+    id: int = _f("the request id")
+
+
+@dataclass
+class Error:
+    """A refused client message (or bad frame). `id` is the request id, or null."""
+
+    TYPE: ClassVar[str] = "error"
+    id: int = _f("the request id or null")
+    code: str = _f("machine-readable code (table below)")
+    message: str = _f("human-readable text")
+
+
+@dataclass
+class Batch:
+    """Events of one batching window (~50 ms), in order. The only way events are delivered."""
+
+    TYPE: ClassVar[str] = "batch"
+    events: list = _f("event objects, each with a `type`")
+
+
+# --------------------------------------------------------------------------- events (inside a batch)
+
+
+@dataclass
+class ChatEvent:
+    """A danmaku. `id` is a Redis stream id `<ms>-<seq>`: increasing within a show."""
+
+    TYPE: ClassVar[str] = "chat"
+    id: str = _f("message id (monotonic within the show)")
+    uid: str = _f("sender user id")
+    name: str = _f("sender display name")
+    role: str = _f("host, moderator or viewer")
+    text: str = _f("the message")
+    ts: int = _f("server time, ms")
+
+
+@dataclass
+class ChatDeleteEvent:
+    """A retracted message: remove it from the screen."""
+
+    TYPE: ClassVar[str] = "chat.delete"
+    id: str = _f("message id")
+
+
+@dataclass
+class ChatPinEvent:
+    """A pinned message (replaces any previous pin)."""
+
+    TYPE: ClassVar[str] = "chat.pin"
+    id: str = _f("message id")
+    uid: str = _f("author user id")
+    name: str = _f("author name")
+    text: str = _f("text")
+
+
+@dataclass
+class ChatUnpinEvent:
+    """The pin was removed."""
+
+    TYPE: ClassVar[str] = "chat.unpin"
+
+
+@dataclass
+class LikesEvent:
+    """Running total of likes (sent at most every ~200 ms per node, never one frame per like)."""
+
+    TYPE: ClassVar[str] = "likes"
+    total: int = _f("total likes of the show")
+
+
+@dataclass
+class PresenceEvent:
+    """Viewer count, refreshed every ~2 s (only sent when it changed)."""
+
+    TYPE: ClassVar[str] = "presence"
+    viewers: int = _f("current connections across all nodes")
+    peak: int = _f("peak concurrent viewers")
+
+
+@dataclass
+class SkippedEvent:
+    """This connection was too slow: `count` chat messages were dropped just before this point."""
+
+    TYPE: ClassVar[str] = "skipped"
+    count: int = _f("number of dropped chat events")
+
+
+@dataclass
+class HistoryLostEvent:
+    """Recovery failed: messages since the given id are no longer (all) in history."""
+
+    TYPE: ClassVar[str] = "history_lost"
+    reason: str = _f("`too_old` (trimmed) or `epoch_changed` (history was reset)")
+    since: str = _f("the id the client asked for")
+    epoch: str = _f("the current epoch")
+    first_id: str = _f("oldest id still in history (\"0-0\" if empty)")
+
+
+@dataclass
+class UserMutedEvent:
+    """Staff only: a user was muted (or unmuted: `until` 0)."""
+
+    TYPE: ClassVar[str] = "user.muted"
+    user_id: str = _f("the user")
+    until: int = _f("mute end, ms since epoch (0 = unmuted)")
+    by: str = _f("staff user id")
+
+
+@dataclass
+class UserBannedEvent:
+    """Staff only: a user was banned (`banned` false: unbanned). Their connections close with 1008."""
+
+    TYPE: ClassVar[str] = "user.banned"
+    user_id: str = _f("the user")
+    banned: bool = _f("true: banned, false: unbanned")
+    by: str = _f("staff user id")
+
+
+SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
+EVENTS: tuple[type, ...] = (
+    ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
+    SkippedEvent, HistoryLostEvent, UserMutedEvent, UserBannedEvent,
+)  # fmt: skip
+
+ERROR_CODES: dict[str, str] = {
+    "bad_frame": "frame is not valid JSON/msgpack, or not an object",
+    "bad_type": "`type` missing or not a string",
+    "unknown_type": "no such message type",
+    "bad_field": "a field is missing, of the wrong type or out of range (`field` names it)",
+    "forbidden": "your role may not do this (e.g. a viewer calling `mod.*`)",
+    "rate_limited": "too many chat messages; `retry_after_ms` says when to retry",
+    "flood": "too many frames per second on this connection",
+    "banned_word": "the chat text contains a banned word",
+    "muted": "you are muted until `until` (ms)",
+    "banned": "you are banned from this show",
+    "not_found": "the message (or user) does not exist",
+    "internal": "the server failed; the connection stays open",
+}
+
+CLOSE_CODES: dict[int, str] = {
+    1000: "normal closure",
+    1001: "server going away (shutdown/restart): reconnect with `since`",
+    1008: "policy violation: repeated bad input, or banned from the show",
+    1009: "frame over 64 KiB",
+    1013: "try again later: the connection could not keep up (slow consumer)",
+    4001: "bad or expired token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired` precedes the close)",
+    4003: "token is for another show",
+    4004: "no such show",
+}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+_PY_TYPES = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list}
+
+
+def _field_type(cls: type, name: str) -> type:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    kind = hints[name]
+    return kind if isinstance(kind, type) else _PY_TYPES.get(str(kind), object)
+
+
+def validate(message: dict[str, Any]) -> Any:
+    """The schema object for a known client message, or ProtocolError (`bad_field`/`unknown_type`)."""
+    cls = CLIENT_MESSAGES.get(message["type"])
+    if cls is None:
+        raise ProtocolError("unknown_type", f"unknown message type {message['type']!r}")
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        name = spec.name
+        if name not in message or message[name] is None:
+            if spec.default is MISSING:
+                raise ProtocolError("bad_field", f"{name} is required", name)
+            continue
+        value = message[name]
+        kind = _field_type(cls, name)
+        if kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ProtocolError("bad_field", f"{name} must be {kind.__name__}", name)
+        meta = spec.metadata
+        if kind is int and not (meta.get("min", value) <= value <= meta.get("max", value)):
+            raise ProtocolError("bad_field", f"{name} must be {meta.get('min')}..{meta.get('max')}", name)
+        if kind is str and len(value) > meta.get("max_len", MAX_FRAME_BYTES):
+            raise ProtocolError("bad_field", f"{name} is too long", name)
+        values[name] = value
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+class Codec:
+    """One wire format: decodes client frames, encodes server messages (payload only)."""
+
+    name: str = ""
+    binary: bool = False
+
+    def encode(self, message: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def frame(self, message: dict[str, Any]) -> bytes:
+        """The complete WebSocket frame (header + payload) for `message`."""
+        return ws_frame(self.encode(message), self.binary)
+
+
+class JsonCodec(Codec):
+    name = SUBPROTOCOL_JSON
+    binary = False
+
+    def encode(self, message: dict[str, Any]) -> bytes:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class MsgpackCodec(Codec):
+    name = SUBPROTOCOL_MSGPACK
+    binary = True
+
+    def encode(self, message: dict[str, Any]) -> bytes:
+        return msgpack.packb(message, use_bin_type=True)
+
+
+JSON = JsonCodec()
+MSGPACK = MsgpackCodec()
+CODECS: dict[str, Codec] = {JSON.name: JSON, MSGPACK.name: MSGPACK}
+
+
+def decode(data: str | bytes) -> dict[str, Any]:
+    """A client frame (text → JSON, binary → msgpack, whatever the subprotocol) as a message dict."""
+    try:
+        if isinstance(data, str):
+            message = json.loads(data)
+        else:
+            message = msgpack.unpackb(data, raw=False, strict_map_key=False, max_buffer_size=MAX_FRAME_BYTES)
+    except Exception:  # every malformed-input exception of either decoder means the same thing
+        raise ProtocolError("bad_frame", "frame is not a valid message") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_frame", "a message must be an object")
+    if not isinstance(message.get("type"), str):
+        raise ProtocolError("bad_type", "type must be a string")
+    return message
+
+
+def request_id(message: dict[str, Any]) -> int | None:
+    """The message's `id` if it is a plain integer (anything else is ignored)."""
+    rid = message.get("id")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) < 2**53 else None
+
+
+def ws_frame(payload: bytes, binary: bool) -> bytes:
+    """An unmasked, uncompressed, final WebSocket frame (RFC 6455 §5.2), built once and written to many."""
+    first = 0x82 if binary else 0x81
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def _type_name(cls: type, name: str) -> str:
+    return _field_type(cls, name).__name__
+
+
+def _table(cls: type) -> list[str]:
+    rows = [f"### `{cls.TYPE}`", "", (cls.__doc__ or "").strip(), ""]  # type: ignore[attr-defined]
+    specs = fields(cls)
+    if specs:
+        rows += ["| field | type | required | notes |", "|---|---|---|---|"]
+        for spec in specs:
+            required = "yes" if spec.default is MISSING else f"no (default {spec.default!r})"
+            rows.append(f"| `{spec.name}` | {_type_name(cls, spec.name)} | {required} | {spec.metadata.get('doc', '')} |")
+        rows.append("")
+    return rows
+
+
+def markdown() -> str:
+    """The generated reference section of docs/protocol.md."""
+    out = ["## Client → server messages", ""]
+    for cls in CLIENT_MESSAGES.values():
+        out += _table(cls)
+    out += ["## Server → client messages", ""]
+    for cls in SERVER_MESSAGES:
+        out += _table(cls)
+    out += ["## Events (inside `batch`)", ""]
+    for cls in EVENTS:
+        out += _table(cls)
+    out += ["## Error codes", "", "| code | meaning |", "|---|---|"]
+    out += [f"| `{code}` | {text} |" for code, text in ERROR_CODES.items()]
+    out += ["", "## Close codes", "", "| code | meaning |", "|---|---|"]
+    out += [f"| {code} | {text} |" for code, text in CLOSE_CODES.items()]
+    return "\n".join(out) + "\n"
+
+
+BEGIN = "<!-- BEGIN GENERATED: python -m server.protocol -->"
+END = "<!-- END GENERATED -->"
+
+
+def write_docs(path: Path) -> None:
+    """Replace the generated section of `path` with :func:`markdown`."""
+    text = path.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{BEGIN}\n\n{markdown()}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    write_docs(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/protocol.md"))
