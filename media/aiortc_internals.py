@@ -1,0 +1,339 @@
+"""The one module that reaches into aiortc's (and aioice's) private internals.
+
+aiortc 1.16 has no public encoded-frame API: ``RTCRtpReceiver`` depayloads and hands
+frames to a decoder thread, and ``RTCRtpSender`` always (re)packetizes. A relay wants
+neither, so this module:
+
+* taps a receiver's RTP path before the jitter buffer (keeping receiver statistics, RTX
+  unwrapping and NACK generation, RFC 4585 §6.2.1) and hands raw ``RtpPacket``s on;
+* parks a sender (its track never yields) and replaces its RTCP loop, so the relay can
+  write already-packetized RTP straight through the SRTP session (RFC 3711) to the
+  nominated ICE pair of the viewer;
+* makes aioice gather the configured host addresses (it skips 127.0.0.1) in a UDP port
+  range and announce a public address (like mediasoup's ``announcedIp``).
+
+aiortc is pinned ``==1.16.0``; ``tests/media/test_aiortc_internals.py`` calls
+:func:`check_internals` so an upgrade that moves any of this fails loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aioice.ice
+import aiortc
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    AnyRtcpPacket,
+    RtcpPacket,
+    RtpPacket,
+    unwrap_rtx,
+)
+
+AIORTC_VERSION = "1.16.0"
+
+OnRtp = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+OnRtcp = Callable[[AnyRtcpPacket], None]
+
+__all__ = [
+    "AIORTC_VERSION",
+    "ParkedTrack",
+    "RtpPacket",
+    "RtcpPacket",
+    "check_internals",
+    "configure_ice",
+    "fast_rtp_writer",
+    "park_sender",
+    "request_keyframe",
+    "sender_cname",
+    "tap_receiver",
+]
+
+
+def check_internals() -> list[str]:
+    """Return what is missing from the aiortc/aioice internals this module relies on."""
+    problems: list[str] = []
+    if aiortc.__version__ != AIORTC_VERSION:
+        problems.append(f"aiortc {aiortc.__version__} != pinned {AIORTC_VERSION}")
+    need: list[tuple[Any, str]] = [
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCRtpSender, "_run_rtcp"),
+        (RTCRtpSender, "_send_rtcp"),
+        (RTCDtlsTransport, "_send_rtp"),
+        (aioice.ice, "get_host_addresses"),
+        (aioice.ice.Connection, "get_component_candidates"),
+        (aioice.ice.Connection, "sendto"),
+    ]
+    for owner, name in need:
+        if not hasattr(owner, name):
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is gone")
+    dtls = RTCDtlsTransport.__init__.__code__.co_names
+    for name in ("_tx_srtp", "_rx_srtp"):
+        if name not in dtls:
+            problems.append(f"RTCDtlsTransport no longer sets {name}")
+    recv_init = RTCRtpReceiver.__init__.__code__.co_names
+    for name in (
+        "_RTCRtpReceiver__codecs",
+        "_RTCRtpReceiver__remote_streams",
+        "_RTCRtpReceiver__rtx_ssrc",
+        "_RTCRtpReceiver__nack_generator",
+    ):
+        if name not in recv_init:
+            problems.append(f"RTCRtpReceiver no longer sets {name}")
+    send_init = RTCRtpSender.__init__.__code__.co_names
+    for name in (
+        "_RTCRtpSender__rtcp_started",
+        "_RTCRtpSender__rtcp_exited",
+        "_RTCRtpSender__rtx_payload_type",
+        "_RTCRtpSender__cname",
+        "_RTCRtpSender__force_keyframe",
+    ):
+        if name not in send_init:
+            problems.append(f"RTCRtpSender no longer sets {name}")
+    conn_init = aioice.ice.Connection.__init__.__code__.co_names
+    if "_nominated" not in conn_init:
+        problems.append("aioice Connection no longer has _nominated")
+    return problems
+
+
+# --------------------------------------------------------------------------- receive side
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_rtp: OnRtp, on_rtcp: OnRtcp) -> None:
+    """Take RTP from ``receiver`` before its jitter buffer and decoder.
+
+    Keeps what the publisher relies on: receiver statistics for RTCP RR (RFC 3550 §6.4.2),
+    RTX unwrapping (RFC 4588) and NACK generation (RFC 4585 §6.2.1). Nothing is decoded.
+    """
+    original_rtcp = receiver._handle_rtcp_packet
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = receiver._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)  # type: ignore[attr-defined]
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        if packet.payload:
+            on_rtp(packet, codec)
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        await original_rtcp(packet)
+        on_rtcp(packet)
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
+    """Send a PLI (RFC 4585 §6.3.1) for ``media_ssrc`` to the publisher."""
+    return receiver._send_rtcp_pli(media_ssrc)
+
+
+def keyframe_requested(sender: RTCRtpSender) -> bool:
+    """Read and clear the PLI/FIR flag a sender sets (publishers of pre-encoded packets)."""
+    flag = bool(sender._RTCRtpSender__force_keyframe)  # type: ignore[attr-defined]
+    sender._RTCRtpSender__force_keyframe = False  # type: ignore[attr-defined]
+    return flag
+
+
+# --------------------------------------------------------------------------- send side
+
+
+class ParkedTrack(MediaStreamTrack):
+    """A track whose ``recv`` never returns: the sender's own RTP loop stays idle."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise asyncio.CancelledError
+
+
+def park_sender(
+    sender: RTCRtpSender,
+    on_rtcp: OnRtcp,
+    rtcp_loop: Callable[[], Awaitable[None]],
+    on_start: Callable[[RTCRtpSendParameters, int, int], None],
+) -> None:
+    """Route a sender's incoming RTCP to ``on_rtcp`` and replace its SR loop by ``rtcp_loop``.
+
+    ``on_start(parameters, ssrc, rtx_ssrc)`` sees the negotiated send parameters. Must be
+    called before the sender is started (before ``setLocalDescription``).
+    """
+    original_send = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        on_start(parameters, sender._ssrc, sender._rtx_ssrc)
+        await original_send(parameters)
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        on_rtcp(packet)
+
+    async def run_rtcp() -> None:
+        sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+        try:
+            await rtcp_loop()
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+    sender.send = send  # type: ignore[method-assign]
+
+
+def sender_cname(sender: RTCRtpSender) -> str | None:
+    return sender._RTCRtpSender__cname  # type: ignore[attr-defined,no-any-return]
+
+
+def fast_rtp_writer(
+    dtls: RTCDtlsTransport,
+) -> tuple[Callable[[bytes], None], Callable[[bytes], None]] | None:
+    """Synchronous (RTP, RTCP) writers: SRTP-protect and ``sendto`` the nominated pair.
+
+    Skips aiortc's coroutine-per-packet path (``_send_rtp`` → ``Connection.send``).
+    Returns None until DTLS is connected and ICE has a nominated pair.
+    """
+    srtp = dtls._tx_srtp
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if srtp is None or pair is None or pair.protocol.transport is None:
+        return None
+    sendto = pair.protocol.transport.sendto
+    addr = pair.remote_addr
+    protect = srtp.protect
+    protect_rtcp = srtp.protect_rtcp
+
+    def write_rtp(data: bytes) -> None:
+        sendto(protect(data), addr)
+
+    def write_rtcp(data: bytes) -> None:
+        sendto(protect_rtcp(data), addr)
+
+    return write_rtp, write_rtcp
+
+
+def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:
+    """Drop decrypted incoming RTP for which ``keep`` is False (tests: induced loss)."""
+    original = dtls._handle_rtp_data
+
+    async def handle(data: bytes, arrival_time_ms: int) -> None:
+        if keep(data):
+            await original(data, arrival_time_ms)
+
+    dtls._handle_rtp_data = handle  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- ICE gathering
+
+_ice_addresses: list[str] = []
+_announced = ""
+_port_range: tuple[int, int] = (0, 0)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_original_component_candidates = aioice.ice.Connection.get_component_candidates
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    if _ice_addresses:
+        return list(_ice_addresses)
+    return _original_get_host_addresses(use_ipv4, use_ipv6)
+
+
+def _bind_in_range(address: str) -> socket.socket:
+    low, high = _port_range
+    ports = list(range(low, high + 1))
+    random.shuffle(ports)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+            return sock
+        except OSError:
+            sock.close()
+    raise OSError(f"no free UDP port in {low}-{high} on {address}")
+
+
+async def _component_candidates(
+    self: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    timeout: int = 5,  # noqa: ASYNC109
+) -> list[Candidate]:
+    if not _announced and _port_range == (0, 0):
+        return await _original_component_candidates(self, component, addresses, timeout)
+    loop = asyncio.get_running_loop()
+    candidates: list[Candidate] = []
+    for address in addresses:
+        try:
+            if _port_range != (0, 0):
+                sock = _bind_in_range(address)
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(self), sock=sock
+                )
+            else:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(self), local_addr=(address, 0)
+                )
+        except OSError:
+            continue
+        bound = protocol.transport.get_extra_info("sockname")
+        host = _announced or bound[0]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=bound[1],
+            type="host",
+        )
+        candidates.append(protocol.local_candidate)
+        self._protocols.append(protocol)
+    # TURN relays (if any) still come from aioice itself.
+    candidates += await _original_component_candidates(self, component, [], timeout)
+    return candidates
+
+
+def configure_ice(
+    addresses: Sequence[str], announced: str = "", port_min: int = 0, port_max: int = 0
+) -> None:
+    """Gather host candidates on ``addresses`` (127.0.0.1 allowed), optionally announce a
+    public address instead of the bound one, and bind within ``[port_min, port_max]``."""
+    global _ice_addresses, _announced, _port_range
+    _ice_addresses = list(addresses)
+    _announced = announced
+    _port_range = (port_min, port_max) if port_min and port_max >= port_min else (0, 0)
+    aioice.ice.get_host_addresses = _get_host_addresses
+    aioice.ice.Connection.get_component_candidates = _component_candidates  # type: ignore[method-assign]

@@ -1,0 +1,350 @@
+"""Consumer: one viewer's copy of a producer's track.
+
+Per packet only what must differ per viewer is rewritten: SSRC, sequence number,
+timestamp and payload type (RFC 3550 §5.1), then SRTP-protected (RFC 3711) and sent.
+NACKs are answered from the producer's history, as RTX when negotiated (RFC 4588);
+sender reports are translated from the publisher's so lip sync survives (RFC 3550 §6.4.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiortc import RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
+
+from . import metrics
+from .aiortc_internals import fast_rtp_writer, park_sender, sender_cname
+
+if TYPE_CHECKING:
+    from .producer import Producer
+
+log = logging.getLogger("liveshop.media.consumer")
+
+_HDR = struct.Struct("!BBHII")
+_U16 = struct.Struct("!H")
+MASK32 = 0xFFFFFFFF
+CATCH_UP_CHUNK = 48  # cached packets sent per loop turn when a late joiner catches up
+
+NEW, WAITING, SYNC, CATCHUP, LIVE, CLOSED = range(6)
+
+
+class Consumer:
+    """One viewer track fed from a :class:`~media.producer.Producer`."""
+
+    def __init__(self, show_id: str, viewer_id: str, kind: str, sender: RTCRtpSender) -> None:
+        self.show_id = show_id
+        self.viewer_id = viewer_id
+        self.kind = kind
+        self.sender = sender
+        self.producer: Producer | None = None
+        self.state = NEW
+        self.pt = 0
+        self.rtx_pt: int | None = None
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.ssrc = 0
+        self.rtx_ssrc = 0
+        self.seq_next = random.getrandbits(16)
+        self.ts_next = random.getrandbits(32)
+        self.seq_off = 0
+        self.ts_off = 0
+        self.rtx_seq = random.getrandbits(16)
+        self.drop_rate = 0.0  # tests: induced loss on first transmission
+        self.packets = 0
+        self.octets = 0
+        self.nacks = 0
+        self.retransmits = 0
+        self.plis = 0
+        self.rtt: float | None = None
+        self.fraction_lost = 0.0
+        self.remb: int | None = None
+        self.first_sent_at: float | None = None
+        self._squash: dict[int, int] = {}
+        self._pending: list[RtpPacket] = []
+        self._write: Callable[[bytes], None] | None = None
+        self._write_rtcp: Callable[[bytes], None] | None = None
+        self._lsr: int | None = None
+        self._lsr_time = 0.0
+        self._reported = (0, 0, 0, 0)
+        self._task: asyncio.Task[None] | None = None
+        park_sender(sender, self._on_rtcp, self._rtcp_loop, self._on_start)
+
+    # ------------------------------------------------------------------ setup
+    def _on_start(self, parameters: RTCRtpSendParameters, ssrc: int, rtx_ssrc: int) -> None:
+        codec = parameters.codecs[0]
+        self.pt = codec.payloadType
+        self.clock_rate = codec.clockRate
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        for other in parameters.codecs:
+            if other.mimeType.lower().endswith("/rtx") and other.parameters.get("apt") == self.pt:
+                self.rtx_pt = other.payloadType
+
+    def connect(self) -> bool:
+        """Bind to the viewer's SRTP session and ICE pair (after DTLS is connected)."""
+        writers = fast_rtp_writer(self.sender.transport)
+        if writers is None:
+            return False
+        self._write, self._write_rtcp = writers
+        return True
+
+    def attach(self, producer: Producer) -> None:
+        """Start (or, after a publisher replacement, continue) from ``producer``."""
+        if self.producer is not None:
+            self.detach()
+        self.producer = producer
+        producer.add_consumer(self)
+
+    def detach(self) -> None:
+        """Leave the producer, remembering where our sequence and timestamps were."""
+        producer = self.producer
+        if producer is None:
+            return
+        producer.remove_consumer(self)
+        if self.state == LIVE and producer.last_seq is not None and producer.last_ts is not None:
+            self.seq_next = (producer.last_seq + self.seq_off + 1) & 0xFFFF
+            self.ts_next = (producer.last_ts + self.ts_off + self.clock_rate // 10) & MASK32
+        self.producer = None
+        self.state = NEW
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def sync_next(self) -> None:
+        """Audio: start with the next packet."""
+        self.state = SYNC
+
+    def wait_keyframe(self) -> None:
+        self.state = WAITING
+
+    # ------------------------------------------------------------------ hot path
+    def forward(self, p: RtpPacket) -> None:
+        if self.state != LIVE:
+            if self.state == CATCHUP:
+                self._pending.append(p)
+                return
+            if self.state != SYNC:
+                return
+            self.seq_off = (self.seq_next - p.sequence_number) & 0xFFFF
+            self.ts_off = (self.ts_next - p.timestamp) & MASK32
+            self.state = LIVE
+        if self.drop_rate and random.random() < self.drop_rate:
+            self.packets += 1
+            return
+        payload = p.payload
+        self._write(  # type: ignore[misc]
+            _HDR.pack(
+                0x80,
+                (p.marker << 7) | self.pt,
+                (p.sequence_number + self.seq_off) & 0xFFFF,
+                (p.timestamp + self.ts_off) & MASK32,
+                self.ssrc,
+            )
+            + payload
+        )
+        self.packets += 1
+        self.octets += len(payload)
+
+    # ------------------------------------------------------------------ instant join
+    def catch_up(self, snapshot: list[RtpPacket]) -> None:
+        """Send the cached GOP now, timestamps squashed so the viewer shows it at once.
+
+        Cached frames get consecutive timestamps ending at ``ts_next``; live packets then
+        continue at their natural spacing from the last cached frame.
+        """
+        if not snapshot:
+            self.wait_keyframe()
+            return
+        first = snapshot[0].sequence_number
+        ordered = sorted(snapshot, key=lambda p: (p.sequence_number - first) & 0xFFFF)
+        frames: list[int] = []
+        for p in ordered:
+            if not frames or frames[-1] != p.timestamp:
+                if p.timestamp not in frames:
+                    frames.append(p.timestamp)
+        n = len(frames)
+        base = self.ts_next
+        self._squash = {ts: (base - (n - 1 - i)) & MASK32 for i, ts in enumerate(frames)}
+        self.seq_off = (self.seq_next - first) & 0xFFFF
+        self.ts_off = (base - frames[-1]) & MASK32
+        if self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
+        if len(ordered) <= CATCH_UP_CHUNK:
+            for p in ordered:
+                self._send_cached(p)
+            self.state = LIVE
+            return
+        self.state = CATCHUP
+        self._pending = []
+        self._task = asyncio.ensure_future(self._catch_up(ordered))
+
+    async def _catch_up(self, ordered: list[RtpPacket]) -> None:
+        # Paced so the viewer's socket buffer is not flooded by a long GOP at once.
+        for start in range(0, len(ordered), CATCH_UP_CHUNK):
+            if self.state != CATCHUP:
+                return
+            for p in ordered[start : start + CATCH_UP_CHUNK]:
+                self._send_cached(p)
+            await asyncio.sleep(0.002)
+        pending, self._pending = self._pending, []
+        self.state = LIVE
+        self._task = None
+        for p in pending:
+            self.forward(p)
+
+    def _send_cached(self, p: RtpPacket) -> None:
+        ts = self._squash.get(p.timestamp, (p.timestamp + self.ts_off) & MASK32)
+        payload = p.payload
+        self._write(  # type: ignore[misc]
+            _HDR.pack(
+                0x80,
+                (p.marker << 7) | self.pt,
+                (p.sequence_number + self.seq_off) & 0xFFFF,
+                ts,
+                self.ssrc,
+            )
+            + payload
+        )
+        self.packets += 1
+        self.octets += len(payload)
+
+    # ------------------------------------------------------------------ RTCP in
+    def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._on_nack(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                self.plis += 1
+                metrics.PLI_RECEIVED.labels(self.show_id).inc()
+                if self.producer is not None:
+                    self.producer.request_keyframe()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self.ssrc in ssrcs:
+                    self.remb = bitrate
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc != self.ssrc:
+                    continue
+                self.fraction_lost = report.fraction_lost / 256
+                if self._lsr is not None and report.lsr == self._lsr and report.dlsr:
+                    rtt = time.time() - self._lsr_time - report.dlsr / 65536
+                    if rtt >= 0:
+                        self.rtt = rtt if self.rtt is None else 0.85 * self.rtt + 0.15 * rtt
+
+    def _on_nack(self, lost: list[int]) -> None:
+        """Answer a generic NACK (RFC 4585 §6.2.1) from the producer's packet history."""
+        producer = self.producer
+        self.nacks += len(lost)
+        if producer is None or self._write is None or self.state not in (LIVE, CATCHUP):
+            return
+        for seq in lost:
+            p = producer.history.get((seq - self.seq_off) & 0xFFFF)
+            if p is None:
+                continue
+            ts = self._squash.get(p.timestamp, (p.timestamp + self.ts_off) & MASK32)
+            if self.rtx_pt is not None:
+                # RFC 4588 §4: RTX payload = original sequence number + original payload.
+                data = (
+                    _HDR.pack(0x80, (p.marker << 7) | self.rtx_pt, self.rtx_seq, ts, self.rtx_ssrc)
+                    + _U16.pack(seq)
+                    + p.payload
+                )
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            else:
+                data = _HDR.pack(0x80, (p.marker << 7) | self.pt, seq, ts, self.ssrc) + p.payload
+            self._write(data)
+            self.retransmits += 1
+
+    # ------------------------------------------------------------------ RTCP out
+    async def _rtcp_loop(self) -> None:
+        """Sender reports translated from the publisher's (RFC 3550 §6.4.1), ~1/s."""
+        while True:
+            await asyncio.sleep(0.5 + random.random())
+            self.report()
+            producer = self.producer
+            if (
+                self._write_rtcp is None
+                or producer is None
+                or producer.sr is None
+                or self.state != LIVE
+            ):
+                continue
+            ntp, rtp_ts, wall = producer.sr
+            elapsed = time.time() - wall
+            ntp_now = ntp + int(elapsed * (1 << 32))
+            rtp_now = (rtp_ts + self.ts_off + int(elapsed * self.clock_rate)) & MASK32
+            packets: bytes = bytes(
+                RtcpSrPacket(
+                    ssrc=self.ssrc,
+                    sender_info=RtcpSenderInfo(
+                        ntp_timestamp=ntp_now,
+                        rtp_timestamp=rtp_now,
+                        packet_count=self.packets & MASK32,
+                        octet_count=self.octets & MASK32,
+                    ),
+                )
+            )
+            cname = sender_cname(self.sender)
+            if cname:
+                packets += bytes(
+                    RtcpSdesPacket(
+                        chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])]
+                    )
+                )
+            self._lsr = (ntp_now >> 16) & MASK32
+            self._lsr_time = time.time()
+            self._write_rtcp(packets)
+
+    def report(self) -> None:
+        """Publish counter deltas and per-viewer gauges."""
+        show, kind = self.show_id, self.kind
+        packets, octets, nacks, rtx = self._reported
+        if self.packets - packets:
+            metrics.PACKETS_SENT.labels(show, kind).inc(self.packets - packets)
+            metrics.BYTES_SENT.labels(show, kind).inc(self.octets - octets)
+        if self.nacks - nacks:
+            metrics.NACKS_RECEIVED.labels(show).inc(self.nacks - nacks)
+        if self.retransmits - rtx:
+            metrics.RETRANSMITS.labels(show).inc(self.retransmits - rtx)
+        self._reported = (self.packets, self.octets, self.nacks, self.retransmits)
+        metrics.VIEWER_PACKETS.labels(show, self.viewer_id, kind).set(self.packets)
+        metrics.VIEWER_LOSS.labels(show, self.viewer_id, kind).set(self.fraction_lost)
+        if self.rtt is not None:
+            metrics.VIEWER_RTT.labels(show, self.viewer_id, kind).set(self.rtt)
+        if self.remb is not None and kind == "video":
+            metrics.VIEWER_REMB.labels(show, self.viewer_id).set(self.remb)
+
+    def close(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.report()
+        self.detach()
+        self.state = CLOSED
+        self._write = None
+        self._write_rtcp = None

@@ -1,0 +1,148 @@
+"""Relay: the routers and WHIP/WHEP sessions of one process (mediasoup's Worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .errors import MediaError
+from .ice import IceConfig
+from .router import Router
+from .session import Session
+from .whep import ViewerSession
+from .whip import PublisherSession
+
+log = logging.getLogger("liveshop.media.relay")
+
+OnLive = Callable[[str, bool], Awaitable[None]]
+
+
+async def _ignore_live(show_id: str, live: bool) -> None:
+    return None
+
+
+@dataclass
+class RelayConfig:
+    ice: IceConfig = field(default_factory=IceConfig)
+    connect_timeout_s: float = 15.0  # ICE + DTLS must complete within this
+    gop_max_packets: int = 6000  # beyond this the GOP cache is dropped until the next keyframe
+    max_viewers_per_show: int = 5000
+
+
+class Relay:
+    """Accepts publishers and viewers, and closes everything on shutdown."""
+
+    def __init__(self, config: RelayConfig | None = None, on_live: OnLive = _ignore_live) -> None:
+        self.config = config or RelayConfig()
+        self.config.ice.apply()
+        self.rtc_config = self.config.ice.rtc_configuration()
+        self.on_live = on_live
+        self.routers: dict[str, Router] = {}
+        self.sessions: dict[str, Session] = {}
+        self._report_task: asyncio.Task[None] | None = None
+
+    def router(self, show_id: str) -> Router:
+        router = self.routers.get(show_id)
+        if router is None:
+            router = self.routers[show_id] = Router(show_id)
+        return router
+
+    def start(self) -> None:
+        if self._report_task is None:
+            self._report_task = asyncio.ensure_future(self._report_loop())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for router in list(self.routers.values()):
+                router.report()
+
+    # ------------------------------------------------------------------ WHIP
+    async def publish(
+        self, show_id: str, offer_sdp: str, replace: bool = False
+    ) -> PublisherSession:
+        """Accept a publisher; 409 if the show already has one and ``replace`` is false."""
+        router = self.router(show_id)
+        if router.publisher is not None and not replace:
+            raise MediaError(
+                409,
+                "already_live",
+                "this show already has a publisher (use ?replace=1 to take over)",
+            )
+        session = PublisherSession(
+            show_id, self.rtc_config, self._session_ended, self.config.gop_max_packets
+        )
+        try:
+            sdp = await session.accept(offer_sdp)
+        except BaseException:
+            await session.end()
+            raise
+        session.answer = sdp  # type: ignore[attr-defined]
+        old = router.publisher
+        router.publisher = session
+        router.set_producers(session.producers)
+        self.sessions[session.id] = session
+        session.start_watchdog(self.config.connect_timeout_s)
+        if old is not None:
+            old.producers = {}  # now owned by nobody: the router closed them
+            await old.end()
+        await self.on_live(show_id, True)
+        self.start()
+        return session
+
+    # ------------------------------------------------------------------ WHEP
+    async def view(self, show_id: str, offer_sdp: str, viewer_id: str) -> ViewerSession:
+        """Accept a viewer of a live show; 409 ``not_live`` otherwise."""
+        router = self.routers.get(show_id)
+        if router is None or router.publisher is None or not router.producers:
+            raise MediaError(409, "not_live", "this show is not live")
+        if len(router.viewers) >= self.config.max_viewers_per_show:
+            raise MediaError(503, "show_full", "too many viewers on this node")
+        session = ViewerSession(router, viewer_id, self.rtc_config, self._session_ended)
+        try:
+            sdp = await session.accept(offer_sdp)
+        except BaseException:
+            await session.end()
+            raise
+        session.answer = sdp  # type: ignore[attr-defined]
+        router.viewers[session.id] = session
+        self.sessions[session.id] = session
+        session.start_watchdog(self.config.connect_timeout_s)
+        self.start()
+        return session
+
+    # ------------------------------------------------------------------ lifecycle
+    def get(self, show_id: str, session_id: str, kind: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None or session.show_id != show_id or session.kind != kind:
+            raise MediaError(404, "no_session", "no such session")
+        return session
+
+    async def _session_ended(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        router = self.routers.get(session.show_id)
+        if router is None:
+            return
+        if isinstance(session, ViewerSession):
+            router.viewers.pop(session.id, None)
+        elif isinstance(session, PublisherSession) and router.publisher is session:
+            router.publisher = None
+            router.clear_producers()
+            for viewer in list(router.viewers.values()):
+                await viewer.end()  # the broadcast is over
+            await self.on_live(session.show_id, False)
+        if router.publisher is None and not router.viewers:
+            router.report()
+            self.routers.pop(session.show_id, None)
+
+    async def close(self) -> None:
+        if self._report_task is not None:
+            self._report_task.cancel()
+            self._report_task = None
+        for session in list(self.sessions.values()):
+            try:
+                await session.end()
+            except Exception:
+                log.exception("closing session")

@@ -1,0 +1,98 @@
+"""Real aiortc peers for media tests: a publisher and viewers speaking to a Relay directly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
+from media.relay import Relay
+
+
+class TestViewer:
+    """An aiortc viewer that decodes every frame (aiortc's normal receive path)."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.frames: list = []
+        self.audio_frames = 0
+        self.first_frame_at: float | None = None
+        self.started_at = 0.0
+        self.session_id = ""
+        self._tasks: list[asyncio.Task] = []
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    if self.first_frame_at is None:
+                        self.first_frame_at = time.monotonic()
+                    self.frames.append((frame.width, frame.height))
+                else:
+                    self.audio_frames += 1
+        except Exception as exc:  # track ended
+            self.error = exc
+
+    async def offer(self) -> str:
+        self.started_at = time.monotonic()
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def join(self, relay: Relay, show_id: str, viewer_id: str = "v") -> None:
+        session = await relay.view(show_id, await self.offer(), viewer_id)
+        self.session_id = session.id
+        await self.answer(session.answer)  # type: ignore[attr-defined]
+
+    @property
+    def ttff(self) -> float | None:
+        return None if self.first_frame_at is None else self.first_frame_at - self.started_at
+
+    async def wait_frames(self, n: int, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while len(self.frames) < n and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+class TestPublisher:
+    """An aiortc publisher of the synthetic pattern, straight to a Relay."""
+
+    __test__ = False
+
+    def __init__(self, options: PublishOptions) -> None:
+        self.options = options
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.video = EncodedVideoTrack(options)
+        self.video.sender = self.pc.addTrack(self.video)
+        if options.audio:
+            self.pc.addTrack(ToneTrack())
+        prefer_codec(self.pc, options.codec)
+        self.session_id = ""
+
+    async def publish(self, relay: Relay, show_id: str, replace: bool = False) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        session = await relay.publish(show_id, self.pc.localDescription.sdp, replace=replace)
+        self.session_id = session.id
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer, type="answer"))  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        await self.pc.close()
