@@ -23,6 +23,7 @@ PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
     "server.web",
+    "server.media_api",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

@@ -1,0 +1,138 @@
+"""HTTP signalling for the media relay: WHIP ingest and WHEP playback (RFC 9725).
+
+``POST /whip/{show}`` (host token) and ``POST /whep/{show}`` (any token of the show) take
+an ``application/sdp`` offer and answer ``201 Created`` with the SDP answer and a
+``Location``; ``DELETE`` on that location ends the session. CORS lets a page on another
+origin publish or play.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from media.errors import MediaError
+from media.ice import IceConfig
+from media.relay import Relay, RelayConfig
+
+from .appkeys import SETTINGS
+from .auth import authenticate
+from .errors import ApiError
+from .shows import check_show_id, set_live
+
+log = logging.getLogger("liveshop.media_api")
+
+RELAY = web.AppKey("media_relay", Relay)
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Location, Link",
+    "Access-Control-Max-Age": "600",
+}
+STAFF = frozenset({"host"})
+
+
+def _relay_config(app: web.Application) -> RelayConfig:
+    settings = app[SETTINGS]
+    addresses = list(settings.ice_addresses)
+    if not addresses and settings.host not in ("", "0.0.0.0", "::"):
+        addresses = [settings.host]
+    return RelayConfig(
+        ice=IceConfig(
+            addresses=addresses,
+            announced_address=settings.announced_address,
+            port_min=settings.udp_port_min,
+            port_max=settings.udp_port_max,
+            servers=list(settings.ice_servers),
+        ),
+        connect_timeout_s=float(getattr(settings, "media_connect_timeout_s", 15.0)),
+    )
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Create the relay; on shutdown close every peer connection."""
+
+    async def on_live(show_id: str, live: bool) -> None:
+        try:
+            await set_live(app, show_id, live)
+        except Exception:
+            log.exception("set_live(%s, %s) failed", show_id, live)
+
+    relay = Relay(_relay_config(app), on_live=on_live)
+    app[RELAY] = relay
+    yield
+    await relay.close()
+
+
+async def _read_offer(request: web.Request) -> str:
+    if request.content_type != "application/sdp":
+        raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
+    return await request.text()
+
+
+def _created(request: web.Request, kind: str, show_id: str, session_id: str, sdp: str) -> web.Response:
+    relay = request.app[RELAY]
+    headers = dict(CORS)
+    headers["Location"] = f"/{kind}/{show_id}/{session_id}"
+    links = relay.config.ice.link_headers()
+    if links:
+        headers["Link"] = ", ".join(links)
+    return web.Response(status=201, text=sdp, content_type="application/sdp", headers=headers)
+
+
+async def handle_whip(request: web.Request) -> web.Response:
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF)
+    offer = await _read_offer(request)
+    replace = request.query.get("replace", "") in ("1", "true", "yes")
+    try:
+        session = await request.app[RELAY].publish(show_id, offer, replace=replace)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return _created(request, "whip", show_id, session.id, session.answer)  # type: ignore[attr-defined]
+
+
+async def handle_whep(request: web.Request) -> web.Response:
+    show_id = check_show_id(request.match_info["show_id"])
+    claims = await authenticate(request, show_id)
+    offer = await _read_offer(request)
+    try:
+        session = await request.app[RELAY].view(show_id, offer, claims.user_id)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
+
+
+async def handle_delete(request: web.Request) -> web.Response:
+    kind = request.match_info["kind"]
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF if kind == "whip" else frozenset({"host", "moderator", "viewer"}))
+    try:
+        session = request.app[RELAY].get(show_id, request.match_info["session_id"], kind)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await session.end()
+    return web.Response(status=200, headers=CORS)
+
+
+async def handle_options(request: web.Request) -> web.Response:
+    headers = dict(CORS)
+    headers["Accept-Post"] = "application/sdp"
+    links = request.app[RELAY].config.ice.link_headers()
+    if links:
+        headers["Link"] = ", ".join(links)
+    return web.Response(status=204, headers=headers)
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(relay_ctx)
+    app.router.add_post("/whip/{show_id}", handle_whip)
+    app.router.add_post("/whep/{show_id}", handle_whep)
+    app.router.add_route("OPTIONS", "/whip/{show_id}", handle_options)
+    app.router.add_route("OPTIONS", "/whep/{show_id}", handle_options)
+    app.router.add_route("OPTIONS", "/{kind:whip|whep}/{show_id}/{session_id}", handle_options)
+    app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", handle_delete)
