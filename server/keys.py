@@ -41,3 +41,56 @@ def counters(show_id: str) -> str:
 def orders_stream(show_id: str) -> str:
     """The show's order events (reserved, paid, expired, cancelled, failed)."""
     return show_key(show_id, "orders")
+
+
+# Real-time layer (chat, presence, moderation).
+
+
+def chat_epoch(show_id: str) -> str:
+    """Random string identifying this incarnation of the chat history (changes if history is reset)."""
+    return show_key(show_id, "chat", "epoch")
+
+
+def chat_second(show_id: str, second: int) -> str:
+    """Danmaku count in one wall-clock second (expires after ~2 min); summed for chat per minute."""
+    return show_key(show_id, "chat", "sec", str(second))
+
+
+def chat_bucket(show_id: str, user_id: str) -> str:
+    """Token bucket (hash tokens, ts) limiting one user's danmaku rate."""
+    return show_key(show_id, "rl", user_id)
+
+
+def muted(show_id: str) -> str:
+    """Hash user id → mute end (ms)."""
+    return show_key(show_id, "muted")
+
+
+def banned(show_id: str) -> str:
+    """Set of banned user ids."""
+    return show_key(show_id, "banned")
+
+
+def pinned(show_id: str) -> str:
+    """Hash of the pinned chat message: id, uid, name, text."""
+    return show_key(show_id, "pinned")
+
+
+def audit(show_id: str) -> str:
+    """Stream of moderation actions: action, by, by_name, target, ts, …"""
+    return show_key(show_id, "audit")
+
+
+def presence(show_id: str) -> str:
+    """Hash node id → "count:last_seen_ms" of each node serving the show."""
+    return show_key(show_id, "presence")
+
+
+def presence_users(show_id: str, node_id: str) -> str:
+    """Hash user id → name of the users connected to one node (expires if the node dies)."""
+    return show_key(show_id, "users", node_id)
+
+
+def peak(show_id: str) -> str:
+    """Peak concurrent viewers (string int)."""
+    return show_key(show_id, "peak")
