@@ -1,0 +1,132 @@
+"""Command line: ``python -m loadtest SCENARIO [options]``.
+
+Exit status: 0 when every invariant and SLO holds, 1 when one fails, 2 when the run could
+not be set up (bad options, server unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from .report_html import write_html
+from .report_json import write_json
+from .runner import install_uvloop, raise_fd_limit, run
+from .scenarios import SCENARIOS
+from .slo import parse_slos
+
+EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="base URL of a running liveshop server, e.g. http://127.0.0.1:8080")
+    target.add_argument(
+        "--spawn-server",
+        action="store_true",
+        help="start a private server (embedded Redis, temp data dir) and report its CPU seconds and peak RSS",
+    )
+    parser.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the spawned server (repeatable), e.g. --server-arg=--batch-ms=50",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of steady load (default 10)")
+    parser.add_argument("--ramp", type=float, default=500.0, help="client joins per second (default 500)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible crowds")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help=f"worker processes (default: cores = {os.cpu_count()})",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
+    parser.add_argument("--html", metavar="FILE", help="write the self-contained HTML report here")
+    parser.add_argument("--slo", help="objectives, e.g. 'p99<250,errors<0.1%%'; a miss makes the exit status 1")
+    parser.add_argument("--quiet", action="store_true", help="no live view and no summary on stderr")
+    parser.add_argument("--timeout", type=float, default=0.0, help="hard limit on the run (default 3×duration+120 s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subcommand per scenario."""
+    parser = argparse.ArgumentParser(
+        prog="liveshop-loadtest",
+        description="Simulate the crowd of a live-commerce show against a liveshop server and check invariants.",
+    )
+    sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    for name, cls in SCENARIOS.items():
+        p = sub.add_parser(name, help=cls.help, description=cls.help)
+        _common(p)
+        cls.add_arguments(p)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse and validate; exits with status 2 on bad options."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not ns.url and not ns.spawn_server:
+        parser.error("give --url of a running server or --spawn-server")
+    try:
+        parse_slos(ns.slo)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if ns.processes < 1:
+        parser.error("--processes must be at least 1")
+    return vars(ns)
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """A compact human summary for stderr."""
+    lat = report["latency_ms"]
+    lines = [
+        f"{report['scenario']}: {'OK' if report['ok'] else 'FAILED'} in {report['duration_s']} s, "
+        f"{report['clients']} clients ({report['connect_errors']} connect errors, {report['errors']} errors)",
+        f"  latency ms p50={lat['p50']} p90={lat['p90']} p99={lat['p99']} p99.9={lat['p999']} max={lat['max']}",
+        f"  sent={report['sent']} received={report['received']} lost={report['lost']} dropped={report['dropped']} "
+        f"deliveries/s={report['deliveries_per_s']}",
+        f"  tester cpu={report['tester']['cpu_s']} s ({report['tester']['cpu_pct']}% of {report['tester']['processes']} processes)"
+        + ("  [TESTER SATURATED: numbers measure the tester]" if report["tester"]["saturated"] else ""),
+    ]
+    if "server" in report:
+        lines.append(f"  server {json.dumps(report['server'])}")
+    for key in ("sale", "media", "lottery"):
+        if key in report:
+            lines.append(f"  {key} " + json.dumps({k: v for k, v in report[key].items() if not isinstance(v, list | dict)}))
+    for name, verdict in report["invariants"].items():
+        lines.append(f"  [{'ok' if verdict['ok'] else 'FAIL'}] {name}: {verdict['detail']}")
+    for slo in report["slos"]:
+        lines.append(f"  [{'ok' if slo['ok'] else 'FAIL'}] SLO {slo['slo']} (value {slo['value']})")
+    for note in report.get("notes", []):
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run one load test from the command line; returns the exit status."""
+    args = parse_args(argv)
+    raise_fd_limit()
+    install_uvloop()
+    try:
+        result = asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_SETUP
+    except (RuntimeError, OSError) as exc:
+        print(f"liveshop-loadtest: error: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    report = result.report
+    if args.get("json"):
+        write_json(report, args["json"])
+    if args.get("html"):
+        write_html(report, args["html"])
+    if not args.get("quiet"):
+        print(summary_line(report), file=sys.stderr)
+    return EXIT_OK if report["ok"] else EXIT_FAILED

@@ -1,0 +1,74 @@
+"""Pieces the scenarios share: a viewer joining the show, the join ramp, chat text tagging."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from ..client import ApiError, ShowSocket, mint_token
+from .base import WorkerEnv
+
+
+def ramp_at(env: WorkerEnv, index: int, ramp: float, start: float | None = None) -> float:
+    """Monotonic time at which client ``index`` joins: the crowd arrives at ``ramp`` joins/s."""
+    return (start if start is not None else env.t0) + index / max(ramp, 0.001)
+
+
+async def join(
+    env: WorkerEnv,
+    show_id: str,
+    host_token: str,
+    role: str,
+    name: str,
+    on_events: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> ShowSocket | None:
+    """Mint a token for one simulated person and connect their WebSocket; None on failure (counted)."""
+    stats = env.stats
+    stats.add("clients")
+    started = time.monotonic()
+    try:
+        token, _user_id = await mint_token(env.session, env.url, show_id, host_token, role, name)
+        sock = ShowSocket(env.session, env.url, show_id, token, on_events)
+        await sock.connect()
+    except (TimeoutError, ApiError, RuntimeError, aiohttp.ClientError, OSError) as exc:
+        stats.add("connect_errors")
+        code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+        stats.add(f"error:connect_{code}")
+        return None
+    stats.hist("connect").record_value(max(1, int((time.monotonic() - started) * 1e6)))
+    stats.gauges["connected"] = stats.gauges.get("connected", 0) + 1
+    return sock
+
+
+def left(env: WorkerEnv) -> None:
+    """A connection ended: lower the connected gauge."""
+    env.stats.gauges["connected"] = env.stats.gauges.get("connected", 0) - 1
+
+
+def chat_text(tag: str, sender: int, seq: int) -> str:
+    """Danmaku text carrying the send time on the machine-wide monotonic clock (digits only:
+    nothing the banned-word filter could match)."""
+    return f"{tag} {sender} {seq} {time.monotonic_ns()}"
+
+
+def parse_chat_text(tag: str, text: str) -> tuple[int, int, int] | None:
+    """(sender, seq, sent_ns) of a load-test message of this run, else None."""
+    parts = text.split(" ")
+    if len(parts) != 4 or parts[0] != tag:
+        return None
+    try:
+        return int(parts[1]), int(parts[2]), int(parts[3])
+    except ValueError:
+        return None
+
+
+def stream_id(value: str) -> tuple[int, int]:
+    """A Redis stream id ``ms-seq`` as a comparable tuple."""
+    ms, _, seq = value.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (0, 0)
