@@ -11,7 +11,7 @@ export class WhipPublisher {
     this.location = null;
   }
 
-  async start(stream) {
+  async start(stream, { replace = false } = {}) {
     const pc = new RTCPeerConnection({ iceServers: iceServersFrom(this.iceServers) });
     this.pc = pc;
     pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
@@ -22,7 +22,8 @@ export class WhipPublisher {
     await pc.setLocalDescription(await pc.createOffer());
     await waitIceGathering(pc);
     try {
-      const { answer, location } = await postOffer(this.url, this.token, pc.localDescription.sdp);
+      const url = replace ? `${this.url}?replace=1` : this.url;
+      const { answer, location } = await postOffer(url, this.token, pc.localDescription.sdp);
       this.location = location;
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
     } catch (err) {

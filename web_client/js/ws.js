@@ -6,7 +6,7 @@
 // - on an unexpected close the socket reconnects with backoff, asking for `since=<last chat id>`
 //   and the `epoch` of the welcome, so missed chat is recovered; state changes go to onState.
 
-const FATAL_CLOSE = new Set([4001, 4003, 4004, 4008, 1008]); // bad token / banned / no show / policy
+const FATAL_CLOSE = new Set([4001, 4003, 4004, 1008]); // bad token / other show / no show / banned or policy
 
 export class LiveSocket {
   constructor(showId, token, { onState, onWelcome } = {}) {
@@ -113,6 +113,7 @@ export class LiveSocket {
           clearTimeout(p.timer);
           p.reject({ code: msg.code, message: msg.message, details: msg.details });
         } else {
+          this.lastError = msg;
           this._emit("error", msg);
         }
         break;
@@ -126,6 +127,7 @@ export class LiveSocket {
   }
 
   _event(event) {
+    if (event.type === "history_lost") this.seenChat.clear();
     if (event.type === "chat" && event.id !== undefined) {
       if (this.seenChat.has(event.id)) return; // replayed after a reconnect: already shown
       this.seenChat.add(event.id);
@@ -159,7 +161,8 @@ export class LiveSocket {
     this.pending.clear();
     if (this.closedByUs) return;
     if (FATAL_CLOSE.has(ev.code)) {
-      this._setState("failed", { code: ev.code, reason: ev.reason });
+      const err = this.lastError || {};
+      this._setState("failed", { code: ev.code, reason: ev.reason, error: err.code, message: err.message });
       return;
     }
     this._scheduleReconnect();

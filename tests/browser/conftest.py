@@ -1,0 +1,128 @@
+"""Real headless Chromium (Debian's, driven by Playwright) against a real ``python -m server``.
+
+Flags per shared/BROWSER.md: a fake camera, fake permission UI, loopback ICE. One browser and one
+server per module; every test gets fresh pages (contexts) and saves screenshots to tests/artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ARTIFACTS, ServerProcess, http_json, start_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+# Generous: the CI box has 2 cores shared with other test processes.
+WAIT_MS = 20_000
+
+
+def chromium_path() -> str | None:
+    explicit = os.environ.get("LIVESHOP_CHROMIUM")
+    if explicit:
+        return explicit
+    for path in CHROMIUM_CANDIDATES:
+        if Path(path).exists():
+            return path
+    return shutil.which("chromium")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = chromium_path()
+    if not path:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; ./dev test does it)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One liveshop server for the module (each test uses its own show)."""
+    server = start_server(
+        tmp_path_factory.mktemp("web") / "data",
+        "--payment-latency-ms",
+        "0",
+    )
+    yield server
+    server.stop()
+
+
+class Show:
+    def __init__(self, server: ServerProcess, show_id: str, host_token: str) -> None:
+        self.server = server
+        self.id = show_id
+        self.host_token = host_token
+
+    @property
+    def host_url(self) -> str:
+        return f"{self.server.url}/host/{self.id}#token={self.host_token}"
+
+    @property
+    def watch_url(self) -> str:
+        return f"{self.server.url}/watch/{self.id}"
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+        return http_json(self.server.url + path, method, body, token)
+
+
+@pytest.fixture
+def make_show(web_server: ServerProcess) -> Callable[..., Show]:
+    def make(title: str = "Browser test show") -> Show:
+        status, body = http_json(web_server.url + "/api/shows", "POST", {"title": title, "host_name": "Ada"})
+        assert status == 201, body
+        return Show(web_server, body["show"]["id"], body["host_token"])
+
+    return make
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: a page in a fresh context (own storage) with console errors collected on page.errors."""
+    contexts: list[Any] = []
+
+    def make(viewport: dict[str, int] | None = None, **kwargs: Any) -> Any:
+        context = browser.new_context(viewport=viewport or {"width": 1440, "height": 900}, **kwargs)
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
+        return page
+
+    yield make
+    for context in contexts:
+        try:
+            context.close()
+        except Exception:  # the browser may already be gone at session end
+            pass
+
+
+def shot(page: Any, name: str, full_page: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path

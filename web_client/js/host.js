@@ -1,0 +1,389 @@
+// Host studio: camera + WHIP, live stats, products, flash sales, giveaways, coupons, chat moderation.
+// A moderator token opens the same page without the camera ("1 host + N operators").
+import { api, fragmentParams, showIdFromPath, tokenClaims } from "./api.js";
+import { ChatView } from "./chatview.js";
+import { $, errorText, h, money, toast } from "./util.js";
+import { WhipPublisher } from "./whip.js";
+import { LiveSocket } from "./ws.js";
+import { HostCommerce } from "./host_commerce.js";
+
+const showId = showIdFromPath();
+const storeKey = `liveshop.studio.${showId}`;
+let token = fragmentParams().get("token") || sessionStorage.getItem(storeKey) || "";
+let claims = null;
+let socket = null;
+let show = null;
+
+const state = {
+  stream: null,
+  publisher: null,
+  live: false,
+  chatTimes: [],
+  viewers: 0,
+  peak: 0,
+  likes: 0,
+};
+
+window.liveshop = { state }; // for debugging and the browser tests
+
+function showLogin(message) {
+  $("#studio").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = message || "";
+  $("#login-token").focus();
+}
+
+$("#login-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("#login-token").value.trim();
+  start();
+});
+
+async function start() {
+  claims = token ? tokenClaims(token) : null;
+  if (!claims) return showLogin(token ? "That token is not valid." : "");
+  if (claims.show_id !== showId) return showLogin(`That token is for show "${claims.show_id}", not "${showId}".`);
+  if (claims.role !== "host" && claims.role !== "moderator") return showLogin("A viewer token cannot open the studio.");
+  if (claims.exp * 1000 < Date.now()) return showLogin("That token has expired.");
+  sessionStorage.setItem(storeKey, token);
+  if (location.hash) history.replaceState(null, "", location.pathname); // keep the token out of screenshots/shares
+  $("#login").hidden = true;
+  $("#studio").hidden = false;
+  document.body.dataset.role = claims.role;
+  $("#whoami").textContent = `${claims.name} · ${claims.role}`;
+  $("#viewer-link").href = `/watch/${encodeURIComponent(showId)}`;
+  try {
+    show = (await api(`/api/shows/${encodeURIComponent(showId)}`)).show;
+    renderShow();
+  } catch (err) {
+    toast("Could not load the show: " + errorText(err), "error");
+  }
+  if (claims.role !== "host") {
+    $("#broadcast").hidden = true;
+    $("#recording").hidden = true;
+    $("#team").hidden = true;
+  } else {
+    setupBroadcast();
+    setupRecording();
+    setupTeam();
+  }
+  connectSocket();
+  window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
+  window.liveshop.commerce.start();
+  setInterval(renderChatRate, 5000);
+}
+
+function renderShow() {
+  if (!show) return;
+  $("#show-title").textContent = show.title;
+  document.title = `Studio · ${show.title}`;
+  const badge = $("#show-status");
+  badge.className = `badge ${show.status}`;
+  badge.textContent = show.status === "live" ? "LIVE" : show.status;
+}
+
+// ---------------------------------------------------------------- realtime: chat, presence, likes
+let chat;
+function connectSocket() {
+  chat = new ChatView($("#chat-list"), { staff: true, onMod: moderate, pinnedEl: $("#pinned-comment") });
+  socket = new LiveSocket(showId, token, {
+    onState: (s, d) => {
+      const el = $("#conn");
+      el.dataset.state = s;
+      el.textContent = { open: "connected", connecting: "connecting…", reconnecting: "reconnecting…", failed: "disconnected", closed: "closed" }[s] || s;
+      if (s === "failed") toast(`Disconnected: ${d?.message || d?.reason || d?.code}`, "error", 8000);
+    },
+    onWelcome: (w, reconnect) => {
+      if (w.show) {
+        show = w.show;
+        renderShow();
+      }
+      applyPresence(w);
+      state.likes = w.likes ?? state.likes;
+      $("#st-likes").textContent = state.likes;
+      chat.pin(w.pinned || null);
+      if (reconnect && window.liveshop.commerce) window.liveshop.commerce.refresh();
+    },
+  });
+  socket.on("chat", (m) => {
+    chat.add(m);
+    state.chatTimes.push(Date.now());
+    $("#chat-count").textContent = `(${chat.count})`;
+  });
+  socket.on("chat.delete", (m) => chat.remove(m.id));
+  socket.on("chat.pin", (m) => chat.pin(m));
+  socket.on("chat.unpin", () => chat.pin(null));
+  socket.on("history_lost", () => {
+    chat.clear();
+    chat.system("Chat history was refreshed after a reconnect.");
+  });
+  socket.on("skipped", (m) => chat.system(`${m.count} messages skipped (slow connection)`));
+  socket.on("likes", (m) => {
+    state.likes = m.total;
+    $("#st-likes").textContent = m.total;
+  });
+  socket.on("presence", applyPresence);
+  socket.on("user.muted", (m) => chat.system(m.until ? `${m.user_id} muted` : `${m.user_id} unmuted`));
+  socket.on("user.banned", (m) => chat.system(m.banned ? `${m.user_id} banned` : `${m.user_id} unbanned`));
+  socket.on("show.live", () => {
+    if (show) show.status = "live";
+    renderShow();
+  });
+  socket.on("show.ended", () => {
+    if (show) show.status = "ended";
+    renderShow();
+  });
+  socket.connect();
+  window.liveshop.socket = socket;
+
+  $("#chat-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("#chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    $("#chat-error").textContent = "";
+    try {
+      await socket.request("chat", { text });
+      input.value = "";
+    } catch (err) {
+      $("#chat-error").textContent = errorText(err);
+    }
+  });
+}
+
+async function moderate(action, msg) {
+  const map = {
+    delete: ["mod.delete", { message_id: msg.id }],
+    pin: ["mod.pin", { message_id: msg.id }],
+    unpin: ["mod.unpin", {}],
+    mute: ["mod.mute", { user_id: msg.uid, minutes: 10 }],
+    ban: ["mod.ban", { user_id: msg.uid }],
+  };
+  const [type, fields] = map[action];
+  if (action === "ban" && !confirm(`Ban ${msg.name} from this show?`)) return;
+  try {
+    await socket.request(type, fields);
+    if (action === "mute") toast(`${msg.name} muted for 10 minutes`, "ok");
+    if (action === "ban") toast(`${msg.name} banned`, "ok");
+  } catch (err) {
+    toast(`${action} failed: ${errorText(err)}`, "error");
+  }
+}
+
+function applyPresence(p) {
+  if (p.viewers !== undefined) state.viewers = p.viewers;
+  if (p.peak !== undefined) state.peak = Math.max(state.peak, p.peak);
+  $("#st-viewers").textContent = state.viewers;
+  $("#st-peak").textContent = state.peak;
+  $("#fn-viewers").textContent = Math.max(state.peak, Number($("#fn-viewers").textContent) || 0);
+}
+
+function renderChatRate() {
+  const cutoff = Date.now() - 60_000;
+  state.chatTimes = state.chatTimes.filter((t) => t > cutoff);
+  if (!state.statsChatRate) $("#st-chat").textContent = state.chatTimes.length;
+}
+
+/** Live stats from the commerce part (GET /api/shows/{id}/stats and the staff-only `stats` event). */
+function applyStats(s) {
+  if (!s) return;
+  const pick = (...names) => {
+    for (const n of names) {
+      const v = n.split(".").reduce((o, k) => (o == null ? undefined : o[k]), s);
+      if (v !== undefined && v !== null) return v;
+    }
+    return undefined;
+  };
+  const set = (id, v, fmt = (x) => x) => v !== undefined && ($(id).textContent = fmt(v));
+  const viewers = pick("viewers", "viewers_now", "presence.viewers");
+  const peak = pick("peak", "viewers_peak", "peak_viewers", "presence.peak");
+  if (viewers !== undefined || peak !== undefined) applyPresence({ viewers, peak });
+  const rate = pick("chat_per_min", "chat_per_minute", "chat_rate");
+  if (rate !== undefined) {
+    state.statsChatRate = true;
+    set("#st-chat", Math.round(rate));
+  }
+  set("#st-likes", pick("likes", "likes_total"));
+  set("#st-gmv", pick("gmv_cents", "gmv"), (v) => money(v));
+  set("#st-orders", pick("orders", "orders_paid", "paid_orders"));
+  set("#fn-viewers", pick("funnel.viewers", "unique_viewers"));
+  set("#fn-clicked", pick("funnel.clicked", "clicked", "product_clicks"));
+  set("#fn-reserved", pick("funnel.reserved", "reserved"));
+  set("#fn-paid", pick("funnel.paid", "paid"));
+  $("#stats-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+// ---------------------------------------------------------------- broadcast (WHIP)
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const fill = (sel, kind, label) => {
+    const current = sel.value;
+    const list = devices.filter((d) => d.kind === kind);
+    sel.replaceChildren(...list.map((d, i) => h("option", { value: d.deviceId }, d.label || `${label} ${i + 1}`)));
+    if (list.some((d) => d.deviceId === current)) sel.value = current;
+  };
+  fill($("#camera-select"), "videoinput", "Camera");
+  fill($("#mic-select"), "audioinput", "Microphone");
+}
+
+async function openCamera() {
+  const cam = $("#camera-select").value;
+  const mic = $("#mic-select").value;
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { deviceId: cam ? { exact: cam } : undefined, width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+    audio: { deviceId: mic ? { exact: mic } : undefined },
+  });
+  if (state.stream) {
+    if (state.publisher) for (const t of stream.getTracks()) await state.publisher.replaceTrack(t);
+    state.stream.getTracks().forEach((t) => t.stop());
+  }
+  state.stream = stream;
+  $("#preview").srcObject = stream;
+  $("#camera-btn").textContent = "Camera on";
+  $("#golive-btn").disabled = state.live;
+  setPublishState(state.live ? "LIVE" : "preview");
+  await listDevices();
+}
+
+function setPublishState(text, live = false) {
+  const el = $("#publish-state");
+  el.textContent = text;
+  el.dataset.live = live ? "1" : "0";
+}
+
+function setupBroadcast() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    $("#broadcast-error").textContent = "This browser cannot open a camera (getUserMedia is missing; use https or localhost).";
+    return;
+  }
+  listDevices().catch(() => {});
+  $("#camera-btn").addEventListener("click", async () => {
+    $("#broadcast-error").textContent = "";
+    try {
+      await openCamera();
+    } catch (err) {
+      $("#broadcast-error").textContent = `Camera: ${err.name || ""} ${err.message}`;
+    }
+  });
+  for (const sel of ["#camera-select", "#mic-select"]) {
+    $(sel).addEventListener("change", () => state.stream && openCamera().catch((e) => ($("#broadcast-error").textContent = e.message)));
+  }
+  $("#golive-btn").addEventListener("click", goLive);
+  $("#end-btn").addEventListener("click", endLive);
+  window.addEventListener("beforeunload", () => state.publisher && state.publisher.stop());
+}
+
+async function goLive() {
+  $("#broadcast-error").textContent = "";
+  $("#golive-btn").disabled = true;
+  try {
+    if (!state.stream) await openCamera();
+    setPublishState("connecting…");
+    const pub = new WhipPublisher(showId, token, {
+      onState: (s) => {
+        if (s === "connected") setPublishState("LIVE", true);
+        else if (s === "failed" || s === "disconnected") setPublishState(`connection ${s}`);
+      },
+    });
+    try {
+      await pub.start(state.stream);
+    } catch (err) {
+      if (err.code !== "already_live" || !confirm("This show already has a live publisher (another tab or OBS). Take over?")) throw err;
+      await pub.start(state.stream, { replace: true });
+    }
+    state.publisher = pub;
+    state.live = true;
+    window.liveshop.publisher = pub;
+    $("#end-btn").disabled = false;
+    if (show) show.status = "live";
+    renderShow();
+  } catch (err) {
+    $("#broadcast-error").textContent = `Go live failed: ${errorText(err)}`;
+    $("#golive-btn").disabled = false;
+    setPublishState("preview");
+  }
+}
+
+async function endLive() {
+  $("#end-btn").disabled = true;
+  if (state.publisher) await state.publisher.stop();
+  state.publisher = null;
+  state.live = false;
+  $("#golive-btn").disabled = !state.stream;
+  setPublishState("ended");
+  if (show) show.status = "ended";
+  renderShow();
+}
+
+// ---------------------------------------------------------------- recording
+function setupRecording() {
+  const base = `/api/shows/${encodeURIComponent(showId)}/recordings`;
+  const refresh = async () => {
+    try {
+      const data = await api(base, { token });
+      const list = data.recordings || [];
+      const active = list.find((r) => r.active || r.status === "recording");
+      $("#rec-start").disabled = !!active;
+      $("#rec-stop").disabled = !active;
+      $("#rec-state").textContent = active ? "● recording" : "";
+      $("#rec-list").replaceChildren(
+        ...list.map((r) =>
+          h(
+            "li",
+            {},
+            r.url ? h("a", { href: r.url + (r.url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token), download: "" }, r.name || r.id) : h("span", {}, r.name || r.id),
+            h("span.muted.small", {}, ` ${r.status || ""} ${r.duration_s ? Math.round(r.duration_s) + " s" : ""} ${r.bytes ? Math.round(r.bytes / 1024) + " KiB" : ""}`)
+          )
+        )
+      );
+      if (!list.length) $("#rec-list").append(h("li.muted", {}, "No recordings yet."));
+      $("#rec-error").textContent = "";
+    } catch (err) {
+      $("#rec-error").textContent = err.status === 404 || err.status === 405 ? "Recording is not available on this server." : errorText(err);
+    }
+  };
+  $("#rec-start").addEventListener("click", async () => {
+    try {
+      await api(base, { method: "POST", token, body: {} });
+      toast("Recording started", "ok");
+    } catch (err) {
+      $("#rec-error").textContent = errorText(err);
+    }
+    refresh();
+  });
+  $("#rec-stop").addEventListener("click", async () => {
+    try {
+      await api(`${base}/stop`, { method: "POST", token, body: {} });
+      toast("Recording stopped", "ok");
+    } catch (err) {
+      $("#rec-error").textContent = errorText(err);
+    }
+    refresh();
+  });
+  refresh();
+  setInterval(refresh, 10000);
+}
+
+// ---------------------------------------------------------------- team
+function setupTeam() {
+  $("#team-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("#team-error").textContent = "";
+    try {
+      const data = await api(`/api/shows/${encodeURIComponent(showId)}/tokens`, {
+        method: "POST",
+        token,
+        body: { role: "moderator", name: $("#team-name").value.trim() || "Operator" },
+      });
+      const link = `${location.origin}/host/${encodeURIComponent(showId)}#token=${encodeURIComponent(data.token)}`;
+      const input = $("#team-link");
+      input.hidden = false;
+      input.value = link;
+      input.select();
+    } catch (err) {
+      $("#team-error").textContent = errorText(err);
+    }
+  });
+}
+
+start();

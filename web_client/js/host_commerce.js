@@ -1,0 +1,5 @@
+export class HostCommerce {
+  constructor(opts) { Object.assign(this, opts); }
+  start() {}
+  refresh() {}
+}

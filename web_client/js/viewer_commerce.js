@@ -1,0 +1,5 @@
+export class ViewerCommerce {
+  constructor(opts) { Object.assign(this, opts); }
+  start() {}
+  refresh() {}
+}

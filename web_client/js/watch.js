@@ -1,0 +1,266 @@
+// Viewer page: WHEP video, danmaku over it, chat, likes, viewer count, reconnecting state;
+// shopping (pinned products, flash sale, checkout, giveaway, coupons) lives in viewer_commerce.js.
+import { api, guestToken, showIdFromPath, tokenClaims } from "./api.js";
+import { Danmaku } from "./danmaku.js";
+import { $, errorText, h } from "./util.js";
+import { ViewerCommerce } from "./viewer_commerce.js";
+import { WhepPlayer } from "./whep.js";
+import { LiveSocket } from "./ws.js";
+
+const showId = showIdFromPath();
+const params = new URLSearchParams(location.search);
+const state = { token: null, claims: null, show: null, likes: 0, wsState: "idle", videoState: "idle" };
+window.liveshop = { state };
+
+const danmaku = new Danmaku($("#danmaku"));
+window.liveshop.danmaku = danmaku;
+
+function renderShow() {
+  const s = state.show;
+  if (!s) return;
+  $("#show-title").textContent = s.title;
+  document.title = `${s.title} · liveshop`;
+  const b = $("#live-badge");
+  b.className = `badge ${s.status}`;
+  b.textContent = s.status === "live" ? "LIVE" : s.status;
+}
+
+function renderConnState() {
+  const ws = state.wsState;
+  const v = state.videoState;
+  const reconnecting = ws === "reconnecting" || v === "reconnecting";
+  const banner = $("#reconnecting");
+  banner.hidden = !reconnecting;
+  $("#reconnecting-text").textContent =
+    ws === "reconnecting" && v === "reconnecting" ? "Reconnecting…" : ws === "reconnecting" ? "Reconnecting chat…" : "Reconnecting video…";
+  const conn = $("#conn");
+  conn.dataset.state = ws;
+  conn.textContent = { open: "●", connecting: "…", reconnecting: "reconnecting", failed: "offline", closed: "closed" }[ws] || ws;
+  conn.title = `chat: ${ws}, video: ${v}`;
+  const offline = $("#offline");
+  if (v === "playing") offline.hidden = true;
+  else if (state.show?.status === "ended") {
+    offline.hidden = false;
+    $("#offline-text").textContent = "This show has ended.";
+  } else if (v === "offline") {
+    offline.hidden = false;
+    $("#offline-text").textContent = "Waiting for the host to go live…";
+  } else offline.hidden = true;
+}
+
+// ---------------------------------------------------------------- chat
+function addRecent(m) {
+  const ol = $("#chat-recent");
+  ol.append(h("li", { "data-id": m.id }, h("b", {}, m.name + ": "), m.text));
+  while (ol.children.length > 5) ol.firstElementChild.remove();
+}
+
+function pinComment(m) {
+  const el = $("#pinned-comment");
+  if (!m) {
+    el.hidden = true;
+    el.dataset.id = "";
+    return;
+  }
+  el.hidden = false;
+  el.dataset.id = m.id;
+  el.replaceChildren(h("span.pin-tag", {}, "Pinned"), " ", h("b", {}, m.name + ": "), m.text);
+}
+
+function setupChat(socket) {
+  socket.on("chat", (m) => {
+    danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
+    addRecent(m);
+  });
+  socket.on("chat.delete", (m) => {
+    const li = $(`#chat-recent li[data-id="${CSS.escape(m.id)}"]`);
+    if (li) li.remove();
+    if ($("#pinned-comment").dataset.id === m.id) pinComment(null);
+  });
+  socket.on("chat.pin", pinComment);
+  socket.on("chat.unpin", () => pinComment(null));
+  socket.on("history_lost", () => $("#chat-recent").replaceChildren());
+  socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
+  socket.on("likes", (m) => setLikes(m.total));
+  socket.on("show.live", () => {
+    if (state.show) state.show.status = "live";
+    renderShow();
+    player.kick();
+  });
+  socket.on("show.ended", () => {
+    if (state.show) state.show.status = "ended";
+    renderShow();
+    renderConnState();
+  });
+
+  let retryTimer;
+  $("#chat-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("#chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    const errEl = $("#chat-error");
+    errEl.textContent = "";
+    clearTimeout(retryTimer);
+    try {
+      await socket.request("chat", { text });
+      input.value = "";
+    } catch (err) {
+      let msg = errorText(err);
+      if (err.code === "rate_limited") msg = `Slow down — you can send again in ${Math.ceil((err.retry_after_ms || err.details?.retry_after_ms || 1000) / 1000)} s.`;
+      if (err.code === "banned_word") msg = "That message contains a word that is not allowed here.";
+      if (err.code === "muted") msg = "You are muted by a moderator for now.";
+      if (err.code === "banned") msg = "You are banned from this show.";
+      errEl.textContent = msg;
+      errEl.dataset.code = err.code || "";
+      retryTimer = setTimeout(() => (errEl.textContent = ""), 8000);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- likes
+let pendingLikes = 0;
+function setLikes(total) {
+  state.likes = Math.max(state.likes, total);
+  $("#like-count").textContent = state.likes;
+}
+
+function burst() {
+  if (matchMedia("(prefers-reduced-motion: reduce)").matches) return;
+  const layer = $("#hearts");
+  for (let i = 0; i < 3; i++) {
+    const el = h("span.heart", {}, "♥");
+    layer.append(el);
+    const dx = (Math.random() - 0.5) * 60;
+    el.animate(
+      [
+        { transform: "translate(0, 0) scale(.6)", opacity: 1 },
+        { transform: `translate(${dx}px, -200px) scale(1.3)`, opacity: 0 },
+      ],
+      { duration: 900 + Math.random() * 500, easing: "ease-out", delay: i * 80 }
+    ).onfinish = () => el.remove();
+  }
+}
+
+function setupLikes(socket) {
+  $("#like-btn").addEventListener("click", () => {
+    pendingLikes += 1;
+    setLikes(state.likes + 1);
+    burst();
+  });
+  setInterval(() => {
+    if (!pendingLikes) return;
+    const count = Math.min(50, pendingLikes);
+    pendingLikes -= count;
+    socket.send("like", { count });
+  }, 250);
+}
+
+// ---------------------------------------------------------------- danmaku controls, audio
+function setupControls() {
+  const toggle = $("#danmaku-toggle");
+  const saved = localStorage.getItem("liveshop.danmaku");
+  const apply = (on) => {
+    danmaku.setEnabled(on);
+    toggle.setAttribute("aria-pressed", String(on));
+    toggle.textContent = on ? "Danmaku on" : "Danmaku off";
+    localStorage.setItem("liveshop.danmaku", on ? "on" : "off");
+  };
+  apply(saved !== "off");
+  toggle.addEventListener("click", () => apply(!danmaku.enabled));
+  const density = $("#danmaku-density");
+  density.value = localStorage.getItem("liveshop.density") || "medium";
+  danmaku.setDensity(density.value);
+  density.addEventListener("change", () => {
+    danmaku.setDensity(density.value);
+    localStorage.setItem("liveshop.density", density.value);
+  });
+  const video = $("#video");
+  const unmute = $("#unmute-btn");
+  unmute.addEventListener("click", () => {
+    video.muted = !video.muted;
+    video.play().catch(() => {});
+    unmute.textContent = video.muted ? "Tap to unmute" : "Sound on";
+    unmute.setAttribute("aria-pressed", String(!video.muted));
+  });
+}
+
+// ---------------------------------------------------------------- start
+let player;
+async function start() {
+  setupControls();
+  try {
+    state.show = (await api(`/api/shows/${encodeURIComponent(showId)}`)).show;
+    renderShow();
+  } catch (err) {
+    $("#offline").hidden = false;
+    $("#offline-text").textContent = err.status === 404 ? "There is no such show." : "Could not load the show: " + errorText(err);
+    return;
+  }
+  const getToken = async () => {
+    if (!state.token || (state.claims && state.claims.exp * 1000 < Date.now() + 60_000)) {
+      state.token = await guestToken(showId, params.get("name") || undefined);
+      state.claims = tokenClaims(state.token);
+    }
+    return state.token;
+  };
+  try {
+    await getToken();
+  } catch (err) {
+    $("#chat-error").textContent = "Could not join: " + errorText(err);
+    return;
+  }
+  player = new WhepPlayer($("#video"), showId, getToken, {
+    onState: (s) => {
+      state.videoState = s;
+      renderConnState();
+    },
+  });
+  window.liveshop.player = player;
+  player.start();
+
+  const socket = new LiveSocket(showId, state.token, {
+    onState: (s, d) => {
+      state.wsState = s;
+      renderConnState();
+      if (s === "failed") $("#chat-error").textContent = d?.error === "banned" ? "You are banned from this show." : `Disconnected: ${d?.message || d?.code}`;
+    },
+    onWelcome: (w, reconnect) => {
+      if (w.show) {
+        const wasLive = state.show?.status === "live";
+        state.show = w.show;
+        renderShow();
+        if (!wasLive && w.show.status === "live") player.kick();
+      }
+      $("#viewer-count").textContent = w.viewers ?? 0;
+      setLikes(w.likes ?? 0);
+      pinComment(w.pinned || null);
+      if (reconnect) commerce.refresh();
+    },
+  });
+  window.liveshop.socket = socket;
+  setupChat(socket);
+  setupLikes(socket);
+  const commerce = new ViewerCommerce({ showId, getToken, socket, claims: state.claims });
+  window.liveshop.commerce = commerce;
+  socket.connect();
+  commerce.start();
+  // Poll the show's status while not live, so the video starts as soon as the host goes live.
+  setInterval(async () => {
+    if (state.videoState === "playing") return;
+    try {
+      const s = (await api(`/api/shows/${encodeURIComponent(showId)}`)).show;
+      const changed = s.status !== state.show?.status;
+      state.show = s;
+      if (changed) {
+        renderShow();
+        renderConnState();
+        if (s.status === "live") player.kick();
+      }
+    } catch {
+      /* keep trying */
+    }
+  }, 4000);
+}
+
+start();
