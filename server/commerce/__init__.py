@@ -1,0 +1,26 @@
+"""Commerce in the stream: products, flash sales, checkout and orders, coupons, giveaways, stats.
+
+``setup(app)`` registers the routes, the WebSocket commands (``buy``, ``coupon.claim``,
+``lottery.enter``, ``product.click``), the background tasks (order consumer, per-show timers)
+and the demo seeder. See docs/protocol.md "## Commerce".
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import DEMO_SEEDERS
+from . import coupons, lottery, orders, products, sales, stats
+from .demo import seed_products
+from .payments import payments_ctx
+from .scripts import scripts_ctx
+from .ticker import ticker_ctx
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(scripts_ctx)
+    app.cleanup_ctx.append(payments_ctx)
+    for part in (products, sales, orders, coupons, lottery, stats):
+        part.setup(app)
+    app.cleanup_ctx.append(ticker_ctx)
+    app[DEMO_SEEDERS].append(seed_products)

@@ -1,0 +1,124 @@
+"""Coupons: the host drops a limited number, viewers claim one each (first come), checkout applies it.
+
+Claiming is one Lua call (``coupon_claim.lua``) that checks expiry, the one-per-user rule and
+the count together; paying with ``coupon_id`` marks the claim used in the same script that
+starts the payment, and a failed payment gives the coupon back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import REDIS, WS_HANDLERS
+from ..auth import STAFF, Claims, authenticate
+from ..errors import bad_request, forbidden, not_found, read_json
+from ..events import publish
+from ..shows import get_show
+from . import fields
+from . import keys as ck
+from .scripts import SCRIPTS
+
+
+async def get_coupon(app: web.Application, coupon_id: str) -> dict[str, Any]:
+    show_id = ck.show_of(coupon_id, "c")
+    raw, left = await app[REDIS].hmget(
+        ck.coupons(show_id), [f"{coupon_id}:def", f"{coupon_id}:left"]
+    )
+    if raw is None:
+        raise not_found("coupon_not_found", f"no coupon {coupon_id!r}")
+    coupon = json.loads(raw)
+    coupon["left"] = int(left or 0)
+    coupon["expired"] = time.time() * 1000 >= coupon["expires_at"]
+    return coupon
+
+
+async def create_coupon(app: web.Application, show_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    title = fields.text(body, "title", 80, default="Live coupon") or "Live coupon"
+    percent = fields.integer(body, "percent_off", 0, 100, default=0)
+    amount = fields.integer(body, "amount_off", 0, 100_000_000, default=0)
+    if (percent > 0) == (amount > 0):
+        raise bad_request(
+            "bad_field",
+            "give exactly one of percent_off (1-100) or amount_off (> 0)",
+            field="percent_off",
+        )
+    currency = fields.currency(body)
+    count = fields.integer(body, "count", 1, 1_000_000)
+    expires_in = fields.integer(body, "expires_in_s", 1, 7 * 24 * 3600, default=600)
+    redis = app[REDIS]
+    coupon_id = f"{show_id}.c{await redis.hincrby(ck.seq(show_id), 'coupon', 1)}"
+    expires_at = int(time.time() * 1000) + expires_in * 1000
+    coupon = {
+        "id": coupon_id,
+        "show_id": show_id,
+        "title": title,
+        "percent_off": percent,
+        "amount_off": amount,
+        "currency": currency,
+        "count": count,
+        "expires_at": expires_at,
+    }
+    await redis.hset(
+        ck.coupons(show_id),
+        mapping={
+            f"{coupon_id}:def": json.dumps(coupon),
+            f"{coupon_id}:left": count,
+            f"{coupon_id}:expires": expires_at,
+            f"{coupon_id}:percent_off": percent,
+            f"{coupon_id}:amount_off": amount,
+            f"{coupon_id}:currency": currency,
+        },
+    )
+    await redis.sadd(ck.COMMERCE_SHOWS, show_id)
+    await publish(app, show_id, {"type": "coupon.dropped", "coupon": {**coupon, "left": count}})
+    return {**coupon, "left": count, "expired": False}
+
+
+async def claim(app: web.Application, claims: Claims, coupon_id: Any) -> dict[str, Any]:
+    """``{"outcome": claimed | already_claimed | exhausted | expired, "coupon_id", "left"}``."""
+    if not isinstance(coupon_id, str):
+        raise bad_request("bad_field", "coupon_id is required", field="coupon_id")
+    show_id = ck.show_of(coupon_id, "c")
+    if show_id != claims.show_id:
+        raise forbidden("token is for another show")
+    outcome, left = await app[SCRIPTS].coupon_claim(
+        keys=[ck.coupons(show_id), ck.coupon_claims(show_id)], args=[coupon_id, claims.user_id]
+    )
+    if outcome == "unknown_coupon":
+        raise not_found("coupon_not_found", f"no coupon {coupon_id!r}")
+    return {"outcome": outcome, "coupon_id": coupon_id, "left": int(left)}
+
+
+async def handle_create(request: web.Request) -> web.Response:
+    show_id = request.match_info["show_id"]
+    await get_show(request.app, show_id)
+    await authenticate(request, show_id, STAFF)
+    coupon = await create_coupon(request.app, show_id, await read_json(request))
+    return web.json_response({"coupon": coupon}, status=201)
+
+
+async def handle_get(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"coupon": await get_coupon(request.app, request.match_info["coupon_id"])}
+    )
+
+
+async def handle_claim(request: web.Request) -> web.Response:
+    coupon_id = request.match_info["coupon_id"]
+    claims = await authenticate(request, ck.show_of(coupon_id, "c"))
+    return web.json_response(await claim(request.app, claims, coupon_id))
+
+
+async def ws_claim(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
+    return await claim(app, claims, message.get("coupon_id"))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/shows/{show_id}/coupons", handle_create)
+    app.router.add_get("/api/coupons/{coupon_id}", handle_get)
+    app.router.add_post("/api/coupons/{coupon_id}/claim", handle_claim)
+    app[WS_HANDLERS]["coupon.claim"] = ws_claim

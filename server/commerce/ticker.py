@@ -1,0 +1,140 @@
+"""Per-show timers, run by one node at a time (a Redis lease per show).
+
+Every ~100 ms the leader of a show expires due reservations (``order.lua sweep``; safe on
+several nodes at once, the lease only avoids duplicate work), announces sale countdowns
+(every second), starts, stock left (at most every 200 ms, when it changed) and ends, draws
+giveaways whose window closed, and pushes host stats every ~2 s while something changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..appkeys import REDIS
+from ..events import publish
+from . import keys as ck
+from .lottery import draw_due
+from .orders import settle_stale_payment
+from .sales import countdown_event, ended_event, list_sales, started_event
+from .scripts import SCRIPTS
+from .stats import show_stats
+
+log = logging.getLogger("liveshop.commerce")
+
+TICK_S = 0.1
+STOCK_EVERY_S = 0.2
+COUNTDOWN_EVERY_S = 1.0
+STATS_EVERY_S = 2.0
+LEASE_MS = 3000
+SWEEP_BATCH = 500
+LEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+@dataclass
+class ShowTimers:
+    """What this node last announced for a show it leads."""
+
+    phase: dict[str, str] = field(default_factory=dict)  # sale id → scheduled | live | ended
+    left: dict[str, int] = field(default_factory=dict)
+    countdown_at: dict[str, float] = field(default_factory=dict)
+    stock_at: float = 0.0
+    stats_at: float = 0.0
+    stats_sig: str = ""
+
+
+class Ticker:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.node = "node-" + secrets.token_hex(4)
+        self.lease = app[REDIS].register_script(LEASE_LUA)
+        self.shows: dict[str, ShowTimers] = {}
+
+    async def loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                for show_id in await self.app[REDIS].smembers(ck.COMMERCE_SHOWS):
+                    if await self.lease(keys=[ck.leader(show_id)], args=[self.node, LEASE_MS]):
+                        await self.tick(show_id)
+                    else:
+                        self.shows.pop(show_id, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("commerce tick failed")
+                await asyncio.sleep(1)
+            await asyncio.sleep(max(0.01, TICK_S - (time.monotonic() - started)))
+
+    async def tick(self, show_id: str) -> None:
+        timers = self.shows.setdefault(show_id, ShowTimers())
+        now = time.monotonic()
+        await self.sweep(show_id)
+        await self.sale_events(show_id, timers, now)
+        await draw_due(self.app, show_id)
+        if now - timers.stats_at >= STATS_EVERY_S:
+            timers.stats_at = now
+            stats = await show_stats(self.app, show_id)
+            signature = json.dumps({k: v for k, v in stats.items() if k != "at"}, sort_keys=True)
+            if signature != timers.stats_sig or stats["viewers"]:
+                timers.stats_sig = signature
+                await publish(self.app, show_id, {"type": "stats", **stats}, staff_only=True)
+
+    async def sweep(self, show_id: str) -> None:
+        """Expire due reservations; settle payments whose node died."""
+        while True:
+            code, expired, *stale = await self.app[SCRIPTS].order(
+                keys=ck.order_script_keys(show_id), args=["sweep", SWEEP_BATCH]
+            )
+            for order_id in stale:
+                await settle_stale_payment(self.app, show_id, order_id)
+            if int(expired) < SWEEP_BATCH:
+                return
+
+    async def sale_events(self, show_id: str, timers: ShowTimers, now: float) -> None:
+        """Countdown every second, started/ended on a phase change, stock left when it changed."""
+        stock_due = now - timers.stock_at >= STOCK_EVERY_S
+        for sale in await list_sales(self.app, show_id):
+            sale_id, status = sale["id"], sale["status"]
+            before = timers.phase.get(sale_id)
+            timers.phase[sale_id] = status
+            if status == "ended":
+                if before in ("scheduled", "live"):  # a new leader does not replay old ends
+                    await publish(self.app, show_id, ended_event(sale))
+                continue
+            if status == "scheduled":
+                if now - timers.countdown_at.get(sale_id, 0) >= COUNTDOWN_EVERY_S:
+                    timers.countdown_at[sale_id] = now
+                    await publish(self.app, show_id, countdown_event(sale))
+                continue
+            if before == "scheduled":
+                await publish(self.app, show_id, started_event(sale))
+            if stock_due and timers.left.get(sale_id) != sale["left"]:
+                timers.left[sale_id] = sale["left"]
+                event = {
+                    "type": "sale.stock",
+                    "sale_id": sale_id,
+                    "left": sale["left"],
+                    "sold": sale["sold"],
+                }
+                await publish(self.app, show_id, event)
+        if stock_due:
+            timers.stock_at = now
+
+
+async def ticker_ctx(app: web.Application) -> AsyncIterator[None]:
+    ticker = Ticker(app)
+    task = asyncio.create_task(ticker.loop(), name="commerce-ticker")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
