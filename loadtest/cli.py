@@ -11,8 +11,10 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from .invariants import SaleParams, check_sale, orders_from_json, sale_counts
 from .report_html import write_html
 from .report_json import write_json
 from .runner import install_uvloop, raise_fd_limit, run
@@ -65,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=cls.help, description=cls.help)
         _common(p)
         cls.add_arguments(p)
+    audit = sub.add_parser(
+        "check-orders",
+        help="check flash-sale invariants on saved order records (GET /api/shows/{id}/orders output)",
+        description="Run the flash-sale invariant checker on a JSON file of order records; exit 1 on a violation.",
+    )
+    audit.add_argument("orders", help="JSON file: {\"orders\": [...]} or a list of order records")
+    audit.add_argument("--quantity", type=int, required=True, help="units the sale offered")
+    audit.add_argument("--per-user-limit", type=int, required=True, help="units one buyer may hold")
+    audit.add_argument("--demand", type=int, required=True, help="eligible demand (sum of min(wanted, limit))")
+    audit.add_argument("--sale-id", help="only records of this sale")
+    audit.add_argument("--json", metavar="FILE", help="write the verdicts here")
     return parser
 
 
@@ -72,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse and validate; exits with status 2 on bad options."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    if ns.scenario == "check-orders":
+        return vars(ns)
     if not ns.url and not ns.spawn_server:
         parser.error("give --url of a running server or --spawn-server")
     try:
@@ -109,9 +124,34 @@ def summary_line(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def exit_status(report: dict[str, Any]) -> int:
+    """0 when every invariant and SLO held, 1 otherwise."""
+    ok = all(v["ok"] for v in report.get("invariants", {}).values()) and all(s["ok"] for s in report.get("slos", []))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def check_orders(args: dict[str, Any]) -> int:
+    """``check-orders``: the flash-sale invariants over saved records; the exit status follows them."""
+    try:
+        body = json.loads(Path(args["orders"]).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"liveshop-loadtest: error: cannot read {args['orders']}: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    orders = orders_from_json(body, args.get("sale_id"))
+    params = SaleParams(args["quantity"], args["per_user_limit"], args["demand"])
+    report = {"invariants": check_sale(orders, params), "counts": sale_counts(orders, params)}
+    if args.get("json"):
+        Path(args["json"]).write_text(json.dumps(report, indent=2) + "\n")
+    for name, verdict in report["invariants"].items():
+        print(f"[{'ok' if verdict['ok'] else 'FAIL'}] {name}: {verdict['detail']}", file=sys.stderr)
+    return exit_status(report)
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one load test from the command line; returns the exit status."""
     args = parse_args(argv)
+    if args["scenario"] == "check-orders":
+        return check_orders(args)
     raise_fd_limit()
     install_uvloop()
     try:
@@ -129,4 +169,4 @@ def run_cli(argv: list[str] | None = None) -> int:
         write_html(report, args["html"])
     if not args.get("quiet"):
         print(summary_line(report), file=sys.stderr)
-    return EXIT_OK if report["ok"] else EXIT_FAILED
+    return exit_status(report)

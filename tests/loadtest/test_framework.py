@@ -1,0 +1,84 @@
+"""Framework pieces: HDR merge across workers, SLO parsing, the HTML report, the spawned server."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from loadtest import metrics
+from loadtest.report_html import render
+from loadtest.slo import evaluate_slos, parse_slos
+from loadtest.spawn import SpawnedServer
+
+
+def test_hdr_histograms_merge_exactly_across_workers() -> None:
+    a, b, whole = metrics.new_histogram(), metrics.new_histogram(), metrics.new_histogram()
+    for value in range(1, 5001):
+        (a if value % 2 else b).record_value(value * 100)
+        whole.record_value(value * 100)
+    merged = metrics.new_histogram()
+    metrics.merge_into(merged, metrics.encode(a))
+    metrics.merge_into(merged, metrics.encode(b))
+    metrics.merge_into(merged, metrics.encode(metrics.new_histogram()))  # an idle worker
+    assert merged.get_total_count() == 5000
+    assert metrics.summary_ms(merged) == metrics.summary_ms(whole)
+    assert metrics.summary_ms(merged)["p50"] == pytest.approx(250.0, rel=0.01)
+
+
+def test_worker_stats_ticks_are_deltas() -> None:
+    stats = metrics.WorkerStats()
+    stats.add("sent", 3)
+    stats.latency_us(1000)
+    first = stats.tick()
+    stats.add("sent", 2)
+    second = stats.tick()
+    assert first["counters"] == {"sent": 3} and second["counters"] == {"sent": 2}
+    assert first["latency"] and not second["latency"]
+    assert stats.final()["counters"] == {"sent": 5}
+
+
+def test_slo_parsing_and_evaluation() -> None:
+    slos = parse_slos("p99<250, errors<0.1%,loss<=0")
+    report = {"latency_ms": {"p99": 120.0}, "attempts": 10_000, "connect_errors": 5, "errors": 0, "expected": 100, "lost": 0}
+    assert [s["ok"] for s in evaluate_slos(slos, report)] == [True, True, True]
+    report["connect_errors"] = 50
+    assert [s["ok"] for s in evaluate_slos(slos, report)] == [True, False, True]
+    with pytest.raises(ValueError, match="unknown SLO metric"):
+        parse_slos("p42<1")
+    with pytest.raises(ValueError, match="bad SLO term"):
+        parse_slos("p99 is small")
+
+
+def test_html_report_is_self_contained_svg() -> None:
+    report = {
+        "scenario": "chat", "ok": True, "latency_ms": {"p99": 3.0},
+        "timeline": [{"t": t, "connected": 10 * t, "sent": 5, "received": 50, "errors": 0,
+                      "p50_ms": 1.0, "p99_ms": 2.0 + t, "tester_cpu_pct": 20.0} for t in range(1, 6)],
+        "latency_histogram_ms": [(1.0, 5), (2.0, 9)],
+        "invariants": {"nothing_oversold": {"ok": True, "detail": "0 oversold"}},
+        "slos": [{"slo": "p99<250", "ok": True, "value": 3.0}],
+        "sale": {"outcomes": {"reserved": 10, "sold_out": 90}, "reserved_over_time": [(1.0, 1), (5.0, 10)]},
+    }  # fmt: skip
+    page = render(report)
+    assert page.count("<svg") >= 6
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<script" not in page and "nothing_oversold" in page
+
+
+def test_spawned_server_is_measured_and_cleaned_up() -> None:
+    server = SpawnedServer()
+    url = server.start()
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        for _ in range(50):
+            urllib.request.urlopen(url + "/healthz", timeout=5).read()
+        measured = server.measure()
+        assert measured["rss_mb"] > 10 and measured["redis_rss_mb"] > 1
+        assert measured["cpu_s"] >= 0
+    finally:
+        totals = server.stop()
+    assert not server.data_dir.exists()
+    assert server.proc is not None and server.proc.poll() is not None
+    assert set(totals) == {"cpu_s", "rss_mb", "redis_cpu_s", "redis_rss_mb"}
