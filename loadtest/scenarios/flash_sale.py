@@ -67,17 +67,15 @@ def start_monotonic(sale: dict[str, Any], received_at: float) -> float:
     return received_at + (sale["starts_at"] - sale["now"]) / 1000
 
 
-async def fetch_orders(ctl: Controller, show_id: str, host_token: str) -> list[dict[str, Any]]:
-    """Every order record of the show (following a cursor when the server pages them)."""
+async def fetch_orders(ctl: Controller, show_id: str, host_token: str, sale_id: str) -> list[dict[str, Any]]:
+    """Every order record of the sale, following ``next_cursor`` page by page."""
     out: list[dict[str, Any]] = []
-    path = f"/api/shows/{show_id}/orders?limit=100000"
-    for _ in range(10_000):
-        body = await ctl.request("GET", path, host_token)
-        out += body.get("orders", body.get("items", [])) if isinstance(body, dict) else body
-        cursor = body.get("next") or body.get("cursor") if isinstance(body, dict) else None
-        if not cursor:
-            break
-        path = f"/api/shows/{show_id}/orders?limit=100000&cursor={cursor}"
+    cursor: str | None = ""
+    while cursor is not None:
+        query = f"limit=5000&sale_id={sale_id}" + (f"&cursor={cursor}" if cursor else "")
+        body = await ctl.request("GET", f"/api/shows/{show_id}/orders?{query}", host_token)
+        out += body.get("orders", [])
+        cursor = body.get("next_cursor")
     return out
 
 
@@ -246,7 +244,7 @@ class FlashSaleScenario(Scenario):
         sale_id = sale["id"]
         demand = sum(int(x.get("demand", 0)) for x in agg.extras)
         params = SaleParams(a["quantity"], a["per_user_limit"], demand)
-        orders = orders_from_json({"orders": await fetch_orders(ctl, plan["show_id"], plan["host_token"])}, sale_id)
+        orders = orders_from_json({"orders": await fetch_orders(ctl, plan["show_id"], plan["host_token"], sale_id)}, sale_id)
         server_sale = (await ctl.request("GET", f"/api/sales/{sale_id}"))["sale"]
         invariants = check_sale(orders, params)
         counts = sale_counts(orders, params)
