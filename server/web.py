@@ -1,7 +1,8 @@
 """The web client: static pages and ES modules from ``web_client/``, no build step.
 
 ``/`` is the landing page, ``/host/{show_id}`` the host studio, ``/watch/{show_id}`` the viewer
-page; ``/static/…`` serves the CSS and JavaScript. HTML is never cached (it names the module
+page, ``/verify/{lottery_id}`` re-runs a giveaway draw in the browser; ``/static/…`` serves the
+CSS and JavaScript. HTML is never cached (it names the module
 versions); static files are revalidated (``no-cache`` + ETag/Last-Modified from aiohttp).
 """
 
@@ -61,4 +62,5 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/host/{show_id}", _page("host.html"))
     app.router.add_get("/watch/{show_id}", _page("watch.html"))
+    app.router.add_get("/verify/{lottery_id}", _page("verify.html"))
     app.router.add_get("/static/{path:.+}", static_file)

@@ -195,21 +195,24 @@ function applyStats(s) {
     return undefined;
   };
   const set = (id, v, fmt = (x) => x) => v !== undefined && ($(id).textContent = fmt(v));
-  const viewers = pick("viewers", "viewers_now", "presence.viewers");
-  const peak = pick("peak", "viewers_peak", "peak_viewers", "presence.peak");
+  const viewers = pick("viewers");
+  const peak = pick("peak_viewers", "peak");
   if (viewers !== undefined || peak !== undefined) applyPresence({ viewers, peak });
-  const rate = pick("chat_per_min", "chat_per_minute", "chat_rate");
+  const rate = pick("chat_per_minute");
   if (rate !== undefined) {
     state.statsChatRate = true;
     set("#st-chat", Math.round(rate));
   }
-  set("#st-likes", pick("likes", "likes_total"));
-  set("#st-gmv", pick("gmv_cents", "gmv"), (v) => money(v));
-  set("#st-orders", pick("orders", "orders_paid", "paid_orders"));
-  set("#fn-viewers", pick("funnel.viewers", "unique_viewers"));
-  set("#fn-clicked", pick("funnel.clicked", "clicked", "product_clicks"));
-  set("#fn-reserved", pick("funnel.reserved", "reserved"));
-  set("#fn-paid", pick("funnel.paid", "paid"));
+  const likes = pick("likes");
+  if (likes !== undefined && likes >= state.likes) set("#st-likes", (state.likes = likes));
+  set("#st-gmv", pick("gmv"), (v) =>
+    typeof v === "object" ? Object.entries(v).map(([cur, cents]) => money(cents, cur)).join(" + ") || money(0) : money(v)
+  );
+  set("#st-orders", pick("paid_orders", "orders"));
+  set("#fn-viewers", pick("funnel.viewers"));
+  set("#fn-clicked", pick("funnel.clicked"));
+  set("#fn-reserved", pick("funnel.reserved"));
+  set("#fn-paid", pick("funnel.paid"));
   $("#stats-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 

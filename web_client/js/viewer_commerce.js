@@ -1,5 +1,458 @@
+// Viewer shopping: pinned product cards, flash-sale countdown + Buy, checkout sheet (simulated
+// provider), coupons, giveaway entry and winners with a link to verify the draw.
+import { api } from "./api.js";
+import { $, clock, errorText, h, money, toast } from "./util.js";
+
+const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`).replace(/[^A-Za-z0-9_.:-]/g, "");
+
 export class ViewerCommerce {
-  constructor(opts) { Object.assign(this, opts); }
-  start() {}
-  refresh() {}
+  constructor({ showId, getToken, socket, claims }) {
+    this.showId = showId;
+    this.getToken = getToken;
+    this.socket = socket;
+    this.claims = claims;
+    this.base = `/api/shows/${encodeURIComponent(showId)}`;
+    this.pinned = [];
+    this.sale = null;
+    this.reservation = null; // {reservation_id, expires_at, sale}
+    this.order = null;
+    this.coupon = null; // dropped coupon {id,…, claimed}
+    this.lottery = null;
+    this.buyKey = null;
+  }
+
+  async call(path, opts = {}) {
+    return api(path, { token: await this.getToken(), ...opts });
+  }
+
+  /** A command over the socket when it is up, else the equivalent HTTP call. */
+  async command(type, fields, httpPath) {
+    if (this.socket.state === "open") return this.socket.request(type, fields);
+    return this.call(httpPath, { method: "POST", body: fields });
+  }
+
+  start() {
+    const s = this.socket;
+    s.on("products", (e) => this.setPinned(e.pinned));
+    s.on("product.pinned", () => this.loadProducts());
+    s.on("product.unpinned", (e) => this.setPinned(this.pinned.filter((p) => p.id !== e.product_id)));
+    for (const t of ["sale.countdown", "sale.started", "sale.stock", "sale.ended"]) s.on(t, (e) => this.onSaleEvent(e));
+    s.on("order.paid", (e) => this.socialProof(e));
+    s.on("coupon.dropped", (e) => this.showCoupon(e.coupon));
+    s.on("lottery.created", (e) => this.showLottery(e.lottery));
+    s.on("lottery.drawn", (e) => this.onDrawn(e));
+    $("#buy-btn").addEventListener("click", () => this.buy());
+    $("#pay-btn").addEventListener("click", () => this.pay());
+    $("#checkout-close").addEventListener("click", () => $("#checkout").close());
+    this.refresh();
+    setInterval(() => this.tick(), 250);
+  }
+
+  refresh() {
+    this.loadProducts();
+    this.loadSales();
+    this.loadLotteries();
+  }
+
+  // ------------------------------------------------------------ pinned products
+  async loadProducts() {
+    try {
+      const { pinned } = await api(`${this.base}/products`);
+      this.setPinned(pinned);
+    } catch {
+      /* no commerce on this server */
+    }
+  }
+
+  setPinned(list) {
+    this.pinned = list || [];
+    const ul = $("#products");
+    ul.replaceChildren(
+      ...this.pinned.map((p) => {
+        const onSale = this.sale && this.sale.product_id === p.id && this.sale.status !== "ended";
+        return h(
+          "li",
+          {},
+          h(
+            "button.product-card",
+            { type: "button", "data-product": p.id, "aria-label": `${p.title}, ${money(p.price, p.currency)}, ${p.stock} left`, onclick: () => this.click(p) },
+            p.image ? h("img", { src: p.image, alt: "" }) : h("img", { alt: "", src: "data:image/svg+xml," + encodeURIComponent(placeholder(p.title)) }),
+            h("div", {}, h("div.pt", {}, p.title), h("div.pp", {}, h("b", {}, money(onSale ? this.sale.price : p.price, p.currency)), ` · ${onSale ? this.sale.left : p.stock} left`))
+          )
+        );
+      })
+    );
+  }
+
+  click(p) {
+    this.command("product.click", { product_id: p.id }, `/api/products/${encodeURIComponent(p.id)}/click`).catch(() => {});
+    if (this.sale && this.sale.product_id === p.id) $("#buy-btn").focus();
+    else toast(`${p.title}: ${money(p.price, p.currency)} · ${p.stock} in stock${p.description ? " — " + p.description : ""}`);
+  }
+
+  // ------------------------------------------------------------ flash sale
+  async loadSales() {
+    try {
+      const { sales } = await api(`${this.base}/sales`);
+      const live = sales.filter((s) => s.status !== "ended").pop();
+      if (live) this.setSale(live);
+    } catch {
+      /* no commerce */
+    }
+  }
+
+  setSale(sale) {
+    const skew = sale.now ? sale.now - Date.now() : this.sale?.skew || 0;
+    this.sale = { ...sale, skew };
+    if (!this.buyKey || this.buyKey.sale !== sale.id) this.buyKey = { sale: sale.id, key: newKey() };
+    this.renderSale();
+    this.setPinned(this.pinned);
+  }
+
+  onSaleEvent(e) {
+    if (!this.sale || this.sale.id !== e.sale_id) {
+      api(`/api/sales/${encodeURIComponent(e.sale_id)}`).then(({ sale }) => this.setSale(sale)).catch(() => {});
+      return;
+    }
+    const s = this.sale;
+    if (e.type === "sale.countdown") Object.assign(s, { status: "scheduled", starts_at: e.starts_at });
+    if (e.type === "sale.started") Object.assign(s, { status: "live", left: e.left, ends_at: e.ends_at });
+    if (e.type === "sale.stock") Object.assign(s, { left: e.left, sold: e.sold });
+    if (e.type === "sale.ended") Object.assign(s, { status: "ended", left: e.left });
+    this.renderSale();
+    this.setPinned(this.pinned);
+  }
+
+  phase() {
+    const s = this.sale;
+    if (!s) return null;
+    const now = Date.now() + (s.skew || 0);
+    if (s.status === "ended" || now >= s.ends_at) return { status: "ended", now };
+    if (now < s.starts_at) return { status: "scheduled", now };
+    return { status: "live", now };
+  }
+
+  renderSale() {
+    const s = this.sale;
+    const bar = $("#sale");
+    if (!s) {
+      bar.hidden = true;
+      return;
+    }
+    const { status, now } = this.phase();
+    if (status === "ended" && now - s.ends_at > 15000 && !this.reservation) {
+      bar.hidden = true;
+      return;
+    }
+    bar.hidden = false;
+    bar.dataset.status = status;
+    $("#sale-title").textContent = s.title;
+    $("#sale-price").textContent = money(s.price, s.currency);
+    $("#sale-list").textContent = s.list_price && s.list_price !== s.price ? money(s.list_price, s.currency) : "";
+    $("#sale-left").textContent = s.left > 0 ? `${s.left} left` : "sold out";
+    const btn = $("#buy-btn");
+    if (status === "scheduled") {
+      $("#sale-clock").textContent = `Starts in ${clock((s.starts_at - now) / 1000)}`;
+      btn.disabled = true;
+      btn.textContent = "Soon";
+    } else if (status === "live") {
+      $("#sale-clock").textContent = `Ends in ${clock((s.ends_at - now) / 1000)} · limit ${s.per_user_limit} per person`;
+      btn.disabled = this.buying || s.left <= 0;
+      btn.textContent = s.left <= 0 ? "Sold out" : this.buying ? "…" : "Buy";
+    } else {
+      $("#sale-clock").textContent = "Sale ended";
+      btn.disabled = true;
+      btn.textContent = "Ended";
+    }
+  }
+
+  async buy() {
+    const s = this.sale;
+    if (!s || this.buying) return;
+    this.buying = true;
+    this.renderSale();
+    const key = this.buyKey.key;
+    try {
+      const r = await this.command("buy", { sale_id: s.id, key }, `/api/sales/${encodeURIComponent(s.id)}/buy`);
+      this.buyKey = { sale: s.id, key: newKey() }; // decided: the next tap is a new attempt
+      this.showOutcome(r);
+    } catch (err) {
+      // Same key on retry: the server answers the first outcome, never a second unit.
+      this.showResult("error", `Could not buy: ${errorText(err)}`);
+    } finally {
+      this.buying = false;
+      this.renderSale();
+    }
+  }
+
+  showOutcome(r) {
+    const s = this.sale;
+    if (r.outcome === "reserved") {
+      this.reservation = { id: r.reservation_id, expires_at: r.expires_at, skew: s.skew || 0, sale: s };
+      this.showResult("reserved", "");
+      this.openCheckout();
+    } else if (r.outcome === "sold_out") this.showResult("sold_out", "Sold out — every unit is taken.");
+    else if (r.outcome === "limit_reached") this.showResult("limit_reached", `Limit reached: ${s.per_user_limit} per person.`);
+    else if (r.outcome === "not_started") this.showResult("not_started", "The sale has not started yet.");
+    else if (r.outcome === "ended") this.showResult("ended", "The sale has ended.");
+    else this.showResult("error", `Outcome: ${r.outcome}`);
+  }
+
+  showResult(outcome, text) {
+    const el = $("#buy-result");
+    el.hidden = false;
+    el.dataset.outcome = outcome;
+    if (outcome === "reserved") {
+      el.replaceChildren(
+        h("span", { id: "hold-text" }, this.holdText()),
+        h("button.small.primary", { type: "button", id: "checkout-btn", onclick: () => this.openCheckout() }, "Checkout")
+      );
+    } else el.replaceChildren(text);
+    clearTimeout(this.resultTimer);
+    if (outcome !== "reserved" && outcome !== "paid") this.resultTimer = setTimeout(() => (el.hidden = true), 8000);
+  }
+
+  holdLeft() {
+    const r = this.reservation;
+    return r ? (r.expires_at - (Date.now() + r.skew)) / 1000 : 0;
+  }
+
+  holdText() {
+    return `Reserved! Pay within ${clock(this.holdLeft())}`;
+  }
+
+  // ------------------------------------------------------------ checkout
+  openCheckout() {
+    const r = this.reservation;
+    if (!r) return;
+    const s = r.sale;
+    const rows = [
+      ["Item", s.title],
+      ["Price", money(s.price, s.currency)],
+      ["Order", r.id],
+      ["Hold", h("span", { id: "checkout-hold" }, clock(this.holdLeft()))],
+    ];
+    const body = [h("dl", {}, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))];
+    if (this.coupon && this.coupon.claimed) {
+      body.push(h("label.row", {}, h("input", { type: "checkbox", id: "use-coupon", checked: true }), ` Apply coupon "${this.coupon.title}"`));
+    }
+    body.push(h("p.muted.small", {}, "Payments go through liveshop's simulated provider: no real money moves."));
+    $("#checkout-body").replaceChildren(...body);
+    $("#checkout-error").textContent = "";
+    $("#pay-btn").hidden = false;
+    $("#pay-btn").disabled = false;
+    $("#pay-btn").textContent = `Pay ${money(s.price, s.currency)}`;
+    this.payKey = this.payKey && this.payKey.order === r.id ? this.payKey : { order: r.id, key: newKey() };
+    const dlg = $("#checkout");
+    if (!dlg.open) dlg.showModal();
+    $("#pay-btn").focus();
+  }
+
+  async pay() {
+    const r = this.reservation;
+    if (!r) return;
+    const btn = $("#pay-btn");
+    btn.disabled = true;
+    btn.textContent = "Paying…";
+    $("#checkout-error").textContent = "";
+    const body = { key: this.payKey.key };
+    if (this.coupon && this.coupon.claimed && $("#use-coupon")?.checked) body.coupon_id = this.coupon.id;
+    try {
+      const res = await this.call(`/api/orders/${encodeURIComponent(r.id)}/pay`, { method: "POST", body });
+      if (res.status === "paid") this.paid(res.order);
+      else {
+        this.payKey = { order: r.id, key: newKey() };
+        $("#checkout-error").textContent = `Payment ${res.status}: ${res.order?.failure || "declined"}. You can try again.`;
+        btn.disabled = false;
+        btn.textContent = "Try again";
+      }
+    } catch (err) {
+      $("#checkout-error").textContent = errorText(err);
+      btn.disabled = false;
+      btn.textContent = "Try again";
+      if (err.code === "order_not_payable") {
+        this.reservation = null;
+        btn.hidden = true;
+      }
+    }
+  }
+
+  paid(order) {
+    this.order = order;
+    this.reservation = null;
+    $("#pay-btn").hidden = true;
+    $("#checkout-body").replaceChildren(
+      h(
+        "div.order-ok",
+        { id: "order-done", "data-order": order.id },
+        h("h3", {}, "Paid — thank you!"),
+        h(
+          "dl",
+          {},
+          h("dt", {}, "Order"), h("dd", { id: "order-id" }, order.id),
+          h("dt", {}, "Item"), h("dd", {}, order.title),
+          h("dt", {}, "Amount"), h("dd", { id: "order-amount" }, money(order.amount ?? order.price, order.currency)),
+          order.discount ? [h("dt", {}, "Discount"), h("dd", {}, money(order.discount, order.currency))] : null,
+          h("dt", {}, "Status"), h("dd", { id: "order-status" }, order.status),
+          order.charge_id ? [h("dt", {}, "Charge"), h("dd", {}, order.charge_id)] : null
+        )
+      )
+    );
+    this.showResult("paid", `Paid: order ${order.id}`);
+    $("#buy-result").replaceChildren(`Paid ✓ order ${order.id}`);
+    $("#checkout-close").focus();
+  }
+
+  tick() {
+    this.renderSale();
+    if (this.reservation) {
+      const left = this.holdLeft();
+      const hold = $("#hold-text");
+      if (hold) hold.textContent = left > 0 ? this.holdText() : "Your hold expired.";
+      const ch = $("#checkout-hold");
+      if (ch) ch.textContent = left > 0 ? clock(left) : "expired";
+      if (left <= 0) {
+        this.reservation = null;
+        $("#pay-btn").disabled = true;
+        $("#checkout-error").textContent = "The hold expired: the unit went back to the sale.";
+      }
+    }
+    this.renderLottery();
+    this.renderCoupon();
+  }
+
+  socialProof(e) {
+    const ol = $("#chat-recent");
+    ol.append(h("li.social", {}, `${e.text || `${e.buyer} just bought ${e.product}`}`));
+    while (ol.children.length > 5) ol.firstElementChild.remove();
+    if (this.sale && this.sale.id === e.sale_id && typeof e.left === "number") {
+      this.sale.left = e.left;
+      this.renderSale();
+    }
+  }
+
+  // ------------------------------------------------------------ coupons
+  showCoupon(coupon) {
+    this.coupon = { ...coupon, claimed: false };
+    this.renderCoupon(true);
+  }
+
+  renderCoupon(force) {
+    const c = this.coupon;
+    const box = $("#coupon");
+    if (!c) return;
+    const left = (c.expires_at - Date.now()) / 1000;
+    if (left <= 0 && !c.claimed) {
+      box.hidden = true;
+      return;
+    }
+    if (!force && !box.hidden) {
+      const t = $("#coupon-time");
+      if (t) t.textContent = clock(left);
+      return;
+    }
+    box.hidden = false;
+    const off = c.percent_off ? `${c.percent_off}% off` : `${money(c.amount_off, c.currency)} off`;
+    box.replaceChildren(
+      h(
+        "div.row",
+        {},
+        h("span", {}, h("b", {}, c.title), ` · ${off} · `, h("span", { id: "coupon-time" }, clock(left))),
+        c.claimed
+          ? h("span.ok-text", {}, "Claimed ✓ applied at checkout")
+          : h("button.small.primary", { type: "button", id: "claim-btn", onclick: () => this.claimCoupon() }, "Claim")
+      )
+    );
+  }
+
+  async claimCoupon() {
+    const c = this.coupon;
+    try {
+      const r = await this.command("coupon.claim", { coupon_id: c.id }, `/api/coupons/${encodeURIComponent(c.id)}/claim`);
+      if (r.outcome === "claimed" || r.outcome === "already_claimed") {
+        c.claimed = true;
+        this.renderCoupon(true);
+      } else toast(`Coupon ${r.outcome.replace("_", " ")}`, "error");
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  // ------------------------------------------------------------ giveaway
+  async loadLotteries() {
+    try {
+      const { lotteries } = await api(`${this.base}/lotteries`);
+      const last = lotteries[lotteries.length - 1];
+      if (last && (last.status !== "drawn" || Date.now() - (last.drawn_at || 0) < 120000)) this.showLottery(last);
+    } catch {
+      /* no commerce */
+    }
+  }
+
+  showLottery(l) {
+    if (this.lottery && this.lottery.id === l.id && this.lottery.status === "drawn") return;
+    this.lottery = { ...l, entered: this.lottery?.id === l.id ? this.lottery.entered : false };
+    this.renderLottery(true);
+  }
+
+  onDrawn(e) {
+    const base = this.lottery && this.lottery.id === e.lottery_id ? this.lottery : { id: e.lottery_id };
+    this.lottery = { ...base, status: "drawn", prize: e.prize, winnerList: e.winners, entrants_count: e.entrants_count };
+    this.renderLottery(true);
+  }
+
+  renderLottery(force) {
+    const l = this.lottery;
+    const box = $("#giveaway");
+    if (!l) return;
+    if (!force) {
+      const t = $("#ga-time");
+      if (t && l.status !== "drawn") t.textContent = clock((l.closes_at - Date.now()) / 1000);
+      return;
+    }
+    box.hidden = false;
+    box.dataset.status = l.status;
+    const close = h("button.small", { type: "button", "aria-label": "Hide giveaway", onclick: () => (box.hidden = true) }, "×");
+    if (l.status === "drawn") {
+      const winners = l.winnerList || (l.winners || []).map((id) => ({ user_id: id, name: id }));
+      const me = this.claims && winners.some((w) => w.user_id === this.claims.user_id);
+      box.replaceChildren(
+        h("div.row", {}, h("b", {}, `Giveaway: ${l.prize}`), close),
+        me ? h("div.ok-text", { id: "you-won" }, "You won!") : null,
+        winners.length
+          ? h("div", {}, "Winners:", h("ol.winners", { id: "winners" }, ...winners.map((w) => h("li", { "data-uid": w.user_id }, w.name))))
+          : h("div", { id: "winners" }, "No eligible entrants."),
+        h("a", { href: `/verify/${encodeURIComponent(l.id)}`, id: "verify-link", target: "_blank", rel: "noopener" }, "Verify the draw")
+      );
+      return;
+    }
+    const how =
+      l.eligibility === "keyword"
+        ? h("span", {}, `Type "${l.keyword}" in chat to enter`)
+        : l.eligibility === "buyers"
+          ? h("span", {}, "Buyers in this show are entered automatically")
+          : l.entered
+            ? h("span.ok-text", { id: "entered" }, "You're in ✓")
+            : h("button.small.primary", { type: "button", id: "enter-btn", onclick: () => this.enter() }, "Enter");
+    box.replaceChildren(
+      h("div.row", {}, h("b", {}, `Giveaway: ${l.prize}`), close),
+      h("div.row", {}, h("span", {}, `${l.winners_count} winner(s) · closes in `, h("span", { id: "ga-time" }, clock((l.closes_at - Date.now()) / 1000))), how)
+    );
+  }
+
+  async enter() {
+    const l = this.lottery;
+    try {
+      await this.command("lottery.enter", { lottery_id: l.id }, `/api/lotteries/${encodeURIComponent(l.id)}/enter`);
+      l.entered = true;
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+    this.renderLottery(true);
+  }
+}
+
+function placeholder(title) {
+  const letter = (title || "?").trim().charAt(0).toUpperCase();
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="44" height="44"><rect width="44" height="44" rx="6" fill="#2d3342"/><text x="22" y="29" font-size="20" text-anchor="middle" fill="#fff" font-family="sans-serif">${letter.replace(/[<&>]/g, "")}</text></svg>`;
 }
