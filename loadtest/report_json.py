@@ -58,7 +58,6 @@ def build_report(
         "lost": lost,
         "dropped": int(c.get("skipped", 0)),
         "deliveries_per_s": round(received / duration, 1) if duration else 0.0,
-        "invariants": {},
         "timeline": agg.timeline_rows(),
         "latency_histogram_ms": metrics.distribution_ms(latency),
         "tester": {
@@ -77,7 +76,20 @@ def build_report(
     # measured itself, not the server: say so loudly.
     lag_p99 = metrics.percentile_ms(loop_lag, 99) or 0.0
     report["tester"]["saturated"] = report["tester"]["cpu_pct"] > 90 or lag_p99 > 100
+    invariants = extra.pop("invariants", {})
     report.update(extra)
+    clients, failed = int(c.get("clients", 0)), int(c.get("connect_errors", 0))
+    report["invariants"] = {
+        "clients_connected": {
+            "ok": failed == 0 and (clients > 0 or args["scenario"] == "media"),
+            "detail": f"{clients - failed} of {clients} simulated clients joined ({failed} failed)",
+        },
+        "no_server_errors": {
+            "ok": c.get("server_errors", 0) == 0,
+            "detail": f"{c.get('server_errors', 0)} answers were 5xx/internal errors",
+        },
+        **invariants,
+    }
     if server_stats is not None:
         report["server"] = server_stats
         media = report.get("media")

@@ -34,9 +34,7 @@ async def join(
         sock = ShowSocket(env.session, env.url, show_id, token, on_events)
         await sock.connect()
     except (TimeoutError, ApiError, RuntimeError, aiohttp.ClientError, OSError) as exc:
-        stats.add("connect_errors")
-        code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
-        stats.add(f"error:connect_{code}")
+        count_error(env, "connect", exc, connect=True)
         return None
     stats.hist("connect").record_value(max(1, int((time.monotonic() - started) * 1e6)))
     stats.gauges["connected"] = stats.gauges.get("connected", 0) + 1
@@ -72,3 +70,12 @@ def stream_id(value: str) -> tuple[int, int]:
         return int(ms), int(seq or 0)
     except ValueError:
         return (0, 0)
+
+
+def count_error(env: WorkerEnv, what: str, exc: BaseException, connect: bool = False) -> None:
+    """Count a failed call under ``error:<what>_<code>``; 5xx/``internal`` also count as server errors."""
+    code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+    env.stats.add("connect_errors" if connect else "errors")
+    env.stats.add(f"error:{what}_{code}")
+    if code == "internal" or (isinstance(exc, ApiError) and exc.status >= 500):
+        env.stats.add("server_errors")

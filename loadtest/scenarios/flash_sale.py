@@ -34,7 +34,7 @@ from ..invariants import (
 )
 from ..metrics import summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import join, left
+from .common import count_error, join, left
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
@@ -149,8 +149,7 @@ class FlashSaleScenario(Scenario):
                         token, uid = await mint_token(env.session, env.url, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}")
                         buyers.append(Buyer(i, token, uid, wants, double_tap))
                 except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
-                    env.stats.add("connect_errors")
-                    env.stats.add(f"error:token_{getattr(exc, 'code', type(exc).__name__)}")
+                    count_error(env, "token", exc, connect=True)
             env.stats.add("joined")
 
         await asyncio.gather(*(prepare_buyer(i) for i in env.share(a["buyers"])))
@@ -229,8 +228,7 @@ class FlashSaleScenario(Scenario):
                 stats.add("received")
                 return outcome, time.monotonic()
             except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
-                stats.add("errors")
-                stats.add(f"error:buy_{getattr(exc, 'code', type(exc).__name__)}")
+                count_error(env, "buy", exc)
                 outcome = "error"
                 await asyncio.sleep(0.05)
         stats.add("unanswered")
