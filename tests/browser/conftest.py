@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,67 @@ def shot(page: Any, name: str, full_page: bool = False) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+FRAMES_DECODED_JS = """async () => {
+  const pc = window.liveshop && window.liveshop.player && window.liveshop.player.pc;
+  if (!pc) return 0;
+  const stats = await pc.getStats();
+  let frames = 0;
+  stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames += r.framesDecoded || 0; });
+  return frames;
+}"""
+
+FRAMES_ENCODED_JS = """async () => {
+  const pc = window.liveshop && window.liveshop.publisher && window.liveshop.publisher.pc;
+  if (!pc) return 0;
+  const stats = await pc.getStats();
+  let frames = 0;
+  stats.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') frames += r.framesEncoded || 0; });
+  return frames;
+}"""
+
+
+def poll(page: Any, js: str, minimum: int = 1, timeout_ms: int = 10_000) -> int:
+    """Evaluate an (async) counter until it reaches ``minimum``; returns the last value."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    value = 0
+    while time.monotonic() < deadline:
+        value = int(page.evaluate(js))
+        if value >= minimum:
+            break
+        page.wait_for_timeout(200)
+    return value
+
+
+def open_studio(page: Any, show: Show) -> None:
+    page.goto(show.host_url)
+    page.get_by_role("heading", name="Broadcast").wait_for()
+    page.wait_for_function("() => document.querySelector('#conn').dataset.state === 'open'")
+
+
+def open_viewer(page: Any, show: Show, name: str) -> None:
+    page.goto(f"{show.watch_url}?name={name}")
+    page.wait_for_function("() => document.querySelector('#conn').dataset.state === 'open'")
+
+
+def go_live(page: Any) -> None:
+    """Start the camera and go live from an open studio page."""
+    page.get_by_role("button", name="Start camera").click()
+    page.wait_for_function("() => !document.querySelector('#golive-btn').disabled")
+    page.get_by_role("button", name="Go live").click()
+    page.wait_for_function("() => document.querySelector('#publish-state').textContent === 'LIVE'")
+
+
+def add_product(page: Any, title: str, price: str, stock: int) -> None:
+    page.locator("#product-editor summary").click()
+    page.get_by_label("Name").fill(title)
+    page.get_by_label("Price", exact=True).fill(price)
+    page.get_by_label("Stock").fill(str(stock))
+    page.get_by_role("button", name="Add product").click()
+    page.locator("#product-list li", has_text=title).wait_for()
+
+
+def viewer_chat(page: Any, text: str) -> None:
+    page.get_by_label("Say something").fill(text)
+    page.get_by_role("button", name="Send").click()
