@@ -81,9 +81,10 @@ export class LiveSocket {
     this._setState("closed");
   }
 
-  /** Drop the connection as if the network failed (used by tests and the "reconnect" button). */
-  dropForTest() {
-    if (this.ws) this.ws.close(4999, "test drop");
+  /** Drop the connection as if the network failed for `ms` (tests; a flaky network). */
+  simulateOutage(ms = 0) {
+    this.holdUntil = performance.now() + ms;
+    if (this.ws) this.ws.close(4999, "simulated outage");
   }
 
   _onMessage(ev) {
@@ -173,7 +174,8 @@ export class LiveSocket {
     const delay = Math.min(5000, 300 * 2 ** Math.min(this.attempt - 1, 5)) * (0.8 + Math.random() * 0.4);
     this._setState("reconnecting", { attempt: this.attempt, delay });
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    const held = Math.max(0, (this.holdUntil || 0) - performance.now());
+    this.retryTimer = setTimeout(() => this.connect(), Math.max(delay, held));
   }
 
   /** Send a command and wait for its reply. */
