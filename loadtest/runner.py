@@ -303,6 +303,8 @@ async def run(args: dict[str, Any]) -> RunResult:
     finally:
         live.stop()
         flags[STOP] = 1
+        with contextlib.suppress(Exception):
+            await scenario.cleanup()
         for proc in processes:
             proc.join(3)
             if proc.is_alive():

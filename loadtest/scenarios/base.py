@@ -133,3 +133,6 @@ class Scenario:
     async def finish(self, ctl: Controller, plan: dict[str, Any], agg: Aggregate) -> dict[str, Any]:
         """Report fields of this scenario (including ``invariants``) from the merged results."""
         return {}
+
+    async def cleanup(self) -> None:
+        """Release what ``prepare`` started (always called, even after a failure)."""
