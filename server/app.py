@@ -22,6 +22,12 @@ log = logging.getLogger("liveshop.app")
 PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
+    "server.chat",
+    "server.presence",
+    "server.likes",
+    "server.hub",
+    "server.gateway",
+    "server.commerce",
     "server.web",
     "server.media_api",
 )

@@ -395,7 +395,7 @@ def decode(data: str | bytes) -> dict[str, Any]:
         if isinstance(data, str):
             message = json.loads(data)
         else:
-            message = msgpack.unpackb(data, raw=False, strict_map_key=False, max_buffer_size=MAX_FRAME_BYTES)
+            message = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception:  # every malformed-input exception of either decoder means the same thing
         raise ProtocolError("bad_frame", "frame is not a valid message") from None
     if not isinstance(message, dict):

@@ -1,0 +1,235 @@
+"""One viewer's WebSocket as the hub sees it: a bounded send queue over pre-built frames.
+
+Frames are written straight to the transport (they are encoded once per batch and shared by every
+viewer with the same codec and audience). While the transport's buffer is above
+:data:`HIGH_WATER` the connection is *backlogged*: batches queue up; past :data:`MAX_BACKLOG`
+the oldest droppable chat is dropped (and a ``skipped`` event tells how many); a connection that
+makes no progress for :data:`STUCK_S`, or whose undroppable backlog passes :data:`HARD_BACKLOG`,
+is closed with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from .auth import Claims
+from .protocol import Codec
+from .ws_metrics import WS_DROPPED, WS_EVENTS_OUT, WS_FRAMES_OUT, WS_SLOW_CLOSED
+
+log = logging.getLogger("liveshop.ws")
+
+HIGH_WATER = 256 * 1024
+MAX_BACKLOG = 16
+HARD_BACKLOG = 512
+STUCK_S = 8.0
+
+
+class Batch:
+    """Events of one window, with their frames built lazily once per (codec, audience, essential)."""
+
+    __slots__ = ("items", "received", "_frames", "_counts")
+
+    def __init__(self, items: list[tuple[dict[str, Any], bool, bool]], received: float) -> None:
+        self.items = items  # (event, droppable, staff_only)
+        self.received = received
+        self._frames: dict[tuple[str, bool, bool], bytes | None] = {}
+        self._counts: dict[tuple[bool, bool], int] = {}
+
+    def events(self, staff: bool, essential: bool) -> list[dict[str, Any]]:
+        return [e for e, d, s in self.items if (staff or not s) and not (essential and d)]
+
+    def frame(self, codec: Codec, staff: bool, essential: bool = False) -> bytes | None:
+        """The encoded ``batch`` frame for this audience; None when it would be empty."""
+        key = (codec.name, staff, essential)
+        try:
+            return self._frames[key]
+        except KeyError:
+            events = self.events(staff, essential)
+            frame = codec.frame({"type": "batch", "events": events}) if events else None
+            self._frames[key] = frame
+            self._counts[(staff, essential)] = len(events)
+            return frame
+
+    def count(self, staff: bool, essential: bool = False) -> int:
+        """Events the audience receives (after :meth:`frame` built it)."""
+        return self._counts.get((staff, essential), 0)
+
+    def droppable(self, staff: bool) -> int:
+        return sum(1 for _, d, s in self.items if d and (staff or not s))
+
+
+class _Queued:
+    __slots__ = ("frame", "batch", "essential")
+
+    def __init__(self, frame: bytes | None = None, batch: Batch | None = None) -> None:
+        self.frame = frame
+        self.batch = batch
+        self.essential = False
+
+
+class Connection:
+    """A live WebSocket: its claims, codec, and bounded send queue."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        codec: Codec,
+        claims: Claims,
+        on_backlog: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.codec = codec
+        self.claims = claims
+        self.staff = claims.is_staff
+        self.user_id = claims.user_id
+        self.backlog: deque[_Queued] = deque()
+        self.skipped = 0
+        self.last_progress = time.monotonic()
+        self.closing = False
+        self.live = False  # until the welcome is written, batches wait in ``held``
+        self.held: list[Batch] = []
+        self.on_backlog = on_backlog
+
+    # ----------------------------------------------------------------- writing
+
+    def _writable(self) -> bool:
+        return not self.transport.is_closing() and self.transport.get_write_buffer_size() < HIGH_WATER
+
+    def _write(self, frame: bytes, events: int = 1) -> None:
+        self.transport.write(frame)
+        self.last_progress = time.monotonic()
+        WS_FRAMES_OUT.inc()
+        WS_EVENTS_OUT.inc(events)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        """Queue one message (reply, error, welcome): never dropped, kept in order with batches."""
+        self.send_frame(self.codec.frame(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        if not self.backlog and not self.skipped and self._writable():
+            self._write(frame)
+            return
+        self.backlog.append(_Queued(frame=frame))
+        self._after_queue()
+
+    def deliver(self, batch: Batch) -> None:
+        """Hand a hub batch to this connection (the fan-out fast path is one ``transport.write``)."""
+        if self.closing:
+            return
+        if not self.live:
+            self.held.append(batch)
+            return
+        if not self.backlog and not self.skipped and self._writable():
+            frame = batch.frame(self.codec, self.staff)
+            if frame is not None:
+                self._write(frame, batch.count(self.staff))
+            return
+        self.backlog.append(_Queued(batch=batch))
+        self._after_queue()
+
+    def _after_queue(self) -> None:
+        self._trim()
+        if not self.flush() and self.on_backlog is not None:
+            self.on_backlog(self)
+
+    def _trim(self) -> None:
+        """Keep the backlog bounded: degrade the oldest batches to their undroppable events."""
+        excess = len(self.backlog) - MAX_BACKLOG
+        if excess <= 0:
+            return
+        for item in self.backlog:
+            if excess <= 0:
+                break
+            if item.batch is not None and not item.essential:
+                dropped = item.batch.droppable(self.staff)
+                if dropped:
+                    item.essential = True
+                    self.skipped += dropped
+                    WS_DROPPED.inc(dropped)
+                excess -= 1
+        if self.skipped:
+            self.backlog = deque(
+                i for i in self.backlog
+                if i.batch is None or not i.essential or i.batch.frame(self.codec, self.staff, True) is not None
+            )  # fmt: skip
+        if len(self.backlog) > HARD_BACKLOG:
+            self.close_slow("send backlog full")
+
+    def flush(self) -> bool:
+        """Write what the transport accepts now; True when nothing is left queued."""
+        while self._writable() and (self.backlog or self.skipped):
+            if self.skipped:
+                frame = self.codec.frame({"type": "batch", "events": [{"type": "skipped", "count": self.skipped}]})
+                self.skipped = 0
+                self._write(frame)
+                continue
+            item = self.backlog.popleft()
+            if item.frame is not None:
+                self._write(item.frame)
+            elif item.batch is not None:
+                frame = item.batch.frame(self.codec, self.staff, item.essential)
+                if frame is not None:
+                    self._write(frame, item.batch.count(self.staff, item.essential))
+        if self.transport.is_closing():
+            self.backlog.clear()
+            return True
+        return not self.backlog and not self.skipped
+
+    def check_stuck(self, now: float) -> None:
+        if (self.backlog or self.skipped) and now - self.last_progress > STUCK_S:
+            self.close_slow("no progress")
+
+    # ----------------------------------------------------------------- state
+
+    def go_live(self, after_id: tuple[int, int] | None) -> None:
+        """Start live delivery: write the batches held while the welcome was prepared, minus
+        chat already sent in history (ids up to ``after_id``)."""
+        from .chat import parse_id
+
+        held, self.held = self.held, []
+        self.live = True
+        for batch in held:
+            if after_id is not None and any(
+                e.get("type") == "chat" and isinstance(e.get("id"), str) and parse_id(e["id"]) <= after_id
+                for e, _, _ in batch.items
+            ):
+                items = [
+                    (e, d, s) for e, d, s in batch.items
+                    if not (e.get("type") == "chat" and isinstance(e.get("id"), str) and parse_id(e["id"]) <= after_id)
+                ]  # fmt: skip
+                batch = Batch(items, batch.received)
+            self.deliver(batch)
+
+    def close(self, code: int, message: str) -> None:
+        """Close from any context (the WebSocket close handshake runs in its own task)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.backlog.clear()
+        asyncio.get_running_loop().create_task(self._close(code, message))
+
+    def close_slow(self, why: str) -> None:
+        if not self.closing:
+            WS_SLOW_CLOSED.inc()
+            log.info("closing slow connection", extra={"user": self.user_id, "why": why})
+        self.close(1013, "too slow: " + why)
+
+    async def _close(self, code: int, message: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), timeout=2)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            if not self.transport.is_closing():
+                self.transport.abort()

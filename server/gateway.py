@@ -1,0 +1,251 @@
+"""The WebSocket gateway: ``GET /ws/{show_id}``: framing, auth, per-connection limits, dispatch.
+
+It knows the wire (subprotocols, frames, close codes) and who is talking; what a message *does*
+lives in the services (chat, likes, moderation, and handlers other parts register in
+``app[WS_HANDLERS]``). Delivery to clients goes through the show's hub (``server.hub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import chat, likes, moderation, presence
+from .appkeys import SETTINGS, WS_HANDLERS
+from .auth import Claims, verify
+from .connection import Connection
+from .errors import ApiError
+from .hub import HUBS
+from .protocol import (
+    CODECS,
+    JSON,
+    MAX_FRAME_BYTES,
+    SUBPROTOCOLS,
+    ModBan,
+    ModDelete,
+    ModMute,
+    ModPin,
+    ModUnban,
+    ModUnmute,
+    ModUnpin,
+    ProtocolError,
+    decode,
+    request_id,
+    validate,
+)
+from .protocol import Chat as ChatMsg
+from .protocol import Like as LikeMsg
+from .ratelimit import TokenBucket
+from .shows import get_show
+from .ws_metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
+
+log = logging.getLogger("liveshop.ws")
+
+FRAMES_PER_S = 20.0  # inbound frames per connection (flood guard)
+FRAMES_BURST = 60.0
+STRIKES_PER_S = 0.5  # forgiven bad inputs per second
+STRIKES_BURST = 10.0  # bad inputs tolerated in a row before closing 1008
+STRIKE_CODES = frozenset({"bad_frame", "bad_type", "unknown_type", "bad_field", "forbidden", "flood"})
+KNOWN_TYPES = frozenset({"chat", "like", "ping", "mod.delete", "mod.mute", "mod.unmute", "mod.ban",
+                         "mod.unban", "mod.pin", "mod.unpin"})  # fmt: skip
+AUTH_CLOSE = {"unauthorized": 4001, "token_expired": 4001, "forbidden": 4003, "show_not_found": 4004}
+
+
+async def _reject(ws: web.WebSocketResponse, exc: ApiError, close_code: int) -> web.WebSocketResponse:
+    """Tell the client why (one ``error``) and close with ``close_code``."""
+    message = {"type": "error", "id": None, "code": exc.code, "message": exc.message}
+    if ws.ws_protocol == "liveshop.msgpack":
+        from .protocol import MSGPACK
+
+        await ws.send_bytes(MSGPACK.encode(message))
+    else:
+        await ws.send_str(JSON.encode(message).decode())
+    WS_CLOSES.labels(str(close_code)).inc()
+    await ws.close(code=close_code, message=exc.code.encode())
+    return ws
+
+
+async def handle_ws(request: web.Request) -> web.StreamResponse:
+    """One client session: welcome (+ history or recovery), then messages until close."""
+    app = request.app
+    show_id = request.match_info["show_id"]
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=30, timeout=5
+    )
+    await ws.prepare(request)
+    codec = CODECS.get(ws.ws_protocol or "", JSON)
+    try:
+        claims = verify(app[SETTINGS].secret, request.query.get("token", ""), show_id)
+        show = await get_show(app, show_id)
+        if await moderation.is_banned(app, show_id, claims.user_id):
+            raise ApiError(403, "banned", "you are banned from this show")
+    except ApiError as exc:
+        close_code = 1008 if exc.code == "banned" else AUTH_CLOSE.get(exc.code, 4001)
+        return await _reject(ws, exc, close_code)
+    transport = request.transport
+    if transport is None:
+        return ws
+    conn = Connection(ws, transport, codec, claims)  # type: ignore[arg-type]
+    hubs = app[HUBS]
+    WS_CONNECTS.labels(codec.name).inc()
+    WS_CONNECTIONS.inc()
+    hub = None
+    try:
+        hub = await hubs.join(show_id, conn)
+        await _welcome(app, conn, show, request.query.get("since"), request.query.get("epoch"))
+        await _serve(app, ws, conn)
+    finally:
+        WS_CONNECTIONS.dec()
+        if hub is not None:
+            hubs.leave(hub, conn)
+    return ws
+
+
+async def _welcome(
+    app: web.Application, conn: Connection, show: dict[str, Any], since: str | None, client_epoch: str | None
+) -> None:
+    """Write the welcome and the first batch (recent or recovered chat), then go live without gap or overlap."""
+    show_id = show["id"]
+    events: list[dict[str, Any]] = []
+    recovered = False
+    floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
+    if since:
+        try:
+            chat.check_id(since, "since")
+            history, lost = await chat.recover(app, show_id, since, client_epoch)
+        except ApiError:
+            history = await chat.recent(app, show_id)
+            lost = {"type": "history_lost", "reason": "too_old", "since": since,
+                    "epoch": await chat.epoch(app, show_id), "first_id": "0-0"}  # fmt: skip
+        if lost is not None:
+            events.append(lost)
+        else:
+            floor = chat.parse_id(since)
+        recovered = lost is None
+        events += history
+    else:
+        events += await chat.recent(app, show_id)
+    epoch = await chat.epoch(app, show_id)
+    last = await chat.last_id(app, show_id)
+    viewers, peak = await presence.viewer_counts(app, show_id)
+    settings = app[SETTINGS]
+    claims = conn.claims
+    welcome = {
+        "type": "welcome",
+        "user": {"id": claims.user_id, "name": claims.name, "role": claims.role},
+        "show": show,
+        "epoch": epoch,
+        "last_id": last,
+        "recovered": recovered,
+        "viewers": viewers,
+        "peak": peak,
+        "likes": await likes.total_likes(app, show_id),
+        "pinned": await moderation.pinned(app, show_id),
+        "codec": conn.codec.name,
+        "limits": {
+            "chat_max_chars": settings.chat_max_chars,
+            "chat_rate": settings.chat_rate,
+            "chat_burst": settings.chat_burst,
+            "max_frame_bytes": MAX_FRAME_BYTES,
+        },
+    }
+    conn.send_message(welcome)
+    conn.send_message({"type": "batch", "events": events})
+    # Live events held since subscribing may repeat chat already in the first batch: skip those.
+    chat_ids = [chat.parse_id(e["id"]) for e in events if e.get("type") == "chat"]
+    if chat_ids:
+        floor = max([*chat_ids, *([floor] if floor else [])])
+    conn.go_live(floor)
+
+
+async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connection) -> None:
+    frames = TokenBucket(FRAMES_PER_S, FRAMES_BURST)
+    strikes = TokenBucket(STRIKES_PER_S, STRIKES_BURST)
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            rid: int | None = None
+            try:
+                if not frames.take():
+                    raise ProtocolError("flood", "too many messages; slow down")
+                message = decode(msg.data)
+                rid = request_id(message)
+                kind = message["type"]
+                WS_MESSAGES_IN.labels(kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other").inc()
+                result = await dispatch(app, conn.claims, message)
+                if rid is not None:
+                    conn.send_message({"type": "reply", "id": rid, **(result or {})})
+            except (ProtocolError, ApiError) as exc:
+                code = exc.code
+                error: dict[str, Any] = {"type": "error", "id": rid, "code": code, "message": exc.message}
+                if isinstance(exc, ApiError):
+                    error.update(exc.details)
+                elif exc.field:
+                    error["field"] = exc.field
+                WS_ERRORS.labels(code).inc()
+                conn.send_message(error)
+                if code in STRIKE_CODES and not strikes.take():
+                    WS_CLOSES.labels("1008").inc()
+                    conn.close(1008, "too many bad messages")
+                    break
+            except Exception:
+                log.exception("message handling failed")
+                WS_ERRORS.labels("internal").inc()
+                conn.send_message({"type": "error", "id": rid, "code": "internal", "message": "internal error"})
+        elif msg.type == WSMsgType.ERROR:
+            WS_CLOSES.labels(str(ws.close_code or 1011)).inc()
+            break
+    if conn.closing:
+        # Let the close handshake started by the connection finish before the handler returns.
+        await asyncio.sleep(0)
+
+
+async def dispatch(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one decoded client message; returns reply fields or raises ApiError/ProtocolError."""
+    kind = message["type"]
+    handler = app[WS_HANDLERS].get(kind)
+    if handler is not None and kind not in KNOWN_TYPES:
+        return await handler(app, claims, message)
+    if kind.startswith("mod.") and kind in KNOWN_TYPES and not claims.is_staff:
+        raise ApiError(403, "forbidden", f"role '{claims.role}' may not use {kind}")
+    body = validate(message)
+    if isinstance(body, ChatMsg):
+        return await chat.send(app, claims, body.text)
+    if isinstance(body, LikeMsg):
+        await likes.add_likes(app, claims.show_id, body.count)
+        return {}
+    if kind == "ping":
+        return {"ts": int(time.time() * 1000)}
+    if isinstance(body, ModDelete):
+        return await moderation.delete(app, claims, body.message_id)
+    if isinstance(body, ModMute):
+        return await moderation.mute(app, claims, body.user_id, body.minutes)
+    if isinstance(body, ModUnmute):
+        return await moderation.unmute(app, claims, body.user_id)
+    if isinstance(body, ModBan):
+        return await moderation.ban(app, claims, body.user_id)
+    if isinstance(body, ModUnban):
+        return await moderation.unban(app, claims, body.user_id)
+    if isinstance(body, ModPin):
+        return await moderation.pin(app, claims, body.message_id)
+    if isinstance(body, ModUnpin):
+        return await moderation.unpin(app, claims)
+    raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Close every WebSocket with 1001 (going away) so clients reconnect elsewhere."""
+    conns = list(app[HUBS].connections)
+    for conn in conns:
+        conn.close(1001, "server shutdown")
+    if conns:
+        WS_CLOSES.labels("1001").inc(len(conns))
+        await asyncio.sleep(0.2)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ws/{show_id}", handle_ws)
+    app.on_shutdown.append(_on_shutdown)

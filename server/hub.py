@@ -1,0 +1,259 @@
+"""Per-show hubs on this node: one pub/sub subscription per show, batching, encode once, fan-out.
+
+All shows share one pub/sub connection per node (one SUBSCRIBE per show served here). Events that
+arrive within a window of ``batch_ms`` become one :class:`~server.connection.Batch`, encoded once per
+codec and audience and written to every local connection (goim-style merged room broadcast).
+Every second the node reports its per-show counts (presence) and retries backlogged connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from . import keys, presence
+from .appkeys import REDIS, SETTINGS
+from .connection import Batch, Connection
+from .events import decode_event
+from .ws_metrics import WS_BATCH_EVENTS, WS_FANOUT_SECONDS, WS_WRITE_SECONDS
+
+log = logging.getLogger("liveshop.hub")
+
+PRESENCE_EVERY_S = 1.0
+PRESENCE_RESEND_S = 10.0
+IDLE_UNSUBSCRIBE_S = 5.0
+
+
+class Hub:
+    """The connections of one show on this node and the events waiting for the next batch."""
+
+    def __init__(self, hubs: Hubs, show_id: str) -> None:
+        self.hubs = hubs
+        self.show_id = show_id
+        self.channel = keys.channel(show_id)
+        self.conns: set[Connection] = set()
+        self.users: dict[str, list[Any]] = {}  # user id → [name, connections]
+        self.joined: dict[str, str] = {}
+        self.left: set[str] = set()
+        self.pending: list[tuple[dict[str, Any], bool, bool]] = []
+        self.first_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.presence: tuple[int, int] = (0, 0)
+        self.presence_sent_at = 0.0
+        self.empty_since: float | None = None
+
+    # ----------------------------------------------------------------- membership
+
+    def add(self, conn: Connection) -> None:
+        self.conns.add(conn)
+        self.empty_since = None
+        entry = self.users.get(conn.user_id)
+        if entry is None:
+            self.users[conn.user_id] = [conn.claims.name, 1]
+            self.joined[conn.user_id] = conn.claims.name
+            self.left.discard(conn.user_id)
+        else:
+            entry[1] += 1
+
+    def remove(self, conn: Connection) -> None:
+        if conn not in self.conns:
+            return
+        self.conns.discard(conn)
+        entry = self.users.get(conn.user_id)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.users[conn.user_id]
+                self.joined.pop(conn.user_id, None)
+                self.left.add(conn.user_id)
+        if not self.conns:
+            self.empty_since = time.monotonic()
+
+    # ----------------------------------------------------------------- events
+
+    def on_event(self, event: dict[str, Any], droppable: bool, staff_only: bool) -> None:
+        """An event from pub/sub (or injected locally): queue it for the next batch."""
+        if event.get("type") == "user.banned" and event.get("banned"):
+            for conn in list(self.conns):
+                if conn.user_id == event.get("user_id"):
+                    conn.send_message({"type": "error", "id": None, "code": "banned", "message": "you were banned from this show"})
+                    conn.close(1008, "banned")
+        if not self.pending:
+            self.first_at = time.monotonic()
+        self.pending.append((event, droppable, staff_only))
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.hubs.batch_s, self.flush)
+
+    def flush(self) -> None:
+        """Encode the window's events once per codec/audience and write them to every connection."""
+        self.timer = None
+        if not self.pending:
+            return
+        items, self.pending = self.pending, []
+        batch = Batch(items, self.first_at)
+        started = time.monotonic()
+        for conn in list(self.conns):
+            try:
+                conn.deliver(batch)
+            except Exception:  # one broken transport must not stop the others
+                log.exception("delivery failed")
+                conn.close(1011, "internal error")
+        done = time.monotonic()
+        WS_BATCH_EVENTS.observe(len(items))
+        WS_WRITE_SECONDS.observe(done - started)
+        WS_FANOUT_SECONDS.observe(done - batch.received)
+
+
+class Hubs:
+    """All hubs of this node and the one pub/sub connection feeding them."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.node_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self.batch_s = max(app[SETTINGS].batch_ms, 1) / 1000
+        self.hubs: dict[str, Hub] = {}
+        self.by_channel: dict[str, Hub] = {}
+        self.pubsub: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.ticker: asyncio.Task[None] | None = None
+        self.drainer: asyncio.Task[None] | None = None
+        self.backlogged: set[Connection] = set()
+        self.connections: set[Connection] = set()
+
+    async def start(self) -> None:
+        self.pubsub = self.app[REDIS].pubsub()
+        self.ticker = asyncio.create_task(self._tick_loop())
+        self.drainer = asyncio.create_task(self._backlog_loop())
+
+    async def stop(self) -> None:
+        for task in (self.reader, self.ticker, self.drainer):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        for hub in list(self.hubs.values()):
+            try:
+                await presence.report(self.app, hub.show_id, self.node_id, 0, {}, set())
+            except Exception:
+                pass
+        if self.pubsub is not None:
+            try:
+                await self.pubsub.aclose()
+            except Exception:
+                pass
+
+    # ----------------------------------------------------------------- joining
+
+    async def join(self, show_id: str, conn: Connection) -> Hub:
+        """Add the connection to the show's hub, subscribing first if this node had no viewer of it."""
+        hub = self.hubs.get(show_id)
+        if hub is None:
+            hub = self.hubs[show_id] = Hub(self, show_id)
+            self.by_channel[hub.channel] = hub
+            await self.pubsub.subscribe(hub.channel)
+            if self.reader is None or self.reader.done():
+                self.reader = asyncio.create_task(self._read_loop())
+        hub.add(conn)
+        self.connections.add(conn)
+        conn.on_backlog = self.backlogged.add
+        # Wait until Redis confirmed the subscription: from then on no event can be missed.
+        await asyncio.wait_for(asyncio.shield(hub.subscribed), timeout=10)
+        return hub
+
+    def leave(self, hub: Hub, conn: Connection) -> None:
+        hub.remove(conn)
+        self.connections.discard(conn)
+        self.backlogged.discard(conn)
+
+    # ----------------------------------------------------------------- loops
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pub/sub read failed; resubscribing")
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                if not self.hubs:
+                    await asyncio.sleep(0.05)
+                continue
+            kind = message["type"]
+            hub = self.by_channel.get(message["channel"])
+            if hub is None:
+                continue
+            if kind == "message":
+                try:
+                    event, droppable, staff_only = decode_event(message["data"])
+                except (ValueError, KeyError, TypeError):
+                    log.warning("undecodable event on %s", message["channel"])
+                    continue
+                hub.on_event(event, droppable, staff_only)
+            elif kind == "subscribe" and not hub.subscribed.done():
+                hub.subscribed.set_result(None)
+
+    async def _tick_loop(self) -> None:
+        """Every second: presence per show, drop idle hubs."""
+        while True:
+            await asyncio.sleep(PRESENCE_EVERY_S)
+            now = time.monotonic()
+            for hub in list(self.hubs.values()):
+                try:
+                    await self._report(hub, now)
+                except Exception:
+                    log.exception("presence report failed for %s", hub.show_id)
+
+    async def _report(self, hub: Hub, now: float) -> None:
+        if hub.empty_since is not None and now - hub.empty_since > IDLE_UNSUBSCRIBE_S:
+            del self.hubs[hub.show_id]
+            del self.by_channel[hub.channel]
+            await self.pubsub.unsubscribe(hub.channel)
+            await presence.report(self.app, hub.show_id, self.node_id, 0, {}, set())
+            return
+        joined, hub.joined = hub.joined, {}
+        left, hub.left = hub.left, set()
+        counts = await presence.report(self.app, hub.show_id, self.node_id, len(hub.conns), joined, left)
+        if hub.conns and (counts != hub.presence or now - hub.presence_sent_at > PRESENCE_RESEND_S):
+            hub.presence = counts
+            hub.presence_sent_at = now
+            hub.on_event({"type": "presence", "viewers": counts[0], "peak": counts[1]}, False, False)
+
+    async def _backlog_loop(self) -> None:
+        """Retry backlogged connections every batch window; close the stuck ones."""
+        while True:
+            await asyncio.sleep(self.batch_s)
+            if not self.backlogged:
+                continue
+            now = time.monotonic()
+            for conn in list(self.backlogged):
+                if conn.closing or conn.flush():
+                    self.backlogged.discard(conn)
+                else:
+                    conn.check_stuck(now)
+
+
+HUBS = web.AppKey("hubs", Hubs)
+
+
+async def hubs_ctx(app: web.Application) -> AsyncIterator[None]:
+    hubs = app[HUBS] = Hubs(app)
+    await hubs.start()
+    yield
+    await hubs.stop()
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(hubs_ctx)

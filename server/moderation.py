@@ -1,0 +1,124 @@
+"""Moderation by the host and moderators: delete, mute, ban, pin. Every action goes to the audit stream."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import keys
+from .appkeys import REDIS
+from .auth import STAFF, Claims
+from .chat import check_id, entry_to_event
+from .errors import ApiError, forbidden, not_found
+from .events import publish
+
+AUDIT_MAXLEN = 10000
+
+
+async def audit(app: web.Application, claims: Claims, action: str, target: str, **extra: Any) -> str:
+    """Append one action to the show's audit stream; returns its id."""
+    fields = {"action": action, "by": claims.user_id, "by_name": claims.name, "target": target,
+              "ts": int(time.time() * 1000), **{k: str(v) for k, v in extra.items()}}  # fmt: skip
+    return str(await app[REDIS].xadd(keys.audit(claims.show_id), fields, maxlen=AUDIT_MAXLEN, approximate=True))
+
+
+async def is_banned(app: web.Application, show_id: str, user_id: str) -> bool:
+    return bool(await app[REDIS].sismember(keys.banned(show_id), user_id))
+
+
+async def pinned(app: web.Application, show_id: str) -> dict[str, Any] | None:
+    """The pinned message ``{id, uid, name, text}`` or None."""
+    data = await app[REDIS].hgetall(keys.pinned(show_id))
+    return {k: data.get(k, "") for k in ("id", "uid", "name", "text")} if data.get("id") else None
+
+
+async def _check_target(app: web.Application, claims: Claims, user_id: str) -> None:
+    if user_id == claims.user_id:
+        raise ApiError(400, "bad_field", "you cannot do this to yourself", field="user_id")
+    host_id = await app[REDIS].hget(keys.meta(claims.show_id), "host_id")
+    if user_id == host_id:
+        raise forbidden("the host cannot be muted or banned")
+
+
+async def delete(app: web.Application, claims: Claims, message_id: str) -> dict[str, Any]:
+    """Retract a message everywhere (history and screens)."""
+    claims.require(STAFF)
+    show_id = claims.show_id
+    check_id(message_id)
+    removed = await app[REDIS].xdel(keys.chat_stream(show_id), message_id)
+    if not removed:
+        raise not_found("not_found", "no such message (or it is too old)")
+    await publish(app, show_id, {"type": "chat.delete", "id": message_id})
+    current = await pinned(app, show_id)
+    if current and current["id"] == message_id:
+        await app[REDIS].delete(keys.pinned(show_id))
+        await publish(app, show_id, {"type": "chat.unpin"})
+    await audit(app, claims, "delete", message_id)
+    return {"deleted": message_id}
+
+
+async def mute(app: web.Application, claims: Claims, user_id: str, minutes: int) -> dict[str, Any]:
+    """Refuse the user's chat for ``minutes``."""
+    claims.require(STAFF)
+    await _check_target(app, claims, user_id)
+    until = int(time.time() * 1000) + minutes * 60_000
+    await app[REDIS].hset(keys.muted(claims.show_id), user_id, until)
+    event = {"type": "user.muted", "user_id": user_id, "until": until, "by": claims.user_id}
+    await publish(app, claims.show_id, event, staff_only=True)
+    await audit(app, claims, "mute", user_id, minutes=minutes)
+    return {"user_id": user_id, "until": until}
+
+
+async def unmute(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
+    claims.require(STAFF)
+    await app[REDIS].hdel(keys.muted(claims.show_id), user_id)
+    event = {"type": "user.muted", "user_id": user_id, "until": 0, "by": claims.user_id}
+    await publish(app, claims.show_id, event, staff_only=True)
+    await audit(app, claims, "unmute", user_id)
+    return {"user_id": user_id, "until": 0}
+
+
+async def ban(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
+    """Ban the user: every node closes their connections (1008) on the ``user.banned`` event."""
+    claims.require(STAFF)
+    await _check_target(app, claims, user_id)
+    await app[REDIS].sadd(keys.banned(claims.show_id), user_id)
+    event = {"type": "user.banned", "user_id": user_id, "banned": True, "by": claims.user_id}
+    await publish(app, claims.show_id, event, staff_only=True)
+    await audit(app, claims, "ban", user_id)
+    return {"user_id": user_id, "banned": True}
+
+
+async def unban(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
+    claims.require(STAFF)
+    await app[REDIS].srem(keys.banned(claims.show_id), user_id)
+    event = {"type": "user.banned", "user_id": user_id, "banned": False, "by": claims.user_id}
+    await publish(app, claims.show_id, event, staff_only=True)
+    await audit(app, claims, "unban", user_id)
+    return {"user_id": user_id, "banned": False}
+
+
+async def pin(app: web.Application, claims: Claims, message_id: str) -> dict[str, Any]:
+    """Pin one message (replacing the previous pin)."""
+    claims.require(STAFF)
+    show_id = claims.show_id
+    check_id(message_id)
+    entries = await app[REDIS].xrange(keys.chat_stream(show_id), min=message_id, max=message_id, count=1)
+    if not entries:
+        raise not_found("not_found", "no such message (or it is too old)")
+    chat = entry_to_event(*entries[0])
+    pin_fields = {"id": chat["id"], "uid": chat["uid"], "name": chat["name"], "text": chat["text"]}
+    await app[REDIS].hset(keys.pinned(show_id), mapping=pin_fields)
+    await publish(app, show_id, {"type": "chat.pin", **pin_fields})
+    await audit(app, claims, "pin", message_id)
+    return {"pinned": message_id}
+
+
+async def unpin(app: web.Application, claims: Claims) -> dict[str, Any]:
+    claims.require(STAFF)
+    await app[REDIS].delete(keys.pinned(claims.show_id))
+    await publish(app, claims.show_id, {"type": "chat.unpin"})
+    await audit(app, claims, "unpin", "")
+    return {"pinned": None}
