@@ -50,8 +50,11 @@ def stock(show_id: str) -> str:
 
 
 def pinned(show_id: str) -> str:
-    """Sorted set of pinned product ids by pin time (at most 3)."""
-    return k(show_id, "pinned")
+    """Sorted set of pinned product ids by pin time (at most 3).
+
+    Not ``pinned``: :func:`server.keys.pinned` is the pinned chat message (a hash).
+    """
+    return k(show_id, "pinned_products")
 
 
 def product_clicks(show_id: str) -> str:
