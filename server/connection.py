@@ -97,6 +97,7 @@ class Connection:
         self.closing = False
         self.live = False  # until the welcome is written, batches wait in ``held``
         self.held: list[Batch] = []
+        self.floor: tuple[int, int] | None = None  # chat ids up to this were sent in history
         self.on_backlog = on_backlog
 
     # ----------------------------------------------------------------- writing
@@ -130,6 +131,8 @@ class Connection:
         if not self.live:
             self.held.append(batch)
             return
+        if self.floor is not None:
+            batch = self._past_floor(batch)
         if not self.backlog and not self.skipped and self._writable():
             frame = batch.frame(self.codec, self.staff)
             if frame is not None:
@@ -193,23 +196,28 @@ class Connection:
     # ----------------------------------------------------------------- state
 
     def go_live(self, after_id: tuple[int, int] | None) -> None:
-        """Start live delivery: write the batches held while the welcome was prepared, minus
-        chat already sent in history (ids up to ``after_id``)."""
-        from .chat import parse_id
-
+        """Start live delivery after the welcome: write the batches held meanwhile. Chat up to
+        ``after_id`` was already sent in the first batch; pub/sub may still bring it (it was
+        published before the history read), so it is skipped until a newer chat id shows up."""
         held, self.held = self.held, []
         self.live = True
+        self.floor = after_id
         for batch in held:
-            if after_id is not None and any(
-                e.get("type") == "chat" and isinstance(e.get("id"), str) and parse_id(e["id"]) <= after_id
-                for e, _, _ in batch.items
-            ):
-                items = [
-                    (e, d, s) for e, d, s in batch.items
-                    if not (e.get("type") == "chat" and isinstance(e.get("id"), str) and parse_id(e["id"]) <= after_id)
-                ]  # fmt: skip
-                batch = Batch(items, batch.received)
             self.deliver(batch)
+
+    def _past_floor(self, batch: Batch) -> Batch:
+        from .chat import parse_id
+
+        assert self.floor is not None
+        keep: list[tuple[dict[str, Any], bool, bool]] = []
+        for item in batch.items:
+            event = item[0]
+            if self.floor is not None and event.get("type") == "chat" and isinstance(event.get("id"), str):
+                if parse_id(event["id"]) <= self.floor:
+                    continue
+                self.floor = None  # ids only grow: nothing older can follow
+            keep.append(item)
+        return Batch(keep, batch.received) if len(keep) != len(batch.items) else batch
 
     def close(self, code: int, message: str) -> None:
         """Close from any context (the WebSocket close handshake runs in its own task)."""
