@@ -1,0 +1,39 @@
+"""Presence (counts, peak, who is here) and likes (aggregated totals)."""
+
+from __future__ import annotations
+
+from server import keys
+from server.appkeys import REDIS
+from server.presence import present_users, viewer_counts
+
+
+async def test_likes_are_aggregated_into_totals(client, make_show, guest_token, connect):
+    show_id, _ = await make_show()
+    tapper = await connect(show_id, await guest_token(show_id), codec="liveshop.msgpack")
+    watcher = await connect(show_id, await guest_token(show_id))
+    for _ in range(40):
+        await tapper.send({"type": "like", "count": 5})
+    await watcher.until(lambda c: any(e["total"] == 200 for e in c.of_type("likes")))
+    totals = [e["total"] for e in watcher.of_type("likes")]
+    assert len(totals) < 10 and totals == sorted(totals)
+    assert await client.app[REDIS].hget(keys.counters(show_id), "likes") == "200"
+    bad = await tapper.request({"type": "like", "count": 51})
+    assert bad["code"] == "bad_field" and bad["field"] == "count"
+    late = await connect(show_id, await guest_token(show_id))
+    assert late.welcome["likes"] == 200
+
+
+async def test_presence_counts_peak_and_users(client, make_show, guest_token, connect):
+    show_id, host = await make_show()
+    hoster = await connect(show_id, host)
+    viewers = [await connect(show_id, await guest_token(show_id, f"V{i}")) for i in range(3)]
+    await hoster.until(lambda c: any(e["viewers"] == 4 for e in c.of_type("presence")), 5)
+    assert await viewer_counts(client.app, show_id) == (4, 4)
+    names = {name for _, name in await present_users(client.app, show_id)}
+    assert names == {"Host", "V0", "V1", "V2"}
+    await viewers[0].close()
+    await viewers[1].close()
+    await hoster.until(lambda c: c.of_type("presence")[-1]["viewers"] == 2, 5)
+    assert hoster.of_type("presence")[-1] == {"type": "presence", "viewers": 2, "peak": 4}
+    assert await viewer_counts(client.app, show_id) == (2, 4)
+    assert {name for _, name in await present_users(client.app, show_id)} == {"Host", "V2"}
