@@ -112,6 +112,7 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page.errors = []  # type: ignore[attr-defined]
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
         page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
+        page.on("response", lambda r: r.status >= 400 and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}"))
         return page
 
     yield make
@@ -181,7 +182,7 @@ def go_live(page: Any) -> None:
 
 def add_product(page: Any, title: str, price: str, stock: int) -> None:
     page.locator("#product-editor summary").click()
-    page.get_by_label("Name").fill(title)
+    page.get_by_label("Name", exact=True).fill(title)
     page.get_by_label("Price", exact=True).fill(price)
     page.get_by_label("Stock").fill(str(stock))
     page.get_by_role("button", name="Add product").click()

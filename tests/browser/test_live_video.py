@@ -29,6 +29,6 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     shot(host, "studio_live")
 
     # Ending the broadcast: the viewer page shows the show has ended.
-    host.get_by_role("button", name="End").click()
+    host.get_by_role("button", name="End", exact=True).click()
     host.wait_for_function("() => document.querySelector('#publish-state').textContent === 'ended'")
     assert not [e for e in viewer.errors if "favicon" not in e], viewer.errors

@@ -11,13 +11,14 @@ MOBILE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_tou
 
 
 def start_flash_sale(host: Any, title: str, qty: int, price: str, limit: int, countdown: int, duration: int) -> None:
-    host.get_by_label("Product", exact=True).select_option(label=f"{title} (20 in stock)")
-    host.get_by_label("Quantity").fill(str(qty))
-    host.get_by_label("Sale price").fill(price)
-    host.get_by_label("Per-user limit").fill(str(limit))
-    host.get_by_label("Countdown (s)").fill(str(countdown))
-    host.get_by_label("Duration (s)").fill(str(duration))
-    host.get_by_role("button", name="Start flash sale").click()
+    host.locator("#sf-product").select_option(label=f"{title} (20 in stock)")
+    form = host.get_by_role("region", name="Flash sale")
+    form.get_by_label("Quantity").fill(str(qty))
+    form.get_by_label("Sale price").fill(price)
+    form.get_by_label("Per-user limit").fill(str(limit))
+    form.get_by_label("Countdown (s)").fill(str(countdown))
+    form.get_by_label("Duration (s)").fill(str(duration))
+    form.get_by_role("button", name="Start flash sale").click()
     host.locator("#sale-active").wait_for()
 
 

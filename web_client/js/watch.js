@@ -180,7 +180,7 @@ function setupControls() {
   unmute.addEventListener("click", () => {
     video.muted = !video.muted;
     video.play().catch(() => {});
-    unmute.textContent = video.muted ? "Tap to unmute" : "Sound on";
+    unmute.textContent = video.muted ? "Unmute" : "Mute";
     unmute.setAttribute("aria-pressed", String(!video.muted));
   });
 }
