@@ -81,7 +81,7 @@ class ShowSocket:
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self, wait_s: float = 30.0) -> dict[str, Any]:
-        """Open the socket and wait for ``welcome``; raises ApiError-like RuntimeError on refusal."""
+        """Open the socket and wait for ``welcome``; raises ApiError (status 0, the server's code) on refusal."""
         self.ws = await self.session.ws_connect(
             self.url,
             params={"token": self.token},
@@ -95,8 +95,8 @@ class ShowSocket:
         frame = self._decode(first)
         if not frame or frame.get("type") != "welcome":
             await self.ws.close()
-            code = frame.get("code") if frame else f"closed {self.ws.close_code}"
-            raise RuntimeError(f"no welcome: {code}")
+            code = frame.get("code") if frame else f"closed_{self.ws.close_code}"
+            raise ApiError(0, {"error": {"code": code, "message": "no welcome"}})
         self.welcome = frame
         self._reader = asyncio.ensure_future(self._read())
         return frame

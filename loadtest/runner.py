@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import random
 import resource
@@ -102,6 +103,11 @@ async def _worker(
             final = stats.final()
             final["cpu_s"] = cpu_seconds()
             out.put(("tick", index, int((time.monotonic() - t0) // TICK_S), _tick_payload(stats)))
+            try:
+                pickle.dumps(final)
+            except Exception as exc:  # an unpicklable extra would vanish in the queue's feeder thread
+                final["extra"] = {}
+                out.put(("crash", index, f"worker results not picklable: {exc}"))
             out.put(("done", index, final))
 
 

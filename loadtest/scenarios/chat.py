@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..client import ShowSocket, create_show
 from ..metrics import record_us, summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import chat_text, join, left, parse_chat_text, ramp_at, stream_id
+from .common import ChatReceiver, chat_text, join, left, ramp_at
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
@@ -82,28 +82,7 @@ class ChatScenario(Scenario):
         if env.stopping:
             stats.add("joined")
             return
-        received = [0]
-        last_id = [(0, 0)]
-
-        def on_events(events: list[dict[str, Any]]) -> None:
-            now_ns = time.monotonic_ns()
-            for event in events:
-                kind = event.get("type")
-                if kind == "chat":
-                    parsed = parse_chat_text(tag, str(event.get("text", "")))
-                    sid = stream_id(str(event.get("id", "0-0")))
-                    if sid <= last_id[0]:
-                        stats.add("out_of_order")
-                    last_id[0] = sid
-                    if parsed is None:
-                        continue
-                    received[0] += 1
-                    stats.add("received")
-                    latency_us = (now_ns - parsed[2]) / 1000
-                    stats.latency_us(latency_us)
-                elif kind == "skipped":
-                    stats.add("skipped", int(event.get("count", 0)))
-
+        on_events = ChatReceiver(stats, tag)
         is_chatter = i < plan["chatters"]
         role = self.args["chatter_role"] if is_chatter else "viewer"
         sock = await join(env, plan["show_id"], plan["host_token"], role, f"{'Chatter' if is_chatter else 'Viewer'} {i}", on_events)
@@ -124,7 +103,7 @@ class ChatScenario(Scenario):
                 stats.add(f"closed_{sock.close_code}")
                 stats.add("errors")
                 stats.add(f"error:closed_{sock.close_code}")
-                stats.add("received_by_closed", received[0])
+                stats.add("received_by_closed", on_events.received)
                 stats.add("closed_receivers")
         finally:
             left(env)

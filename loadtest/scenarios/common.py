@@ -79,3 +79,38 @@ def count_error(env: WorkerEnv, what: str, exc: BaseException, connect: bool = F
     env.stats.add(f"error:{what}_{code}")
     if code == "internal" or (isinstance(exc, ApiError) and exc.status >= 500):
         env.stats.add("server_errors")
+
+
+class ChatReceiver:
+    """Per-connection event handler: latency of this run's tagged chat, order check, drops, likes."""
+
+    __slots__ = ("stats", "tag", "received", "last_id", "likes_total", "not_before_ns")
+
+    def __init__(self, stats: Any, tag: str) -> None:
+        self.stats = stats
+        self.tag = tag
+        self.received = 0
+        self.last_id = (0, 0)
+        self.likes_total = 0
+        self.not_before_ns = 0
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        now_ns = time.monotonic_ns()
+        stats = self.stats
+        for event in events:
+            kind = event.get("type")
+            if kind == "chat":
+                sid = stream_id(str(event.get("id", "0-0")))
+                if sid <= self.last_id:
+                    stats.add("out_of_order")
+                self.last_id = sid
+                parsed = parse_chat_text(self.tag, str(event.get("text", "")))
+                if parsed is None or parsed[2] < self.not_before_ns:
+                    continue
+                self.received += 1
+                stats.add("received")
+                stats.latency_us((now_ns - parsed[2]) / 1000)
+            elif kind == "skipped":
+                stats.add("skipped", int(event.get("count", 0)))
+            elif kind == "likes":
+                self.likes_total = max(self.likes_total, int(event.get("total", 0)))
