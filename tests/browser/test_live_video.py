@@ -16,7 +16,7 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     host.wait_for_function("() => document.querySelector('#show-status').textContent === 'LIVE'")
 
     viewer = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    viewer.goto(show.watch_url)
+    viewer.goto(f"{show.watch_url}?name=Mia")
     # The spec: frames decoded > 0 within 10 s of opening the page (read from getStats()).
     assert poll(viewer, FRAMES_DECODED_JS, timeout_ms=10_000) > 0
     size = viewer.evaluate("() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]")
@@ -26,6 +26,27 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     # The host sees the viewer in the live stats.
     host.wait_for_function("() => Number(document.querySelector('#st-viewers').textContent) >= 1")
     shot(viewer, "viewer_playing")
+
+    # A busy moment for the README screenshots: pinned products, a flash sale, chat over the video.
+    for title, price, stock in (("Cloud Runner", 12000, 40), ("Trail Blazer", 8900, 25)):
+        status, body = show.api("POST", f"/api/shows/{show.id}/products", {"title": title, "price": price, "stock": stock}, show.host_token)
+        assert status == 201, body
+        assert show.api("POST", f"/api/products/{body['product']['id']}/pin", {}, show.host_token)[0] == 200
+        product_id = body["product"]["id"]
+    status, body = show.api(
+        "POST", f"/api/shows/{show.id}/sales",
+        {"product_id": product_id, "quantity": 20, "price": 6900, "per_user_limit": 2, "duration_s": 600},
+        show.host_token,
+    )
+    assert status == 201, body
+    viewer.get_by_role("button", name="Buy").wait_for()
+    for text in ("love these!", "what sizes?", "just grabbed one"):
+        viewer.get_by_label("Say something").fill(text)
+        viewer.get_by_role("button", name="Send").click()
+        host.locator("#chat-list li", has_text=text).wait_for()
+    viewer.locator("#danmaku .danmaku-item", has_text="just grabbed one").wait_for()
+    shot(viewer, "viewer_live")
+    host.locator("#sale-active").wait_for()
     shot(host, "studio_live")
 
     # Ending the broadcast: the viewer page shows the show has ended.

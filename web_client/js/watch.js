@@ -181,7 +181,6 @@ function setupControls() {
     video.muted = !video.muted;
     video.play().catch(() => {});
     unmute.textContent = video.muted ? "Unmute" : "Mute";
-    unmute.setAttribute("aria-pressed", String(!video.muted));
   });
 }
 
