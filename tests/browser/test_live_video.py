@@ -45,6 +45,10 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
         viewer.get_by_role("button", name="Send").click()
         host.locator("#chat-list li", has_text=text).wait_for()
     viewer.locator("#danmaku .danmaku-item", has_text="just grabbed one").wait_for()
+    # Let the comments fly into view before the picture (a condition, not a sleep).
+    viewer.wait_for_function(
+        "() => [...document.querySelectorAll('#danmaku .danmaku-item')].some((el) => el.getBoundingClientRect().left < 200)"
+    )
     shot(viewer, "viewer_live")
     host.locator("#sale-active").wait_for()
     shot(host, "studio_live")
