@@ -192,3 +192,18 @@ def add_product(page: Any, title: str, price: str, stock: int) -> None:
 def viewer_chat(page: Any, text: str) -> None:
     page.get_by_label("Say something").fill(text)
     page.get_by_role("button", name="Send").click()
+
+
+UNLABELLED_JS = """() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+  .filter((el) => el.type !== 'hidden' && el.getClientRects().length > 0)
+  .filter((el) => {
+    const byLabel = el.labels ? [...el.labels].map((l) => l.textContent).join(' ') : '';
+    const name = (el.getAttribute('aria-label') || byLabel || (el.tagName === 'INPUT' ? '' : el.textContent) || el.title || '').trim();
+    return !name;
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def unlabelled_controls(page: Any) -> list[str]:
+    """Visible controls without an accessible name (label, aria-label or text)."""
+    return list(page.evaluate(UNLABELLED_JS))

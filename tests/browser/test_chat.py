@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import open_studio, open_viewer, shot, viewer_chat
+from .conftest import open_studio, open_viewer, shot, unlabelled_controls, viewer_chat
 
 
 def test_viewer_chat_reaches_host_and_second_viewer_overlay(make_show: Any, new_page: Any) -> None:
@@ -24,6 +24,24 @@ def test_viewer_chat_reaches_host_and_second_viewer_overlay(make_show: Any, new_
     # The overlay never takes pointer events (it must not block the controls under it).
     assert leo.evaluate("() => getComputedStyle(document.querySelector('#danmaku')).pointerEvents") == "none"
     shot(leo, "viewer_danmaku")
+
+    # Danmaku off switch and density control.
+    leo.get_by_role("button", name="Danmaku on").click()
+    assert leo.locator("#danmaku").is_hidden()
+    assert leo.get_by_role("button", name="Danmaku off").get_attribute("aria-pressed") == "false"
+    viewer_chat(mia, "while it is off")
+    leo.locator("#chat-recent li", has_text="while it is off").wait_for()
+    assert leo.locator("#danmaku .danmaku-item", has_text="while it is off").count() == 0
+    leo.get_by_role("button", name="Danmaku off").click()
+    leo.get_by_label("Danmaku density").select_option("high")
+    assert leo.evaluate("() => window.liveshop.danmaku.density") == "high"
+
+    # Likes: taps are grouped and the host's stats count them.
+    for _ in range(3):
+        leo.get_by_role("button", name="Like").click()
+    host.wait_for_function("() => Number(document.querySelector('#st-likes').textContent) >= 3")
+    assert unlabelled_controls(leo) == []
+    assert unlabelled_controls(host) == []
 
     # Moderation: the host deletes the message; it disappears from the other viewer's chat.
     leo.locator("#chat-recent li", has_text="hello from Mia").wait_for()

@@ -95,9 +95,11 @@ export class WhepPlayer {
   }
 
   _teardown() {
+    // A session the server already ended (ICE failed/closed) has nothing left to DELETE.
+    const gone = !this.pc || ["failed", "closed"].includes(this.pc.connectionState);
     if (this.pc) this.pc.close();
     this.pc = null;
-    if (this.location) deleteResource(this.location, this.token);
+    if (this.location && !gone) deleteResource(this.location, this.token);
     this.location = null;
   }
 
