@@ -36,6 +36,15 @@ def test_pin_flash_sale_buy_and_pay(make_show: Any, new_page: Any) -> None:
     card.wait_for()
     assert "20 left" in card.inner_text()
 
+    # A coupon drop: the viewer claims it and it is applied at checkout.
+    coupon = host.get_by_role("region", name="Coupon drop")
+    coupon.get_by_label("Code").fill("SPRING10")
+    coupon.get_by_label("Discount %").fill("10")
+    coupon.get_by_role("button", name="Drop coupon").click()
+    viewer.locator("#coupon", has_text="SPRING10").wait_for()
+    viewer.get_by_role("button", name="Claim").click()
+    viewer.locator("#coupon", has_text="Claimed").wait_for()
+
     start_flash_sale(host, "Cloud Runner", qty=5, price="99.00", limit=1, countdown=2, duration=120)
     viewer.locator("#sale").wait_for()
     buy = viewer.get_by_role("button", name="Buy")
@@ -50,10 +59,11 @@ def test_pin_flash_sale_buy_and_pay(make_show: Any, new_page: Any) -> None:
     dialog = viewer.get_by_role("dialog", name="Checkout")
     dialog.wait_for()
     shot(viewer, "viewer_checkout")
-    viewer.get_by_role("button", name="Pay $99.00").click()
+    assert viewer.get_by_label('Apply coupon "SPRING10"').is_checked()
+    viewer.get_by_role("button", name="Pay $89.10").click()
     viewer.locator("#order-done").wait_for()
     assert viewer.locator("#order-status").inner_text() == "paid"
-    assert viewer.locator("#order-amount").inner_text() == "$99.00"
+    assert viewer.locator("#order-amount").inner_text() == "$89.10"  # 10% off $99.00
     shot(viewer, "viewer_order_paid")
     viewer.get_by_role("button", name="Close").click()
 

@@ -234,18 +234,30 @@ export class ViewerCommerce {
     ];
     const body = [h("dl", {}, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))];
     if (this.coupon && this.coupon.claimed) {
-      body.push(h("label.row", {}, h("input", { type: "checkbox", id: "use-coupon", checked: true }), ` Apply coupon "${this.coupon.title}"`));
+      body.push(h("label.row", {}, h("input", { type: "checkbox", id: "use-coupon", checked: true, onchange: () => this.renderPayLabel() }), `Apply coupon "${this.coupon.title}"`));
     }
     body.push(h("p.muted.small", {}, "Payments go through liveshop's simulated provider: no real money moves."));
     $("#checkout-body").replaceChildren(...body);
     $("#checkout-error").textContent = "";
     $("#pay-btn").hidden = false;
     $("#pay-btn").disabled = false;
-    $("#pay-btn").textContent = `Pay ${money(s.price, s.currency)}`;
+    this.renderPayLabel();
     this.payKey = this.payKey && this.payKey.order === r.id ? this.payKey : { order: r.id, key: newKey() };
     const dlg = $("#checkout");
     if (!dlg.open) dlg.showModal();
     $("#pay-btn").focus();
+  }
+
+  /** The amount to pay, with the claimed coupon when it is ticked (the server computes the real one). */
+  renderPayLabel() {
+    const s = this.reservation?.sale;
+    if (!s) return;
+    let amount = s.price;
+    const c = this.coupon;
+    if (c && c.claimed && $("#use-coupon")?.checked) {
+      amount = c.percent_off ? Math.round((s.price * (100 - c.percent_off)) / 100) : Math.max(0, s.price - (c.amount_off || 0));
+    }
+    $("#pay-btn").textContent = `Pay ${money(amount, s.currency)}`;
   }
 
   async pay() {
