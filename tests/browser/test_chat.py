@@ -68,14 +68,18 @@ def test_websocket_reconnect_recovers_missed_chat(make_show: Any, new_page: Any)
     viewer = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     open_viewer(viewer, show, "Ivy")
 
-    viewer.evaluate("() => window.liveshop.socket.simulateOutage(3000)")
+    viewer.evaluate("() => window.liveshop.socket.simulateOutage(120000)")
     viewer.locator("#reconnecting").wait_for(state="visible")
     assert "Reconnecting" in viewer.locator("#reconnecting").inner_text()
     shot(viewer, "viewer_reconnecting")
     host.get_by_label("Message").fill("sent while you were away")
     host.get_by_role("button", name="Send").click()
     host.locator("#chat-list li", has_text="sent while you were away").wait_for()
+    assert viewer.locator("#chat-recent li", has_text="sent while you were away").count() == 0
+    assert viewer.evaluate("() => window.liveshop.socket.state") == "reconnecting"
 
+    viewer.evaluate("() => window.liveshop.socket.resume()")
     viewer.locator("#reconnecting").wait_for(state="hidden")
     viewer.locator("#chat-recent li", has_text="sent while you were away").wait_for()
     assert viewer.evaluate("() => window.liveshop.socket.state") == "open"
+    assert viewer.evaluate("() => window.liveshop.socket.welcome.recovered") is True

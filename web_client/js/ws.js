@@ -87,6 +87,15 @@ export class LiveSocket {
     if (this.ws) this.ws.close(4999, "simulated outage");
   }
 
+  /** End a simulated outage now. */
+  resume() {
+    this.holdUntil = 0;
+    if (this.state === "reconnecting" && !this.ws) {
+      clearTimeout(this.retryTimer);
+      this.connect();
+    }
+  }
+
   _onMessage(ev) {
     let msg;
     try {
