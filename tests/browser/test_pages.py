@@ -20,8 +20,9 @@ def test_landing_lists_shows_and_creates_one(make_show: Any, new_page: Any, web_
     studio_link.click()
     page.get_by_role("heading", name="Broadcast").wait_for()
     page.wait_for_function("() => document.querySelector('#show-title').textContent === 'My first drop'")
-    # The token left the address bar once the studio read it.
+    # The token left the address bar once the studio read it; the sample products are there.
     assert "token=" not in page.url
+    page.locator("#product-list li", has_text="Cloud Runner sneakers").wait_for()
 
 
 def test_moderator_opens_studio_without_camera_and_moderates(make_show: Any, new_page: Any) -> None:
@@ -51,6 +52,13 @@ def test_moderator_opens_studio_without_camera_and_moderates(make_show: Any, new
     viewer.locator("#pinned-comment", has_text="pin me please").wait_for()
     host.locator("#pinned-comment", has_text="pin me please").wait_for()
     shot(mod, "studio_moderator")
+
+    # Ban: the viewer is disconnected and told so; they cannot chat any more.
+    mod.on("dialog", lambda dialog: dialog.accept())
+    row.hover()
+    row.get_by_role("button", name="Ban Kai: pin me please").click()
+    viewer.locator("#chat-error", has_text="banned").wait_for()
+    assert viewer.evaluate("() => window.liveshop.socket.state") == "failed"
 
     # A studio opened without a token asks for one.
     anon = new_page()

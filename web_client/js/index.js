@@ -31,6 +31,23 @@ async function load() {
   }
 }
 
+const SAMPLES = [
+  { title: "Cloud Runner sneakers", price: 12000, stock: 50, description: "Featherweight daily trainer" },
+  { title: "Trail Blazer boots", price: 8900, stock: 30, description: "Waterproof, grippy, light" },
+  { title: "Crew socks (3 pairs)", price: 1500, stock: 200, description: "Cushioned cotton blend" },
+];
+
+/** A first look: a few products in the new show (best effort: the show works without them). */
+async function addSamples(showId, token) {
+  for (const product of SAMPLES) {
+    try {
+      await api(`/api/shows/${encodeURIComponent(showId)}/products`, { method: "POST", token, body: product });
+    } catch {
+      return;
+    }
+  }
+}
+
 $("#create-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("#create-error").textContent = "";
@@ -42,6 +59,7 @@ $("#create-form").addEventListener("submit", async (ev) => {
   $("#create-btn").disabled = true;
   try {
     const { show, host_token } = await api("/api/shows", { method: "POST", body });
+    if ($("#create-samples").checked) await addSamples(show.id, host_token);
     const studio = `/host/${encodeURIComponent(show.id)}#token=${encodeURIComponent(host_token)}`;
     $("#created-host").href = studio;
     $("#created-watch").href = `/watch/${encodeURIComponent(show.id)}`;
