@@ -49,6 +49,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help=f"worker processes (default: cores = {os.cpu_count()})",
     )
+    parser.add_argument(
+        "--connect-retries", type=int, default=2, help="reconnect attempts of a client whose join failed (default 2)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--html", metavar="FILE", help="write the self-contained HTML report here")
     parser.add_argument("--slo", help="objectives, e.g. 'p99<250,errors<0.1%%'; a miss makes the exit status 1")

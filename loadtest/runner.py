@@ -29,7 +29,7 @@ from .live import LiveView
 from .metrics import WorkerStats, new_histogram
 from .scenarios import SCENARIOS
 from .scenarios.base import FLAG_SLOTS, STOP, Scenario, WorkerEnv
-from .spawn import SpawnedServer
+from .spawn import SpawnedServer, load_average, machine_cpu
 
 TICK_S = 1.0
 
@@ -269,6 +269,7 @@ async def run(args: dict[str, Any]) -> RunResult:
     out: Any = ctx.Queue()
     live = LiveView(args, enabled=not args.get("quiet"))
     started_wall = time.time()
+    machine_start = machine_cpu(), load_average()
     processes: list[Any] = []
     try:
         async with new_session() as session:
@@ -305,6 +306,7 @@ async def run(args: dict[str, Any]) -> RunResult:
             extra = await scenario.finish(ctl, plan, ctl.agg)
             server_stats = server.measure() if server else None
             report = build_report(args, ctl, extra, duration, started_wall, server_stats)
+            report["machine"] = _machine_report(machine_start, report, cpu_seconds())
             return RunResult(report, ctl.agg)
     finally:
         live.stop()
@@ -317,6 +319,29 @@ async def run(args: dict[str, Any]) -> RunResult:
                 proc.terminate()
         if server:
             server.stop()
+
+
+def _machine_report(
+    start: tuple[tuple[float, float], list[float]], report: dict[str, Any], parent_cpu_s: float
+) -> dict[str, Any]:
+    """How busy the whole machine was: CPU taken by neither the tester nor the server is other
+    people's work on a shared machine, which the numbers above suffered from."""
+    (busy0, total0), load0 = start
+    busy1, total1 = machine_cpu()
+    cores = os.cpu_count() or 1
+    wall = (total1 - total0) / cores
+    busy = busy1 - busy0
+    ours = report["tester"]["cpu_s"] + parent_cpu_s
+    server = report.get("server") or {}
+    ours += server.get("cpu_s", 0.0) + server.get("redis_cpu_s", 0.0)
+    return {
+        "cores": cores,
+        "busy_pct": round(100 * busy / (total1 - total0), 1) if total1 > total0 else None,
+        "other_cpu_s": round(max(0.0, busy - ours), 2) if report.get("server") else None,
+        "wall_s": round(wall, 2),
+        "loadavg_start": load0,
+        "loadavg_end": load_average(),
+    }
 
 
 def _default_timeout(args: dict[str, Any]) -> float:

@@ -73,6 +73,25 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy CPU seconds, total CPU seconds) of the whole machine since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
 @dataclass
 class ProcessSampler:
     """Samples CPU and RSS of a process tree every ``period`` seconds in a thread."""

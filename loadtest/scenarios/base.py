@@ -45,6 +45,7 @@ class WorkerEnv:
     t0: float
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _events: dict[int, asyncio.Event] = field(default_factory=dict)
+    _quiet: dict[str, asyncio.Future[None]] = field(default_factory=dict)
     _poller: asyncio.Task[None] | None = None
 
     def share(self, total: int) -> range:
@@ -97,6 +98,26 @@ class WorkerEnv:
         delay = monotonic_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    async def quiesce(self, counter: str, idle_s: float = 1.0, max_s: float = 30.0) -> None:
+        """Wait until ``counter`` has stopped moving for ``idle_s`` (at most ``max_s``): a drain that
+        lasts as long as deliveries are still arriving, so late messages count as late, not lost.
+        One watcher per worker serves every client."""
+        future = self._quiet.get(counter)
+        if future is None:
+            future = self._quiet[counter] = asyncio.ensure_future(self._watch_quiet(counter, idle_s, max_s))
+        await asyncio.shield(future)
+
+    async def _watch_quiet(self, counter: str, idle_s: float, max_s: float) -> None:
+        deadline = time.monotonic() + max_s
+        last, still_since = self.stats.counters[counter], time.monotonic()
+        while time.monotonic() < deadline and not self.stopping:
+            await asyncio.sleep(0.1)
+            now_value = self.stats.counters[counter]
+            if now_value != last:
+                last, still_since = now_value, time.monotonic()
+            elif time.monotonic() - still_since >= idle_s:
+                return
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Start a client task and keep a reference to it until it ends."""

@@ -28,7 +28,7 @@ from .common import ChatReceiver, chat_text, join, left, ramp_at
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
 
-DRAIN_S = 3.0
+DRAIN_S = 1.5  # the drain ends once no delivery arrived for this long
 
 
 class ChatScenario(Scenario):
@@ -95,10 +95,10 @@ class ChatScenario(Scenario):
                 return
             stats.add("receivers")
             sender = env.spawn(self._send(plan, env, sock, i, go, duration)) if is_chatter else None
-            end = go + duration + DRAIN_S
-            await env.wait_until_or_stop(end, sock.reader)
+            await env.wait_until_or_stop(go + duration + 0.5, sock.reader)
             if sender:
                 await sender
+            await env.quiesce("received", idle_s=DRAIN_S)
             if sock.closed:
                 stats.add(f"closed_{sock.close_code}")
                 stats.add("errors")

@@ -149,7 +149,7 @@ class FlashSaleScenario(Scenario):
                         token, uid = await mint_token(env.session, env.url, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}")
                         buyers.append(Buyer(i, token, uid, wants, double_tap))
                 except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
-                    count_error(env, "token", exc, connect=True)
+                    count_error(env, "token", exc, connect=True, final=True)
             env.stats.add("joined")
 
         await asyncio.gather(*(prepare_buyer(i) for i in env.share(a["buyers"])))

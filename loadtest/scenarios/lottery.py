@@ -103,7 +103,7 @@ class LotteryScenario(Scenario):
                 try:
                     tokens.append(await mint_token(env.session, env.url, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}"))
                 except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    count_error(env, "token", exc, connect=True)
+                    count_error(env, "token", exc, connect=True, final=True)
             env.stats.add("joined")
 
         await asyncio.gather(*(get_token(i) for i in env.share(a["entrants"])))

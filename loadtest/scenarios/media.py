@@ -120,7 +120,7 @@ class MediaScenario(Scenario):
                 viewers.append(viewer)
                 env.stats.gauges["connected"] = env.stats.gauges.get("connected", 0) + 1
             except Exception as exc:  # any failure to start playback counts as a connect error
-                count_error(env, "whep", exc, connect=True)
+                count_error(env, "whep", exc, connect=True, final=True)
             env.stats.add("joined")
 
         await asyncio.gather(*(join(i) for i in env.share(self.args["viewers"])))

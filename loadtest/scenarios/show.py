@@ -38,7 +38,7 @@ from .lottery import create_lottery, draw_and_prove, judge_draw
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
 
-DRAIN_S = 3.0
+DRAIN_S = 1.5  # the drain ends once no delivery arrived for this long
 
 
 class ShowScenario(Scenario):
@@ -106,7 +106,8 @@ class ShowScenario(Scenario):
             if rng.random() < a["entrants"]:
                 jobs.append(self._enter(plan, env, sock, go, end))
             await asyncio.gather(*jobs)
-            await env.wait_until_or_stop(end + DRAIN_S, sock.reader)
+            await env.wait_until_or_stop(end + 0.5, sock.reader)
+            await env.quiesce("received", idle_s=DRAIN_S)
             env.stats.extra["likes_seen"] = max(env.stats.extra["likes_seen"], receiver.likes_total)
             if sock.closed:
                 stats.add("errors")
