@@ -8,6 +8,7 @@ versions); static files are revalidated (``no-cache`` + ETag/Last-Modified from 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -42,7 +43,10 @@ def _file_response(path: Path) -> web.FileResponse:
     return response
 
 
-def _page(name: str) -> web.RequestHandler:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return _file_response(WEB_ROOT / name)
 

@@ -52,9 +52,13 @@ def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     path = chromium_path()
     if not path:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; ./dev test does it)")
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium; ./dev test does it)"
+        )
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=path, args=CHROMIUM_ARGS, headless=True
+        )
         yield browser
         browser.close()
 
@@ -85,14 +89,18 @@ class Show:
     def watch_url(self) -> str:
         return f"{self.server.url}/watch/{self.id}"
 
-    def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    def api(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> tuple[int, dict]:
         return http_json(self.server.url + path, method, body, token)
 
 
 @pytest.fixture
 def make_show(web_server: ServerProcess) -> Callable[..., Show]:
     def make(title: str = "Browser test show") -> Show:
-        status, body = http_json(web_server.url + "/api/shows", "POST", {"title": title, "host_name": "Ada"})
+        status, body = http_json(
+            web_server.url + "/api/shows", "POST", {"title": title, "host_name": "Ada"}
+        )
         assert status == 201, body
         return Show(web_server, body["show"]["id"], body["host_token"])
 
@@ -112,7 +120,13 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page.errors = []  # type: ignore[attr-defined]
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
         page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
-        page.on("response", lambda r: r.status >= 400 and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}"))
+        page.on(
+            "response",
+            lambda r: (
+                r.status >= 400
+                and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}")
+            ),
+        )
         return page
 
     yield make

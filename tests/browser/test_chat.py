@@ -22,7 +22,10 @@ def test_viewer_chat_reaches_host_and_second_viewer_overlay(make_show: Any, new_
     assert "Mia" in host.locator("#chat-list li", has_text="hello from Mia").inner_text()
     leo.locator("#danmaku .danmaku-item", has_text="hello from Mia").wait_for()
     # The overlay never takes pointer events (it must not block the controls under it).
-    assert leo.evaluate("() => getComputedStyle(document.querySelector('#danmaku')).pointerEvents") == "none"
+    assert (
+        leo.evaluate("() => getComputedStyle(document.querySelector('#danmaku')).pointerEvents")
+        == "none"
+    )
     shot(leo, "viewer_danmaku")
 
     # Danmaku off switch and density control.

@@ -19,7 +19,9 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     viewer.goto(f"{show.watch_url}?name=Mia")
     # The spec: frames decoded > 0 within 10 s of opening the page (read from getStats()).
     assert poll(viewer, FRAMES_DECODED_JS, timeout_ms=10_000) > 0
-    size = viewer.evaluate("() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]")
+    size = viewer.evaluate(
+        "() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]"
+    )
     assert size[0] > 0 and size[1] > 0
     assert viewer.locator("#live-badge").inner_text() == "LIVE"
     viewer.locator("#reconnecting").wait_for(state="hidden")
@@ -29,13 +31,28 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
 
     # A busy moment for the README screenshots: pinned products, a flash sale, chat over the video.
     for title, price, stock in (("Cloud Runner", 12000, 40), ("Trail Blazer", 8900, 25)):
-        status, body = show.api("POST", f"/api/shows/{show.id}/products", {"title": title, "price": price, "stock": stock}, show.host_token)
+        status, body = show.api(
+            "POST",
+            f"/api/shows/{show.id}/products",
+            {"title": title, "price": price, "stock": stock},
+            show.host_token,
+        )
         assert status == 201, body
-        assert show.api("POST", f"/api/products/{body['product']['id']}/pin", {}, show.host_token)[0] == 200
+        assert (
+            show.api("POST", f"/api/products/{body['product']['id']}/pin", {}, show.host_token)[0]
+            == 200
+        )
         product_id = body["product"]["id"]
     status, body = show.api(
-        "POST", f"/api/shows/{show.id}/sales",
-        {"product_id": product_id, "quantity": 20, "price": 6900, "per_user_limit": 2, "duration_s": 600},
+        "POST",
+        f"/api/shows/{show.id}/sales",
+        {
+            "product_id": product_id,
+            "quantity": 20,
+            "price": 6900,
+            "per_user_limit": 2,
+            "duration_s": 600,
+        },
         show.host_token,
     )
     assert status == 201, body
@@ -62,9 +79,12 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     host.get_by_role("button", name="Go live").click()
     host.wait_for_function("() => document.querySelector('#publish-state').textContent === 'LIVE'")
     viewer.wait_for_function(
-        "() => window.liveshop.player.state === 'playing' && window.liveshop.player.pc !== window.firstPc", timeout=30_000
+        "() => window.liveshop.player.state === 'playing' && window.liveshop.player.pc !== window.firstPc",
+        timeout=30_000,
     )
     assert poll(viewer, FRAMES_DECODED_JS, timeout_ms=15_000) > 0
     viewer.locator("#reconnecting").wait_for(state="hidden")
     # 409 (not live yet) and 404 (DELETE of a session the server already ended) are expected here.
-    assert not [e for e in viewer.errors if not any(code in e for code in ("409", "404"))], viewer.errors
+    assert not [e for e in viewer.errors if not any(code in e for code in ("409", "404"))], (
+        viewer.errors
+    )

@@ -7,7 +7,9 @@ from typing import Any
 from .conftest import open_viewer, shot
 
 
-def test_landing_lists_shows_and_creates_one(make_show: Any, new_page: Any, web_server: Any) -> None:
+def test_landing_lists_shows_and_creates_one(
+    make_show: Any, new_page: Any, web_server: Any
+) -> None:
     existing = make_show("Already upcoming")
     page = new_page()
     page.goto(web_server.url + "/")
@@ -19,7 +21,9 @@ def test_landing_lists_shows_and_creates_one(make_show: Any, new_page: Any, web_
     shot(page, "landing")
     studio_link.click()
     page.get_by_role("heading", name="Broadcast").wait_for()
-    page.wait_for_function("() => document.querySelector('#show-title').textContent === 'My first drop'")
+    page.wait_for_function(
+        "() => document.querySelector('#show-title').textContent === 'My first drop'"
+    )
     # The token left the address bar once the studio read it; the sample products are there.
     assert "token=" not in page.url
     page.locator("#product-list li", has_text="Cloud Runner sneakers").wait_for()

@@ -10,7 +10,9 @@ from .conftest import add_product, open_studio, open_viewer, shot
 MOBILE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
-def start_flash_sale(host: Any, title: str, qty: int, price: str, limit: int, countdown: int, duration: int) -> None:
+def start_flash_sale(
+    host: Any, title: str, qty: int, price: str, limit: int, countdown: int, duration: int
+) -> None:
     host.locator("#sf-product").select_option(label=f"{title} (20 in stock)")
     form = host.get_by_role("region", name="Flash sale")
     form.get_by_label("Quantity").fill(str(qty))
@@ -100,7 +102,9 @@ def test_giveaway_drawn_and_viewer_verifies_proof(make_show: Any, new_page: Any)
     with viewer.context.expect_page() as new_tab:
         viewer.get_by_role("link", name="Verify the draw").click()
     proof_page = new_tab.value
-    proof_page.wait_for_function("() => document.body.dataset.verified !== undefined", timeout=20_000)
+    proof_page.wait_for_function(
+        "() => document.body.dataset.verified !== undefined", timeout=20_000
+    )
     assert proof_page.evaluate("() => document.body.dataset.verified") == "true"
     assert proof_page.locator("#checks li[data-ok='true']").count() == 5
     shot(proof_page, "giveaway_verified")
@@ -108,13 +112,25 @@ def test_giveaway_drawn_and_viewer_verifies_proof(make_show: Any, new_page: Any)
 
 def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
     show = make_show("Mobile layout show")
-    status, body = show.api("POST", f"/api/shows/{show.id}/products", {"title": "Trail Blazer", "price": 8900, "stock": 10}, show.host_token)
+    status, body = show.api(
+        "POST",
+        f"/api/shows/{show.id}/products",
+        {"title": "Trail Blazer", "price": 8900, "stock": 10},
+        show.host_token,
+    )
     assert status == 201, body
     product_id = body["product"]["id"]
     assert show.api("POST", f"/api/products/{product_id}/pin", {}, show.host_token)[0] == 200
     status, body = show.api(
-        "POST", f"/api/shows/{show.id}/sales",
-        {"product_id": product_id, "quantity": 3, "price": 6900, "per_user_limit": 1, "duration_s": 300},
+        "POST",
+        f"/api/shows/{show.id}/sales",
+        {
+            "product_id": product_id,
+            "quantity": 3,
+            "price": 6900,
+            "per_user_limit": 1,
+            "duration_s": 300,
+        },
         show.host_token,
     )
     assert status == 201, body
@@ -124,7 +140,9 @@ def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
     buy = viewer.get_by_role("button", name="Buy")
     buy.wait_for()
     # No horizontal scroll at 390×844.
-    widths = viewer.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]")
+    widths = viewer.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]"
+    )
     assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
     # The Buy button is fully inside the viewport, in the lower (thumb) half, and nothing covers it.
     box = buy.bounding_box()
@@ -139,6 +157,8 @@ def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
     assert on_top
     # Keyboard: Buy is reachable with Tab and shows a visible focus ring.
     buy.focus()
-    outline = viewer.evaluate("() => getComputedStyle(document.querySelector('#buy-btn')).outlineStyle")
+    outline = viewer.evaluate(
+        "() => getComputedStyle(document.querySelector('#buy-btn')).outlineStyle"
+    )
     assert outline != "none"
     shot(viewer, "viewer_mobile")
