@@ -99,6 +99,7 @@ class Connection:
         self.held: list[Batch] = []
         self.floor: tuple[int, int] | None = None  # chat ids up to this were sent in history
         self.on_backlog = on_backlog
+        self.close_task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- writing
 
@@ -225,7 +226,7 @@ class Connection:
             return
         self.closing = True
         self.backlog.clear()
-        asyncio.get_running_loop().create_task(self._close(code, message))
+        self.close_task = asyncio.get_running_loop().create_task(self._close(code, message))
 
     def close_slow(self, why: str) -> None:
         if not self.closing:
@@ -237,7 +238,5 @@ class Connection:
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), timeout=2)
         except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
-            if not self.transport.is_closing():
-                self.transport.abort()
+            # A peer that reads nothing never lets the close frame out: drop the TCP connection.
+            self.transport.abort()

@@ -198,9 +198,9 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
         elif msg.type == WSMsgType.ERROR:
             WS_CLOSES.labels(str(ws.close_code or 1011)).inc()
             break
-    if conn.closing:
+    if conn.close_task is not None:
         # Let the close handshake started by the connection finish before the handler returns.
-        await asyncio.sleep(0)
+        await conn.close_task
 
 
 async def dispatch(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,0 +1,118 @@
+"""Protocol edges: codecs, docs in sync with the schema, bad input, auth, frame size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import msgpack
+import pytest
+
+from server import protocol
+from server.protocol import CLIENT_MESSAGES, EVENTS, ProtocolError, decode, validate, ws_frame
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def test_docs_are_generated_from_the_schema():
+    text = DOCS.read_text()
+    assert protocol.markdown() in text, "run: python -m server.protocol"
+    for kind in [*CLIENT_MESSAGES, *(cls.TYPE for cls in EVENTS)]:
+        assert f"### `{kind}`" in text
+
+
+def test_validate_and_decode():
+    assert validate({"type": "like", "count": 3}).count == 3
+    assert validate({"type": "like"}).count == 1
+    for bad in ({"type": "like", "count": True}, {"type": "like", "count": 0}, {"type": "chat"},
+                {"type": "chat", "text": 5}, {"type": "mod.mute", "user_id": "u", "minutes": "5"}):  # fmt: skip
+        with pytest.raises(ProtocolError) as err:
+            validate(bad)
+        assert err.value.code == "bad_field"
+    with pytest.raises(ProtocolError) as err:
+        validate({"type": "nope"})
+    assert err.value.code == "unknown_type"
+    assert decode(msgpack.packb({"type": "ping"})) == {"type": "ping"}
+    for raw in ("[1]", "{", b"\xc1", '{"type": 3}'):
+        with pytest.raises(ProtocolError):
+            decode(raw)
+
+
+def test_ws_frame_header_lengths():
+    assert ws_frame(b"x" * 10, True)[:2] == bytes((0x82, 10))
+    assert ws_frame(b"x" * 300, False)[:4] == bytes((0x81, 126, 1, 44))
+    assert len(ws_frame(b"x" * 70000, True)) == 70000 + 10
+
+
+async def test_bad_input_gets_error_codes_then_1008(client, make_show, guest_token, connect):
+    show_id, _ = await make_show()
+    bystander = await connect(show_id, await guest_token(show_id))
+    abuser = await connect(show_id, await guest_token(show_id))
+    await abuser.ws.send_str("not json")
+    await abuser.ws.send_bytes(b"\xc1\xff")
+    await abuser.send({"type": "warp", "id": 1})
+    await abuser.send({"type": "chat", "id": 2, "text": ["x"]})
+    await abuser.send({"id": 3})
+    await abuser.until(lambda c: len(c.errors) >= 5)
+    assert [e["code"] for e in abuser.errors[:5]] == ["bad_frame", "bad_frame", "unknown_type", "bad_field", "bad_type"]
+    assert abuser.replies[2]["field"] == "text"
+    for _ in range(30):
+        if abuser.ws.closed:
+            break
+        await abuser.ws.send_str("{")
+    await abuser.until(lambda c: c.ws.closed, 5)
+    assert abuser.ws.close_code == 1008
+    assert (await bystander.request({"type": "ping"}))["type"] == "reply"
+    assert not bystander.errors
+
+
+async def test_oversized_frame_closes_1009(client, make_show, guest_token, connect):
+    show_id, _ = await make_show()
+    viewer = await connect(show_id, await guest_token(show_id))
+    await viewer.ws.send_str('{"type":"chat","text":"' + "a" * 70_000 + '"}')
+    await viewer.until(lambda c: c.ws.closed, 5)
+    assert viewer.ws.close_code == 1009
+
+
+@pytest.mark.parametrize(
+    ("token", "code", "close"),
+    [("garbage", "unauthorized", 4001), ("", "unauthorized", 4001)],
+)
+async def test_bad_token_closes_4001(client, make_show, token, code, close):
+    show_id, _ = await make_show()
+    ws = await client.ws_connect(f"/ws/{show_id}?token={token}", protocols=("liveshop.json",))
+    assert (await ws.receive_json())["code"] == code
+    msg = await ws.receive()
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == close
+
+
+async def test_token_for_other_show_and_unknown_show(client, make_show):
+    show_a, host_a = await make_show()
+    show_b, _ = await make_show()
+    ws = await client.ws_connect(f"/ws/{show_b}?token={host_a}", protocols=("liveshop.msgpack",))
+    first = await ws.receive()
+    assert msgpack.unpackb(first.data)["code"] == "forbidden"
+    await ws.receive()
+    assert ws.close_code == 4003
+    ws = await client.ws_connect(f"/ws/nosuchshow?token={host_a}")
+    await ws.receive()
+    await ws.receive()
+    assert ws.close_code == 4003  # the token is checked first: it is for another show
+
+
+async def test_commands_registered_by_other_parts(client, make_show, guest_token, connect):
+    from server.appkeys import WS_HANDLERS
+    from server.errors import ApiError
+
+    async def echo(app, claims, message):
+        if message.get("fail"):
+            raise ApiError(409, "sold_out", "nothing left", left=0)
+        return {"user": claims.user_id, "got": message.get("x")}
+
+    client.app[WS_HANDLERS]["test.echo"] = echo
+    show_id, _ = await make_show()
+    viewer = await connect(show_id, await guest_token(show_id))
+    ok = await viewer.request({"type": "test.echo", "x": 7})
+    assert ok == {"type": "reply", "id": ok["id"], "user": viewer.welcome["user"]["id"], "got": 7}
+    err = await viewer.request({"type": "test.echo", "fail": True})
+    assert err["code"] == "sold_out" and err["left"] == 0
