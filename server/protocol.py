@@ -345,8 +345,14 @@ def validate(message: dict[str, Any]) -> Any:
         meta = spec.metadata
         if kind is int and not (meta.get("min", value) <= value <= meta.get("max", value)):
             raise ProtocolError("bad_field", f"{name} must be {meta.get('min')}..{meta.get('max')}", name)
-        if kind is str and len(value) > meta.get("max_len", MAX_FRAME_BYTES):
-            raise ProtocolError("bad_field", f"{name} is too long", name)
+        if kind is str:
+            if len(value) > meta.get("max_len", MAX_FRAME_BYTES):
+                raise ProtocolError("bad_field", f"{name} is too long", name)
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:  # lone surrogates from JSON "\ud800" escapes
+                    raise ProtocolError("bad_field", f"{name} is not valid Unicode", name) from None
         values[name] = value
     return cls(**values)
 
