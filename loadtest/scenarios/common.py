@@ -142,3 +142,18 @@ class ChatReceiver:
         if received:
             self.received += received
             stats.counters["received"] += received
+
+
+async def mint_with_retry(env: WorkerEnv, show_id: str, host_token: str, role: str, name: str) -> tuple[str, str]:
+    """Host-minted token for one simulated person, retried (``--connect-retries``) with backoff;
+    every failed attempt counts in ``connect_errors``, giving up raises the last error."""
+    retries = int(env.args.get("connect_retries", 2))
+    for attempt in range(retries + 1):
+        try:
+            return await mint_token(env.session, env.url, show_id, host_token, role, name)
+        except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
+            if attempt == retries or env.stopping:
+                raise
+            count_error(env, "token", exc, connect=True)
+            await asyncio.sleep(env.rng.uniform(0.5, 1.5) * 2**attempt)
+    raise RuntimeError("unreachable")

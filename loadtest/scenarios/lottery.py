@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..client import ApiError, call, create_show, mint_token
+from ..client import ApiError, call, create_show
 from ..invariants import check
 from ..lottery_proof import verify_proof
 from ..metrics import summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import count_error
+from .common import count_error, mint_with_retry
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
@@ -94,14 +94,15 @@ class LotteryScenario(Scenario):
     async def run_worker(self, plan: dict[str, Any], env: WorkerEnv) -> None:
         a = self.args
         gate = asyncio.Semaphore(a["connections"])
+        mint_gate = asyncio.Semaphore(32)  # token minting is setup, not the load under test
         tokens: list[tuple[str, str]] = []
 
         async def get_token(i: int) -> None:
             await env.sleep_until(env.t0 + i / max(a["ramp"], 0.001))
             env.stats.add("clients")
-            async with gate:
+            async with mint_gate:
                 try:
-                    tokens.append(await mint_token(env.session, env.url, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}"))
+                    tokens.append(await mint_with_retry(env, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}"))
                 except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                     count_error(env, "token", exc, connect=True, final=True)
             env.stats.add("joined")

@@ -22,10 +22,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ..client import mint_token
 from ..invariants import check
 from .base import GO, Scenario, WorkerEnv
-from .common import count_error
+from .common import count_error, mint_with_retry
 
 if TYPE_CHECKING:
     from ..light_receiver import WhepViewer
@@ -114,7 +113,7 @@ class MediaScenario(Scenario):
             await env.sleep_until(env.t0 + i / max(self.args["ramp"], 0.001))
             env.stats.add("clients")
             try:
-                token, _ = await mint_token(env.session, env.url, plan["show_id"], plan["host_token"], "viewer", f"Watcher {i}")
+                token, _ = await mint_with_retry(env, plan["show_id"], plan["host_token"], "viewer", f"Watcher {i}")
                 viewer = WhepViewer(env.session, env.url, plan["show_id"], token, decode=self.args["decode"])
                 await viewer.start()
                 viewers.append(viewer)
