@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import chat, likes, moderation, presence
-from .appkeys import SETTINGS, WS_HANDLERS
+from . import chat, keys, likes, moderation, presence
+from .appkeys import REDIS, SETTINGS, WS_HANDLERS
 from .auth import Claims, verify
 from .connection import Connection
 from .errors import ApiError
@@ -52,6 +52,9 @@ STRIKES_BURST = 10.0  # bad inputs tolerated in a row before closing 1008
 STRIKE_CODES = frozenset({"bad_frame", "bad_type", "unknown_type", "bad_field", "forbidden", "flood"})
 KNOWN_TYPES = frozenset({"chat", "like", "ping", "mod.delete", "mod.mute", "mod.unmute", "mod.ban",
                          "mod.unban", "mod.pin", "mod.unpin"})  # fmt: skip
+HEARTBEAT_S = 60.0  # WebSocket ping interval; a peer silent for 1.5x this is dropped
+JOIN_SLOTS = web.AppKey("ws_join_slots", asyncio.Semaphore)
+DISPATCH_SLOTS = web.AppKey("ws_dispatch_slots", asyncio.Semaphore)
 AUTH_CLOSE = {"unauthorized": 4001, "token_expired": 4001, "forbidden": 4003, "show_not_found": 4004}
 
 
@@ -74,42 +77,73 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     show_id = request.match_info["show_id"]
     ws = web.WebSocketResponse(
-        protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=30, timeout=5
+        protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=HEARTBEAT_S, timeout=5
     )
     await ws.prepare(request)
     codec = CODECS.get(ws.ws_protocol or "", JSON)
-    try:
-        claims = verify(app[SETTINGS].secret, request.query.get("token", ""), show_id)
-        show = await get_show(app, show_id)
-        if await moderation.is_banned(app, show_id, claims.user_id):
-            raise ApiError(403, "banned", "you are banned from this show")
-    except ApiError as exc:
-        close_code = 1008 if exc.code == "banned" else AUTH_CLOSE.get(exc.code, 4001)
-        return await _reject(ws, exc, close_code)
     transport = request.transport
     if transport is None:
         return ws
-    conn = Connection(ws, transport, codec, claims)  # type: ignore[arg-type]
     hubs = app[HUBS]
+    hub = None
+    conn: Connection | None = None
+    try:
+        async with app[JOIN_SLOTS]:  # a join storm queues here instead of exhausting the Redis pool
+            claims = verify(app[SETTINGS].secret, request.query.get("token", ""), show_id)
+            show = await get_show(app, show_id)
+            conn = Connection(ws, transport, codec, claims)  # type: ignore[arg-type]
+            hub = await hubs.join(show_id, conn)
+            await _welcome(app, conn, show, request.query.get("since"), request.query.get("epoch"))
+    except ApiError as exc:
+        if hub is not None and conn is not None:
+            hubs.leave(hub, conn)
+        close_code = 1008 if exc.code == "banned" else AUTH_CLOSE.get(exc.code, 4001)
+        return await _reject(ws, exc, close_code)
+    except Exception:
+        log.exception("WebSocket join failed")
+        if hub is not None and conn is not None:
+            hubs.leave(hub, conn)
+        WS_CLOSES.labels("1011").inc()
+        await ws.close(code=1011, message=b"internal error")
+        return ws
     WS_CONNECTS.labels(codec.name).inc()
     WS_CONNECTIONS.inc()
-    hub = None
     try:
-        hub = await hubs.join(show_id, conn)
-        await _welcome(app, conn, show, request.query.get("since"), request.query.get("epoch"))
         await _serve(app, ws, conn)
+    except Exception:  # never let an upgraded socket fall into the HTTP error path
+        log.exception("WebSocket session failed")
     finally:
         WS_CONNECTIONS.dec()
-        if hub is not None:
-            hubs.leave(hub, conn)
+        hubs.leave(hub, conn)
     return ws
 
 
 async def _welcome(
     app: web.Application, conn: Connection, show: dict[str, Any], since: str | None, client_epoch: str | None
 ) -> None:
-    """Write the welcome and the first batch (recent or recovered chat), then go live without gap or overlap."""
+    """Write the welcome and the first batch (recent or recovered chat), then go live without gap or overlap.
+
+    The show's state is read in one pipelined round trip: joins must stay cheap in a join storm.
+    """
     show_id = show["id"]
+    claims = conn.claims
+    redis = app[REDIS]
+    pipe = redis.pipeline(transaction=False)
+    pipe.sismember(keys.banned(show_id), claims.user_id)
+    pipe.get(keys.chat_epoch(show_id))
+    pipe.xrevrange(keys.chat_stream(show_id), count=chat.RECENT_ON_CONNECT)
+    pipe.hgetall(keys.presence(show_id))
+    pipe.time()
+    pipe.get(keys.peak(show_id))
+    pipe.hget(keys.counters(show_id), "likes")
+    pipe.hgetall(keys.pinned(show_id))
+    banned, epoch, newest, nodes, now, peak, total_likes, pin = await pipe.execute()
+    if banned:
+        raise ApiError(403, "banned", "you are banned from this show")
+    if epoch is None:
+        epoch = await chat.epoch(app, show_id)
+    recent = [chat.entry_to_event(eid, fields) for eid, fields in reversed(newest)]
+    viewers = presence.live_total(nodes, int(now[0]) * 1000 + int(now[1]) // 1000)
     events: list[dict[str, Any]] = []
     recovered = False
     floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
@@ -118,9 +152,8 @@ async def _welcome(
             chat.check_id(since, "since")
             history, lost = await chat.recover(app, show_id, since, client_epoch)
         except ApiError:
-            history = await chat.recent(app, show_id)
-            lost = {"type": "history_lost", "reason": "too_old", "since": since,
-                    "epoch": await chat.epoch(app, show_id), "first_id": "0-0"}  # fmt: skip
+            history = recent
+            lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": "0-0"}
         if lost is not None:
             events.append(lost)
         else:
@@ -128,23 +161,19 @@ async def _welcome(
         recovered = lost is None
         events += history
     else:
-        events += await chat.recent(app, show_id)
-    epoch = await chat.epoch(app, show_id)
-    last = await chat.last_id(app, show_id)
-    viewers, peak = await presence.viewer_counts(app, show_id)
+        events += recent
     settings = app[SETTINGS]
-    claims = conn.claims
     welcome = {
         "type": "welcome",
         "user": {"id": claims.user_id, "name": claims.name, "role": claims.role},
         "show": show,
         "epoch": epoch,
-        "last_id": last,
+        "last_id": newest[0][0] if newest else "0-0",
         "recovered": recovered,
         "viewers": viewers,
-        "peak": peak,
-        "likes": await likes.total_likes(app, show_id),
-        "pinned": await moderation.pinned(app, show_id),
+        "peak": max(int(peak or 0), viewers),
+        "likes": int(total_likes or 0),
+        "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")} if pin.get("id") else None,
         "codec": conn.codec.name,
         "limits": {
             "chat_max_chars": settings.chat_max_chars,
@@ -212,6 +241,12 @@ async def dispatch(app: web.Application, claims: Claims, message: dict[str, Any]
     if kind.startswith("mod.") and kind in KNOWN_TYPES and not claims.is_staff:
         raise ApiError(403, "forbidden", f"role '{claims.role}' may not use {kind}")
     body = validate(message)
+    async with app[DISPATCH_SLOTS]:
+        return await _run(app, claims, kind, body)
+
+
+async def _run(app: web.Application, claims: Claims, kind: str, body: Any) -> dict[str, Any] | None:
+    """Run one validated message of the real-time layer."""
     if isinstance(body, ChatMsg):
         return await chat.send(app, claims, body.text)
     if isinstance(body, LikeMsg):
@@ -247,5 +282,9 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
+    # Both bound the real-time layer's concurrent Redis work per node below redis-py's
+    # default pool size (100); commands registered by other parts are not throttled here.
+    app[JOIN_SLOTS] = asyncio.Semaphore(32)
+    app[DISPATCH_SLOTS] = asyncio.Semaphore(48)
     app.router.add_get("/ws/{show_id}", handle_ws)
     app.on_shutdown.append(_on_shutdown)

@@ -29,6 +29,11 @@ def _live_nodes(raw: dict[str, str], now_ms: int) -> dict[str, int]:
     return nodes
 
 
+def live_total(raw: dict[str, str], now_ms: int) -> int:
+    """Sum of the counts of nodes that reported recently."""
+    return sum(_live_nodes(raw, now_ms).values())
+
+
 async def _redis_now_ms(app: web.Application) -> int:
     seconds, micros = await app[REDIS].time()
     return int(seconds) * 1000 + int(micros) // 1000
