@@ -58,7 +58,7 @@ class PublishOptions:
     loop: bool = False
 
 
-class TestPattern:
+class ClockPattern:
     """A moving gradient with a wall clock and frame counter burnt in (Y plane only)."""
 
     def __init__(self, width: int, height: int) -> None:
@@ -148,7 +148,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.sender: RTCRtpSender | None = None
         self.frames_sent = 0
         self.keyframes_forced = 0
-        self._pattern = TestPattern(options.width, options.height)
+        self._pattern = ClockPattern(options.width, options.height)
         self._encoder = make_encoder(options)
         self._loop_packets: list[tuple[bytes, bool]] | None = None
         self._start: float | None = None

@@ -33,6 +33,7 @@ class Session:
 
     async def _on_state(self) -> None:
         state = self.pc.connectionState
+        log.debug("%s %s %s", self.kind, self.id, state)
         if state == "connected":
             self.connected.set()
             await self.on_connected()

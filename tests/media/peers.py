@@ -27,7 +27,13 @@ class TestViewer:
         self.started_at = 0.0
         self.session_id = ""
         self._tasks: list[asyncio.Task] = []
+        self.connected_at: float | None = None
         self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._consume(track)))
