@@ -71,6 +71,7 @@ class OrderConsumer:
         self.groups: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = {}
         self.last_claim = 0.0
+        self.stopped = False
 
     async def ensure_group(self, show_id: str) -> None:
         if show_id in self.groups:
@@ -135,7 +136,9 @@ class OrderConsumer:
 
     async def loop(self) -> None:
         redis = self.app[REDIS]
-        while True:
+        while (
+            not self.stopped
+        ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
             try:
                 claim = 30_000 if time.monotonic() - self.last_claim > 10 else 0
                 if claim:
@@ -157,8 +160,9 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONSUMER] = consumer = OrderConsumer(app)
     task = asyncio.create_task(consumer.loop(), name="order-consumer")
     yield
+    consumer.stopped = True
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait([task], timeout=3)
 
 
 # -- reading orders ------------------------------------------------------------------------
@@ -247,7 +251,7 @@ async def pay(
     if code == "not_payable":
         assert order is not None
         raise conflict(
-            "order_not_payable", f"the order is {order['status']}", status=order["status"]
+            "order_not_payable", f"the order is {order['status']}", order_status=order["status"]
         )
     assert code == "charge" and order is not None
     return 200, await charge(app, show_id, order, key)
@@ -344,7 +348,7 @@ async def cancel(app: web.Application, claims: Claims, order_id: str) -> dict[st
     assert order is not None
     if code == "not_cancellable":
         raise conflict(
-            "order_not_cancellable", f"the order is {order['status']}", status=order["status"]
+            "order_not_cancellable", f"the order is {order['status']}", order_status=order["status"]
         )
     return {"status": order["status"], "order": public(order)}
 

@@ -208,7 +208,6 @@ class BuyBatcher:
 
     async def run(self) -> None:
         script = self.app[SCRIPTS].buy
-        ttl_ms = self.app[SETTINGS].reservation_ttl_s * 1000
         while True:
             if not self.pending:
                 self.wake.clear()
@@ -218,6 +217,7 @@ class BuyBatcher:
                     if not self.pending:
                         return
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            ttl_ms = self.app[SETTINGS].reservation_ttl_s * 1000
             args: list[Any] = [self.show_id, ttl_ms, len(batch)]
             for sale_id, user_id, name, key, _ in batch:
                 args += (sale_id, user_id, name, key)

@@ -59,9 +59,12 @@ class Ticker:
         self.node = "node-" + secrets.token_hex(4)
         self.lease = app[REDIS].register_script(LEASE_LUA)
         self.shows: dict[str, ShowTimers] = {}
+        self.stopped = False
 
     async def loop(self) -> None:
-        while True:
+        while (
+            not self.stopped
+        ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
             started = time.monotonic()
             try:
                 for show_id in await self.app[REDIS].smembers(ck.COMMERCE_SHOWS):
@@ -136,5 +139,6 @@ async def ticker_ctx(app: web.Application) -> AsyncIterator[None]:
     ticker = Ticker(app)
     task = asyncio.create_task(ticker.loop(), name="commerce-ticker")
     yield
+    ticker.stopped = True
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait([task], timeout=3)
