@@ -111,8 +111,19 @@ def summary_line(report: dict[str, Any]) -> str:
         f"  sent={report['sent']} received={report['received']} lost={report['lost']} dropped={report['dropped']} "
         f"deliveries/s={report['deliveries_per_s']}",
         f"  tester cpu={report['tester']['cpu_s']} s ({report['tester']['cpu_pct']}% of {report['tester']['processes']} processes)"
-        + ("  [TESTER SATURATED: numbers measure the tester]" if report["tester"]["saturated"] else ""),
+        + (
+            f"  [TESTER SATURATED: loop lag p99 {report['tester']['loop_lag_ms']['p99']} ms, "
+            f"peak {report['tester'].get('peak_cpu_pct')}% CPU: latency may measure the tester, not the server]"
+            if report["tester"]["saturated"]
+            else ""
+        ),
     ]
+    machine = report.get("machine")
+    if machine:
+        lines.append(
+            f"  machine busy {machine.get('busy_pct')}% of {machine.get('cores')} cores"
+            + (f", {machine['other_cpu_s']} cpu-s used by other work" if machine.get("other_cpu_s") is not None else "")
+        )
     if "server" in report:
         lines.append(f"  server {json.dumps(report['server'])}")
     for key in ("sale", "media", "lottery"):
