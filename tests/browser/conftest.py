@@ -109,32 +109,35 @@ def make_show(web_server: ServerProcess) -> Callable[..., Show]:
 
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
-    """Factory: a page in a fresh context (own storage) with console errors collected on page.errors."""
+    """Factory: a page in a fresh context (own storage). ``page.errors`` collects console errors and
+    failed HTTP responses; uncaught JavaScript exceptions (``page.js_errors``) fail the test."""
     contexts: list[Any] = []
+    pages: list[Any] = []
 
     def make(viewport: dict[str, int] | None = None, **kwargs: Any) -> Any:
         context = browser.new_context(viewport=viewport or {"width": 1440, "height": 900}, **kwargs)
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
+        pages.append(page)
         page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.js_errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
         page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
         page.on(
             "response",
-            lambda r: (
-                r.status >= 400
-                and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}")
-            ),
+            lambda r: r.status >= 400 and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}"),
         )
         return page
 
     yield make
+    js_errors = [f"{page.url}: {err}" for page in pages for err in page.js_errors]
     for context in contexts:
         try:
             context.close()
         except Exception:  # the browser may already be gone at session end
             pass
+    assert not js_errors, js_errors
 
 
 def shot(page: Any, name: str, full_page: bool = False) -> Path:
