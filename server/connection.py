@@ -29,6 +29,7 @@ HIGH_WATER = 256 * 1024
 MAX_BACKLOG = 16
 HARD_BACKLOG = 512
 STUCK_S = 8.0
+CLOSE_WAIT_S = 5.0  # for the peer's close reply before the TCP connection is dropped
 
 
 class Batch:
@@ -125,24 +126,33 @@ class Connection:
         self.backlog.append(_Queued(frame=frame))
         self._after_queue()
 
-    def deliver(self, batch: Batch) -> None:
-        """Hand a hub batch to this connection (the fan-out fast path is one ``transport.write``)."""
+    def deliver(self, batch: Batch) -> int:
+        """Hand a hub batch to this connection; returns the events written now (the caller counts
+        them). The fan-out fast path is one ``transport.write`` of a shared, pre-built frame."""
         if self.closing:
-            return
+            return 0
         if not self.live:
             self.held.append(batch)
-            return
+            return 0
         if self.floor is not None:
             batch = self._past_floor(batch)
-        if not self.backlog and not self.skipped and self._writable():
+        transport = self.transport
+        if (
+            not self.backlog and not self.skipped
+            and transport.get_write_buffer_size() < HIGH_WATER and not transport.is_closing()
+        ):  # fmt: skip
             frame = batch.frame(self.codec, self.staff)
-            if frame is not None:
-                self._write(frame, batch.count(self.staff))
-            return
+            if frame is None:
+                return 0
+            transport.write(frame)
+            return batch.count(self.staff)
         self.backlog.append(_Queued(batch=batch))
         self._after_queue()
+        return 0
 
     def _after_queue(self) -> None:
+        if len(self.backlog) == 1:
+            self.last_progress = time.monotonic()  # stuck time counts from entering the backlog
         self._trim()
         if not self.flush() and self.on_backlog is not None:
             self.on_backlog(self)
@@ -236,7 +246,7 @@ class Connection:
 
     async def _close(self, code: int, message: str) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), timeout=2)
-        except (TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), timeout=CLOSE_WAIT_S)
+        except Exception:
             # A peer that reads nothing never lets the close frame out: drop the TCP connection.
             self.transport.abort()

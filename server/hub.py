@@ -22,13 +22,20 @@ from . import keys, presence
 from .appkeys import REDIS, SETTINGS
 from .connection import Batch, Connection
 from .events import decode_event
-from .ws_metrics import WS_BATCH_EVENTS, WS_FANOUT_SECONDS, WS_WRITE_SECONDS
+from .ws_metrics import (
+    WS_BATCH_EVENTS,
+    WS_EVENTS_OUT,
+    WS_FANOUT_SECONDS,
+    WS_FRAMES_OUT,
+    WS_WRITE_SECONDS,
+)
 
 log = logging.getLogger("liveshop.hub")
 
 PRESENCE_EVERY_S = 1.0
 PRESENCE_RESEND_S = 10.0
 IDLE_UNSUBSCRIBE_S = 5.0
+MAX_BATCH_S = 0.15
 
 
 class Hub:
@@ -49,6 +56,7 @@ class Hub:
         self.presence: tuple[int, int] = (0, 0)
         self.presence_sent_at = 0.0
         self.empty_since: float | None = None
+        self.window = hubs.batch_s
 
     # ----------------------------------------------------------------- membership
 
@@ -90,7 +98,7 @@ class Hub:
             self.first_at = time.monotonic()
         self.pending.append((event, droppable, staff_only))
         if self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(self.hubs.batch_s, self.flush)
+            self.timer = asyncio.get_running_loop().call_later(self.window, self.flush)
 
     def flush(self) -> None:
         """Encode the window's events once per codec/audience and write them to every connection."""
@@ -100,16 +108,26 @@ class Hub:
         items, self.pending = self.pending, []
         batch = Batch(items, self.first_at)
         started = time.monotonic()
+        events = frames = 0
         for conn in list(self.conns):
             try:
-                conn.deliver(batch)
+                written = conn.deliver(batch)
             except Exception:  # one broken transport must not stop the others
                 log.exception("delivery failed")
                 conn.close(1011, "internal error")
+                continue
+            if written:
+                events += written
+                frames += 1
         done = time.monotonic()
+        WS_FRAMES_OUT.inc(frames)
+        WS_EVENTS_OUT.inc(events)
         WS_BATCH_EVENTS.observe(len(items))
         WS_WRITE_SECONDS.observe(done - started)
         WS_FANOUT_SECONDS.observe(done - batch.received)
+        # Adaptive window (goim-style merging): when writing to every viewer gets expensive,
+        # merge more events per frame so the per-viewer write rate falls; never above MAX_BATCH_S.
+        self.window = min(MAX_BATCH_S, max(self.hubs.batch_s, 2 * (done - started)))
 
 
 class Hubs:
