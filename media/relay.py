@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import MediaError
 from .ice import IceConfig
+from .recorder import NAME_RE, Recorder
 from .router import Router
 from .session import Session
 from .whep import ViewerSession
@@ -29,6 +31,7 @@ class RelayConfig:
     connect_timeout_s: float = 15.0  # ICE + DTLS must complete within this
     gop_max_packets: int = 6000  # beyond this the GOP cache is dropped until the next keyframe
     max_viewers_per_show: int = 5000
+    recordings_dir: Path | None = None  # where recordings go; None disables recording
 
 
 class Relay:
@@ -113,6 +116,52 @@ class Relay:
         self.start()
         return session
 
+    # ------------------------------------------------------------------ recording
+    def _recordings_dir(self, show_id: str) -> Path:
+        if self.config.recordings_dir is None:
+            raise MediaError(501, "recording_disabled", "recording is not configured")
+        return self.config.recordings_dir / show_id
+
+    def start_recording(self, show_id: str) -> Recorder:
+        """Start remuxing the show's forwarded packets to a file (no re-encode)."""
+        directory = self._recordings_dir(show_id)
+        router = self.routers.get(show_id)
+        if router is None or not router.producers:
+            raise MediaError(409, "not_live", "this show is not live")
+        if router.recorder is not None:
+            raise MediaError(409, "already_recording", "this show is already being recorded")
+        router.recorder = Recorder(show_id, directory, router.producers)
+        return router.recorder
+
+    def stop_recording(self, show_id: str) -> Path:
+        router = self.routers.get(show_id)
+        if router is None or router.recorder is None:
+            raise MediaError(409, "not_recording", "this show is not being recorded")
+        recorder, router.recorder = router.recorder, None
+        return recorder.stop()
+
+    def list_recordings(self, show_id: str) -> list[dict[str, object]]:
+        directory = self._recordings_dir(show_id)
+        if not directory.is_dir():
+            return []
+        router = self.routers.get(show_id)
+        active = (
+            router.recorder.name if router is not None and router.recorder is not None else None
+        )
+        return [
+            {"name": p.name, "bytes": p.stat().st_size, "recording": p.name == active}
+            for p in sorted(directory.iterdir())
+            if NAME_RE.match(p.name)
+        ]
+
+    def recording_path(self, show_id: str, name: str) -> Path:
+        if not NAME_RE.match(name):
+            raise MediaError(400, "bad_name", "not a recording name")
+        path = self._recordings_dir(show_id) / name
+        if not path.is_file():
+            raise MediaError(404, "no_recording", "no such recording")
+        return path
+
     # ------------------------------------------------------------------ lifecycle
     def get(self, show_id: str, session_id: str, kind: str) -> Session:
         session = self.sessions.get(session_id)
@@ -129,6 +178,9 @@ class Relay:
             router.viewers.pop(session.id, None)
         elif isinstance(session, PublisherSession) and router.publisher is session:
             router.publisher = None
+            if router.recorder is not None:
+                router.recorder.stop()
+                router.recorder = None
             router.clear_producers()
             for viewer in list(router.viewers.values()):
                 await viewer.end()  # the broadcast is over

@@ -8,6 +8,7 @@ from . import metrics
 from .producer import Producer
 
 if TYPE_CHECKING:
+    from .recorder import Recorder
     from .whep import ViewerSession
     from .whip import PublisherSession
 
@@ -20,6 +21,7 @@ class Router:
         self.publisher: PublisherSession | None = None
         self.producers: dict[str, Producer] = {}
         self.viewers: dict[str, ViewerSession] = {}
+        self.recorder: Recorder | None = None
 
     @property
     def live(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -50,6 +51,7 @@ def _relay_config(app: web.Application) -> RelayConfig:
             servers=list(settings.ice_servers),
         ),
         connect_timeout_s=float(getattr(settings, "media_connect_timeout_s", 15.0)),
+        recordings_dir=Path(settings.data_dir) / "recordings",
     )
 
 
@@ -74,7 +76,9 @@ async def _read_offer(request: web.Request) -> str:
     return await request.text()
 
 
-def _created(request: web.Request, kind: str, show_id: str, session_id: str, sdp: str) -> web.Response:
+def _created(
+    request: web.Request, kind: str, show_id: str, session_id: str, sdp: str
+) -> web.Response:
     relay = request.app[RELAY]
     headers = dict(CORS)
     headers["Location"] = f"/{kind}/{show_id}/{session_id}"
@@ -110,7 +114,9 @@ async def handle_whep(request: web.Request) -> web.Response:
 async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF if kind == "whip" else frozenset({"host", "moderator", "viewer"}))
+    await authenticate(
+        request, show_id, STAFF if kind == "whip" else frozenset({"host", "moderator", "viewer"})
+    )
     try:
         session = request.app[RELAY].get(show_id, request.match_info["session_id"], kind)
     except MediaError as exc:
@@ -128,6 +134,50 @@ async def handle_options(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+async def handle_recording_start(request: web.Request) -> web.Response:
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF)
+    try:
+        recorder = request.app[RELAY].start_recording(show_id)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return web.json_response({"recording": {"name": recorder.name, "recording": True}}, status=201)
+
+
+async def handle_recording_stop(request: web.Request) -> web.Response:
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF)
+    try:
+        path = request.app[RELAY].stop_recording(show_id)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return web.json_response(
+        {"recording": {"name": path.name, "bytes": path.stat().st_size, "recording": False}}
+    )
+
+
+async def handle_recording_list(request: web.Request) -> web.Response:
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF)
+    try:
+        recordings = request.app[RELAY].list_recordings(show_id)
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return web.json_response({"recordings": recordings})
+
+
+async def handle_recording_get(request: web.Request) -> web.StreamResponse:
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, STAFF)
+    try:
+        path = request.app[RELAY].recording_path(show_id, request.match_info["name"])
+    except MediaError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return web.FileResponse(
+        path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
+    )
+
+
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(relay_ctx)
     app.router.add_post("/whip/{show_id}", handle_whip)
@@ -136,3 +186,7 @@ def setup(app: web.Application) -> None:
     app.router.add_route("OPTIONS", "/whep/{show_id}", handle_options)
     app.router.add_route("OPTIONS", "/{kind:whip|whep}/{show_id}/{session_id}", handle_options)
     app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", handle_delete)
+    app.router.add_post("/api/shows/{show_id}/recordings", handle_recording_start)
+    app.router.add_post("/api/shows/{show_id}/recordings/stop", handle_recording_stop)
+    app.router.add_get("/api/shows/{show_id}/recordings", handle_recording_list)
+    app.router.add_get("/api/shows/{show_id}/recordings/{name}", handle_recording_get)

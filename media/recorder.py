@@ -1,0 +1,179 @@
+"""Recording: remux of the forwarded packets into a file, no re-encode (via PyAV).
+
+A :class:`Recorder` hangs on a show's producers like a consumer. Video RTP is
+depayloaded (RFC 7741 VP8, RFC 6184 H.264) and assembled into frames at the marker bit;
+recording starts at a keyframe from the GOP cache. VP8 → WebM, H.264 → Matroska,
+Opus audio in both.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import re
+import time
+from pathlib import Path
+
+import av
+from aiortc.codecs import depayload
+from aiortc.rtp import RtpPacket
+
+from .gop_cache import KEYFRAME_DETECTORS
+from .producer import Producer
+
+log = logging.getLogger("liveshop.media.recorder")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+\.(webm|mkv)$")
+
+
+class _Track:
+    """Depayloads one producer's packets into timestamped frames for the muxer."""
+
+    def __init__(self, recorder: Recorder, producer: Producer) -> None:
+        self.recorder = recorder
+        self.producer = producer
+        self.kind = producer.kind
+        self.codec = producer.codec
+        self.clock = producer.codec.clockRate
+        self.stream: av.stream.Stream | None = None
+        self.first_ts: int | None = None
+        self.last_ext = 0
+        self.frame_ts: int | None = None
+        self.parts: list[bytes] = []
+        self.key = False
+        self.started = self.kind == "audio"
+        self.is_key = KEYFRAME_DETECTORS.get(self.codec.mimeType.lower())
+        self.state = 4  # consumer protocol: "live", so the producer keeps calling forward()
+
+    def forward(self, p: RtpPacket) -> None:
+        try:
+            self._add(p)
+        except Exception:
+            log.exception("recording %s packet failed", self.kind)
+
+    def _add(self, p: RtpPacket) -> None:
+        if not self.started:
+            if self.is_key is None or not self.is_key(p.payload):
+                return
+            self.started = True
+        if self.frame_ts is not None and p.timestamp != self.frame_ts:
+            self._flush()
+        if self.frame_ts is None or p.timestamp != self.frame_ts:
+            self.frame_ts = p.timestamp
+            self.key = False
+        if self.is_key is not None and self.is_key(p.payload):
+            self.key = True
+        self.parts.append(depayload(self.codec, p.payload))
+        if p.marker or self.kind == "audio":
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.parts or self.frame_ts is None:
+            return
+        data = b"".join(self.parts)
+        self.parts = []
+        ts = self.frame_ts
+        self.frame_ts = None
+        if self.first_ts is None:
+            self.first_ts = ts
+        ext = (ts - self.first_ts) & 0xFFFFFFFF
+        if ext < self.last_ext and self.last_ext - ext < 0x80000000:
+            return  # reordered frame: drop rather than write non-monotonic timestamps
+        self.last_ext = ext
+        self.recorder._write(self, data, ext, self.key)
+
+    def close(self) -> None:
+        self._flush()
+
+
+class Recorder:
+    """Records one show's producers to ``path`` until :meth:`stop`."""
+
+    def __init__(self, show_id: str, directory: Path, producers: dict[str, Producer]) -> None:
+        video = producers.get("video")
+        ext = (
+            "mkv" if video is not None and video.codec.mimeType.lower() == "video/h264" else "webm"
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        self.show_id = show_id
+        self.name = (
+            f"{show_id}-{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}.{ext}"
+        )
+        self.path = directory / self.name
+        self.container = av.open(
+            str(self.path), "w", format="webm" if ext == "webm" else "matroska"
+        )
+        self.tracks = [_Track(self, p) for p in producers.values()]
+        self.frames = 0
+        self.started_at = time.time()
+        self.closed = False
+        self._streams_ready = False
+        self._pending: list[tuple[_Track, bytes, int, bool]] = []
+        for track in self.tracks:
+            track.producer.consumers.append(track)  # type: ignore[arg-type]
+            if track.kind == "video" and track.producer.gop is not None:
+                for p in track.producer.gop.snapshot():  # start at the cached keyframe
+                    track.forward(p)
+
+    def _make_streams(self, video_frame: bytes) -> None:
+        for track in self.tracks:
+            if track.kind == "video":
+                name = "libvpx" if track.codec.mimeType.lower() == "video/vp8" else "libx264"
+                width, height = _dimensions(track.codec.mimeType, video_frame)
+                stream = self.container.add_stream(name, rate=30)
+                stream.width, stream.height = width, height
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = fractions.Fraction(1, track.clock)
+            else:
+                stream = self.container.add_stream("libopus", rate=48000)
+                stream.layout = "stereo"
+                stream.time_base = fractions.Fraction(1, 48000)
+            track.stream = stream
+        self.container.start_encoding()
+        self._streams_ready = True
+
+    def _write(self, track: _Track, data: bytes, pts: int, key: bool) -> None:
+        if self.closed:
+            return
+        if not self._streams_ready:
+            if track.kind != "video" and any(t.kind == "video" for t in self.tracks):
+                return  # audio before the first video keyframe: skip, keeps A/V aligned at start
+            self._make_streams(data)
+        packet = av.Packet(data)
+        packet.stream = track.stream
+        packet.pts = packet.dts = pts
+        packet.time_base = fractions.Fraction(1, track.clock)
+        if key:
+            packet.is_keyframe = True
+        self.container.mux(packet)
+        self.frames += 1
+
+    def stop(self) -> Path:
+        if not self.closed:
+            for track in self.tracks:
+                if track in track.producer.consumers:  # type: ignore[comparison-overlap]
+                    track.producer.consumers.remove(track)  # type: ignore[arg-type]
+                track.close()
+            self.closed = True
+            try:
+                self.container.close()
+            except Exception:
+                log.exception("closing recording %s", self.path)
+        return self.path
+
+
+def _dimensions(mime_type: str, frame: bytes) -> tuple[int, int]:
+    """Frame size from a keyframe: the VP8 header (RFC 6386 §9.1), or one H.264 decode."""
+    if mime_type.lower() == "video/vp8" and len(frame) >= 10 and frame[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(frame[6:8], "little") & 0x3FFF, int.from_bytes(
+            frame[8:10], "little"
+        ) & 0x3FFF
+    try:
+        ctx = av.CodecContext.create("h264", "r")
+        for decoded in ctx.decode(av.Packet(frame)):
+            return decoded.width, decoded.height
+        for decoded in ctx.decode(None):
+            return decoded.width, decoded.height
+    except av.error.FFmpegError:
+        pass
+    return 640, 480
