@@ -133,17 +133,16 @@ async def _welcome(
     pipe.get(keys.chat_epoch(show_id))
     pipe.xrevrange(keys.chat_stream(show_id), count=chat.RECENT_ON_CONNECT)
     pipe.hgetall(keys.presence(show_id))
-    pipe.time()
     pipe.get(keys.peak(show_id))
     pipe.hget(keys.counters(show_id), "likes")
     pipe.hgetall(keys.pinned(show_id))
-    banned, epoch, newest, nodes, now, peak, total_likes, pin = await pipe.execute()
+    banned, epoch, newest, nodes, peak, total_likes, pin = await pipe.execute()
     if banned:
         raise ApiError(403, "banned", "you are banned from this show")
     if epoch is None:
         epoch = await chat.epoch(app, show_id)
     recent = [chat.entry_to_event(eid, fields) for eid, fields in reversed(newest)]
-    viewers = presence.live_total(nodes, int(now[0]) * 1000 + int(now[1]) // 1000)
+    viewers = presence.live_total(nodes, int(time.time() * 1000))  # no TIME: keyless commands split cluster pipelines
     events: list[dict[str, Any]] = []
     recovered = False
     floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
@@ -210,10 +209,12 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
             except (ProtocolError, ApiError) as exc:
                 code = exc.code
                 error: dict[str, Any] = {"type": "error", "id": rid, "code": code, "message": exc.message}
-                if isinstance(exc, ApiError):
+                if isinstance(exc, ApiError) and exc.details:
                     error.update(exc.details)
+                    error["details"] = exc.details
                 elif exc.field:
                     error["field"] = exc.field
+                    error["details"] = {"field": exc.field}
                 WS_ERRORS.labels(code).inc()
                 conn.send_message(error)
                 if code in STRIKE_CODES and not strikes.take():

@@ -300,6 +300,7 @@ CLOSE_CODES: dict[int, str] = {
     1001: "server going away (shutdown/restart): reconnect with `since`",
     1008: "policy violation: repeated bad input, or banned from the show",
     1009: "frame over 64 KiB",
+    1011: "internal error while joining (retry with backoff)",
     1013: "try again later: the connection could not keep up (slow consumer)",
     4001: "bad or expired token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired` precedes the close)",
     4003: "token is for another show",
