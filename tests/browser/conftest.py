@@ -132,6 +132,10 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
 
     yield make
     js_errors = [f"{page.url}: {err}" for page in pages for err in page.js_errors]
+    if os.environ.get("LIVESHOP_SHOW_PAGE_ERRORS"):
+        for page in pages:
+            for err in page.errors:
+                print("PAGE ERROR", page.url, err)
     for context in contexts:
         try:
             context.close()

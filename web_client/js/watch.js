@@ -216,7 +216,7 @@ async function start() {
     },
   });
   window.liveshop.player = player;
-  player.start();
+  player.start({ live: state.show.status === "live" });
 
   const socket = new LiveSocket(showId, state.token, {
     onState: (s, d) => {
@@ -254,12 +254,12 @@ async function start() {
       if (changed) {
         renderShow();
         renderConnState();
-        if (s.status === "live") player.kick();
       }
+      if (s.status === "live" && state.videoState === "offline") player.kick();
     } catch {
       /* keep trying */
     }
-  }, 4000);
+  }, 3000);
 }
 
 start();

@@ -21,9 +21,14 @@ export class WhepPlayer {
     this.onState(state, detail);
   }
 
-  start() {
+  /** Start playing; with `live` false, wait for kick() (the show is not live yet). */
+  start({ live = true } = {}) {
     this.stopped = false;
-    this._connect();
+    if (live) this._connect();
+    else {
+      this._set("offline");
+      this._retry(15000);
+    }
   }
 
   async _connect() {
@@ -58,10 +63,11 @@ export class WhepPlayer {
       this.retryMs = 1000;
     } catch (err) {
       if (pc !== this.pc) return;
-      // 404/409: the host is not live yet — wait quietly; anything else: a visible retry.
+      // 409 not_live: wait quietly (the page kicks us when the show goes live; slow retry as a
+      // fallback); anything else: a visible retry with backoff.
       const waiting = err.status === 404 || err.status === 409 || err.code === "not_live";
       this._set(waiting ? "offline" : "reconnecting", err);
-      this._retry(waiting ? 2000 : undefined);
+      this._retry(waiting ? 15000 : undefined);
     }
   }
 
@@ -97,9 +103,10 @@ export class WhepPlayer {
   _teardown() {
     // A session the server already ended (ICE failed/closed) has nothing left to DELETE.
     const gone = !this.pc || ["failed", "closed"].includes(this.pc.connectionState);
-    if (this.pc) this.pc.close();
+    const pc = this.pc;
     this.pc = null;
-    if (this.location && !gone) deleteResource(this.location, this.token);
+    if (this.location && !gone) deleteResource(this.location, this.token).finally(() => pc.close());
+    else if (pc) pc.close();
     this.location = null;
   }
 

@@ -44,8 +44,9 @@ export class WhipPublisher {
   async stop() {
     const loc = this.location;
     this.location = null;
+    // DELETE first: closing the peer connection first ends the session on the server by itself.
+    await deleteResource(loc, this.token);
     if (this.pc) this.pc.close();
     this.pc = null;
-    await deleteResource(loc, this.token);
   }
 }
