@@ -212,7 +212,7 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
                 if isinstance(exc, ApiError) and exc.details:
                     error.update(exc.details)
                     error["details"] = exc.details
-                elif exc.field:
+                elif isinstance(exc, ProtocolError) and exc.field:
                     error["field"] = exc.field
                     error["details"] = {"field": exc.field}
                 WS_ERRORS.labels(code).inc()
