@@ -126,7 +126,10 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
         page.on(
             "response",
-            lambda r: r.status >= 400 and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}"),
+            lambda r: (
+                r.status >= 400
+                and page.errors.append(f"HTTP {r.status} {r.request.method} {r.url}")
+            ),
         )
         return page
 

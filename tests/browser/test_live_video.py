@@ -29,6 +29,9 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     host.wait_for_function("() => Number(document.querySelector('#st-viewers').textContent) >= 1")
     shot(viewer, "viewer_playing")
 
+    host.get_by_role("button", name="● Record").click()
+    host.locator("#rec-state", has_text="recording").wait_for()
+
     # A busy moment for the README screenshots: pinned products, a flash sale, chat over the video.
     for title, price, stock in (("Cloud Runner", 12000, 40), ("Trail Blazer", 8900, 25)):
         status, body = show.api(
@@ -69,6 +72,22 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     shot(viewer, "viewer_live")
     host.locator("#sale-active").wait_for()
     shot(host, "studio_live")
+
+    # Recording (started above): let some more frames through, stop; the file is listed and downloads.
+    frames_now = poll(viewer, FRAMES_DECODED_JS)
+    assert (
+        poll(viewer, FRAMES_DECODED_JS, minimum=frames_now + 30, timeout_ms=15_000)
+        >= frames_now + 30
+    )
+    host.get_by_role("button", name="■ Stop").click()
+    download_button = host.locator("#rec-list").get_by_role("button", name="Download")
+    download_button.wait_for()
+    with host.expect_download() as download_info:
+        download_button.click()
+    download = download_info.value
+    path = download.path()
+    assert path is not None and path.stat().st_size > 1000
+    assert download.suggested_filename.endswith((".webm", ".mkv"))
 
     # The host ends the broadcast: the viewer page shows it is not playing any more…
     viewer.evaluate("() => { window.firstPc = window.liveshop.player.pc; }")

@@ -321,50 +321,67 @@ async function endLive() {
 // ---------------------------------------------------------------- recording
 function setupRecording() {
   const base = `/api/shows/${encodeURIComponent(showId)}/recordings`;
+  const download = async (name) => {
+    // The token goes in a header, never in a URL: fetch the file and hand it to the browser.
+    try {
+      const resp = await fetch(`${base}/${encodeURIComponent(name)}`, { headers: { Authorization: `Bearer ${token}` } });
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      const url = URL.createObjectURL(await resp.blob());
+      const a = h("a", { href: url, download: name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (err) {
+      $("#rec-error").textContent = `Download failed: ${errorText(err)}`;
+    }
+  };
   const refresh = async () => {
     try {
-      const data = await api(base, { token });
-      const list = data.recordings || [];
-      const active = list.find((r) => r.active || r.status === "recording");
+      const { recordings = [] } = await api(base, { token });
+      const active = recordings.find((r) => r.recording);
       $("#rec-start").disabled = !!active;
       $("#rec-stop").disabled = !active;
       $("#rec-state").textContent = active ? "● recording" : "";
       $("#rec-list").replaceChildren(
-        ...list.map((r) =>
+        ...recordings.map((r) =>
           h(
-            "li",
-            {},
-            r.url ? h("a", { href: r.url + (r.url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token), download: "" }, r.name || r.id) : h("span", {}, r.name || r.id),
-            h("span.muted.small", {}, ` ${r.status || ""} ${r.duration_s ? Math.round(r.duration_s) + " s" : ""} ${r.bytes ? Math.round(r.bytes / 1024) + " KiB" : ""}`)
+            "li.row",
+            { "data-name": r.name },
+            h("span.grow", {}, r.name),
+            h("span.muted.small", {}, r.recording ? "recording…" : `${Math.max(1, Math.round(r.bytes / 1024))} KiB`),
+            r.recording ? null : h("button.small", { type: "button", "aria-label": `Download ${r.name}`, onclick: () => download(r.name) }, "Download")
           )
         )
       );
-      if (!list.length) $("#rec-list").append(h("li.muted", {}, "No recordings yet."));
+      if (!recordings.length) $("#rec-list").append(h("li.muted", {}, "No recordings yet."));
       $("#rec-error").textContent = "";
     } catch (err) {
-      $("#rec-error").textContent = err.status === 404 || err.status === 405 ? "Recording is not available on this server." : errorText(err);
+      $("#rec-error").textContent = err.status === 404 && err.code === "not_found" ? "Recording is not available on this server." : errorText(err);
     }
   };
   $("#rec-start").addEventListener("click", async () => {
+    $("#rec-error").textContent = "";
     try {
       await api(base, { method: "POST", token, body: {} });
       toast("Recording started", "ok");
     } catch (err) {
-      $("#rec-error").textContent = errorText(err);
+      $("#rec-error").textContent = err.code === "not_live" ? "Go live first: recording saves the live stream." : errorText(err);
     }
     refresh();
   });
   $("#rec-stop").addEventListener("click", async () => {
+    $("#rec-error").textContent = "";
     try {
-      await api(`${base}/stop`, { method: "POST", token, body: {} });
-      toast("Recording stopped", "ok");
+      const { recording } = await api(`${base}/stop`, { method: "POST", token, body: {} });
+      toast(`Saved ${recording.name}`, "ok");
     } catch (err) {
       $("#rec-error").textContent = errorText(err);
     }
     refresh();
   });
   refresh();
-  setInterval(refresh, 10000);
+  setInterval(refresh, 5000);
 }
 
 // ---------------------------------------------------------------- team
