@@ -58,7 +58,7 @@ class Relay:
 
     async def _report_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             for router in list(self.routers.values()):
                 router.report()
 

@@ -52,4 +52,7 @@ class Router:
     def report(self) -> None:
         for producer in self.producers.values():
             producer.report()
+        for viewer in self.viewers.values():
+            for consumer in viewer.consumers:
+                consumer.report()
         metrics.VIEWERS.labels(self.show_id).set(len(self.viewers))
