@@ -160,10 +160,24 @@ export class LiveSocket {
     this.onWelcome(msg, reconnect);
     const queued = this.outbox.splice(0);
     for (const [data] of queued) this.ws.send(data);
+    this._startHeartbeat();
+  }
+
+  /** A half-open connection (laptop sleep, network switch) never fires `close`: ping to notice. */
+  _startHeartbeat() {
+    clearInterval(this.heartbeat);
+    const ws = this.ws;
+    this.heartbeat = setInterval(() => {
+      if (this.ws !== ws || this.state !== "open") return clearInterval(this.heartbeat);
+      this.request("ping", {}, 10000).catch((err) => {
+        if (err.code === "timeout" && this.ws === ws) ws.close(4998, "heartbeat timeout");
+      });
+    }, 25000);
   }
 
   _onClose(ev) {
     this.ws = null;
+    clearInterval(this.heartbeat);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject({ code: "disconnected", message: "connection lost; try again" });
