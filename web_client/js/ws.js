@@ -170,7 +170,11 @@ export class LiveSocket {
     this.heartbeat = setInterval(() => {
       if (this.ws !== ws || this.state !== "open") return clearInterval(this.heartbeat);
       this.request("ping", {}, 10000).catch((err) => {
-        if (err.code === "timeout" && this.ws === ws) ws.close(4998, "heartbeat timeout");
+        if (err.code !== "timeout" || this.ws !== ws) return;
+        // Do not wait for a close handshake that cannot happen: detach and reconnect now.
+        ws.onclose = ws.onmessage = null;
+        ws.close(4998, "heartbeat timeout");
+        this._onClose({ code: 4998, reason: "heartbeat timeout" });
       });
     }, 25000);
   }
