@@ -20,6 +20,7 @@ from ..events import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck
+from .activity import touch
 from .scripts import SCRIPTS
 
 
@@ -73,7 +74,7 @@ async def create_coupon(app: web.Application, show_id: str, body: dict[str, Any]
             f"{coupon_id}:currency": currency,
         },
     )
-    await redis.sadd(ck.COMMERCE_SHOWS, show_id)
+    await touch(app, show_id)
     await publish(app, show_id, {"type": "coupon.dropped", "coupon": {**coupon, "left": count}})
     return {**coupon, "left": count, "expired": False}
 

@@ -13,9 +13,8 @@ import re
 from .. import keys as base
 from ..errors import not_found
 
-COMMERCE_SHOWS = (
-    "liveshop:commerce:shows"  # set of shows with commerce activity (single-key ops only)
-)
+# Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
+COMMERCE_SHOWS = "liveshop:commerce:active"
 
 ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])(\d{1,12})$")
 KIND_NAMES = {"p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery"}

@@ -29,6 +29,7 @@ from ..shows import get_show
 from ..verify_lottery import ALGORITHM, draw_winners, entrants_hash_of
 from . import fields
 from . import keys as ck
+from .activity import touch
 
 log = logging.getLogger("liveshop.lottery")
 
@@ -81,7 +82,7 @@ async def create_lottery(
         "status": "open",
     }
     await redis.hset(ck.lotteries(show_id), lottery_id, json.dumps(lottery))
-    await redis.sadd(ck.COMMERCE_SHOWS, show_id)
+    await touch(app, show_id, lottery["closes_at"] + 60_000)
     await publish(app, show_id, {"type": "lottery.created", "lottery": public(lottery)})
     return lottery
 

@@ -30,6 +30,7 @@ from ..events import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck
+from .activity import active_shows
 from .payments import PAYMENTS
 from .scripts import SCRIPTS
 
@@ -135,7 +136,6 @@ class OrderConsumer:
             await self.consume(show_id, claim_idle_ms=1000)
 
     async def loop(self) -> None:
-        redis = self.app[REDIS]
         while (
             not self.stopped
         ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
@@ -143,14 +143,14 @@ class OrderConsumer:
                 claim = 30_000 if time.monotonic() - self.last_claim > 10 else 0
                 if claim:
                     self.last_claim = time.monotonic()
-                for show_id in await redis.smembers(ck.COMMERCE_SHOWS):
+                for show_id in await active_shows(self.app):
                     await self.consume(show_id, claim_idle_ms=claim)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("order consumer pass failed")
                 await asyncio.sleep(1)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
 
 
 CONSUMER = web.AppKey("order_consumer", OrderConsumer)

@@ -21,6 +21,7 @@ from ..events import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck
+from .activity import touch
 from .scripts import SCRIPTS
 
 MAX_PINNED = 3
@@ -42,11 +43,6 @@ def _image(body: dict[str, Any], default: str = "") -> str:
             field="image",
         )
     return value
-
-
-async def register_show(app: web.Application, show_id: str) -> None:
-    """Mark the show as having commerce (timers, sweeper and order consumer look at it)."""
-    await app[REDIS].sadd(ck.COMMERCE_SHOWS, show_id)
 
 
 async def get_product(app: web.Application, product_id: str) -> dict[str, Any]:
@@ -121,8 +117,8 @@ async def create_product(
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(ck.products(show_id), product_id, json.dumps(product))
         pipe.hset(ck.stock(show_id), product_id, stock)
-        pipe.sadd(ck.COMMERCE_SHOWS, show_id)
         await pipe.execute()
+    await touch(app, show_id)
     return {**product, "stock": stock, "pinned": False}
 
 

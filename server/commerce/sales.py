@@ -25,11 +25,13 @@ from ..events import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck
+from .activity import touch
 from .scripts import SCRIPTS
 
 log = logging.getLogger("liveshop.sales")
 
 MAX_BATCH = 1000
+IN_FLIGHT = 2  # script calls in flight per show and node: Python prepares one batch while Redis runs the other
 IDLE_EXIT_S = 30.0
 SALE_FIELDS = (
     "product", "title", "currency", "price", "list_price", "qty", "left", "reserved", "sold",
@@ -135,7 +137,7 @@ async def create_sale(app: web.Application, show_id: str, body: dict[str, Any]) 
         raise conflict(
             "insufficient_stock", f"the product has only {result[1]} in stock", stock=int(result[1])
         )
-    await app[REDIS].sadd(ck.COMMERCE_SHOWS, show_id)
+    await touch(app, show_id)
     sale = await get_sale(app, result[1])
     if sale["status"] == "scheduled":
         await publish(app, show_id, countdown_event(sale))
@@ -193,8 +195,9 @@ class BuyBatcher:
         self.keys = ck.buy_script_keys(show_id)
         self.pending: list[tuple[str, str, str, str, asyncio.Future[str]]] = []
         self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
         self.batches = 0
+        self.touched = 0.0
         self.attempts = 0
 
     async def decide(self, sale_id: str, user_id: str, name: str, key: str) -> str:
@@ -202,8 +205,12 @@ class BuyBatcher:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.pending.append((sale_id, user_id, name, key, future))
         self.wake.set()
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self.run(), name=f"buy-batcher-{self.show_id}")
+        if len(self.tasks) < IN_FLIGHT or any(task.done() for task in self.tasks):
+            self.tasks = [task for task in self.tasks if not task.done()]
+            while len(self.tasks) < IN_FLIGHT:
+                self.tasks.append(
+                    asyncio.create_task(self.run(), name=f"buy-batcher-{self.show_id}")
+                )
         return await future
 
     async def run(self) -> None:
@@ -237,6 +244,9 @@ class BuyBatcher:
                 continue
             self.batches += 1
             self.attempts += len(batch)
+            if time.monotonic() - self.touched > 5:
+                self.touched = time.monotonic()
+                await touch(self.app, self.show_id)
             for (*_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
@@ -321,8 +331,8 @@ async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHERS] = {}
     yield
     for batcher in app[BATCHERS].values():
-        if batcher.task:
-            batcher.task.cancel()
+        for task in batcher.tasks:
+            task.cancel()
 
 
 def setup(app: web.Application) -> None:

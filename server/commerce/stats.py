@@ -13,6 +13,7 @@ from ..appkeys import REDIS
 from ..auth import STAFF, authenticate
 from ..shows import get_show
 from . import keys as ck
+from .activity import touch
 
 
 async def _viewers(app: web.Application, show_id: str) -> tuple[int, int]:
@@ -73,7 +74,7 @@ async def handle_stats(request: web.Request) -> web.Response:
     show_id = request.match_info["show_id"]
     await get_show(request.app, show_id)
     await authenticate(request, show_id, STAFF)
-    await request.app[REDIS].sadd(ck.COMMERCE_SHOWS, show_id)
+    await touch(request.app, show_id)
     return web.json_response({"stats": await show_stats(request.app, show_id)})
 
 

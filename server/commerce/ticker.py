@@ -1,6 +1,6 @@
 """Per-show timers, run by one node at a time (a Redis lease per show).
 
-Every ~100 ms the leader of a show expires due reservations (``order.lua sweep``; safe on
+Every ~100 ms the leader of a show checks its sales; every 0.5 s it expires due reservations (``order.lua sweep``; safe on
 several nodes at once, the lease only avoids duplicate work), announces sale countdowns
 (every second), starts, stock left (at most every 200 ms, when it changed) and ends, draws
 giveaways whose window closed, and pushes host stats every ~2 s while something changes.
@@ -21,6 +21,7 @@ from aiohttp import web
 from ..appkeys import REDIS
 from ..events import publish
 from . import keys as ck
+from .activity import active_shows
 from .lottery import draw_due
 from .orders import settle_stale_payment
 from .sales import countdown_event, ended_event, list_sales, started_event
@@ -33,6 +34,8 @@ TICK_S = 0.1
 STOCK_EVERY_S = 0.2
 COUNTDOWN_EVERY_S = 1.0
 STATS_EVERY_S = 2.0
+SWEEP_EVERY_S = 0.5
+DRAW_EVERY_S = 1.0
 LEASE_MS = 3000
 SWEEP_BATCH = 500
 LEASE_LUA = """
@@ -50,6 +53,8 @@ class ShowTimers:
     countdown_at: dict[str, float] = field(default_factory=dict)
     stock_at: float = 0.0
     stats_at: float = 0.0
+    sweep_at: float = 0.0
+    draw_at: float = 0.0
     stats_sig: str = ""
 
 
@@ -67,7 +72,7 @@ class Ticker:
         ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
             started = time.monotonic()
             try:
-                for show_id in await self.app[REDIS].smembers(ck.COMMERCE_SHOWS):
+                for show_id in await active_shows(self.app):
                     if await self.lease(keys=[ck.leader(show_id)], args=[self.node, LEASE_MS]):
                         await self.tick(show_id)
                     else:
@@ -82,9 +87,13 @@ class Ticker:
     async def tick(self, show_id: str) -> None:
         timers = self.shows.setdefault(show_id, ShowTimers())
         now = time.monotonic()
-        await self.sweep(show_id)
+        if now - timers.sweep_at >= SWEEP_EVERY_S:
+            timers.sweep_at = now
+            await self.sweep(show_id)
         await self.sale_events(show_id, timers, now)
-        await draw_due(self.app, show_id)
+        if now - timers.draw_at >= DRAW_EVERY_S:
+            timers.draw_at = now
+            await draw_due(self.app, show_id)
         if now - timers.stats_at >= STATS_EVERY_S:
             timers.stats_at = now
             stats = await show_stats(self.app, show_id)

@@ -1,0 +1,358 @@
+"""Flash-sale stampede benchmark: N buyers, one attempt each, on Q units.
+
+    .venv/bin/python benchmarks/flash_sale.py --buyers 100000 --units 1000 --servers 2 --clients 2
+
+Starts a private Redis (the embedded one) and ``--servers`` ``python -m server`` processes sharing
+one port (SO_REUSEPORT), creates a show, a product and a live sale, then ``--clients`` worker
+processes each mint their buyers' tokens (outside the timed part) and fire one buy attempt per
+buyer over ``--connections`` raw HTTP/1.1 keep-alive connections. Reports attempts/s (first
+request sent → last answer received), p50/p99 decision latency as seen by the client, and the
+outcome counts, then checks the server's own records: sold + reserved must equal the units and
+``GET /api/shows/{id}/orders`` must list exactly that many orders. ``--rounds`` repeats the
+stampede on fresh sales and reports the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server import auth  # noqa: E402
+from server.embedded_redis import EmbeddedRedis  # noqa: E402
+
+
+def http(
+    url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode() if body is not None else None, method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_servers(
+    count: int, redis_url: str, secret: str, tmp: Path
+) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    port = free_port()
+    procs = []
+    for i in range(count):
+        argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port), "--redis-url", redis_url,
+                "--secret", secret, "--data-dir", str(tmp / f"data{i}"), "--log-level", "WARNING"]  # fmt: skip
+        if count > 1:
+            argv.append("--reuse-port")
+        log = open(tmp / f"server{i}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
+        procs.append(subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if http(url + "/healthz")["status"] == "ok":
+                time.sleep(0.5 * count)  # let every process bind
+                return url, procs
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start; see " + str(tmp))
+
+
+async def fire(
+    port: int, sale_id: str, tokens: list[str], connections: int, start_at: float
+) -> tuple[list[float], Counter[str], float, float]:
+    """Send one buy per token over ``connections`` keep-alive connections; latencies in ms."""
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    path = f"/api/sales/{sale_id}/buy"
+    queue = list(reversed(tokens))
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    first = time.perf_counter()
+
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while queue:
+            token = queue.pop()
+            body = b'{"key":"k1"}'
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            sent = time.perf_counter()
+            writer.write(head.encode() + body)
+            header = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in header.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            payload = await reader.readexactly(length)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            status = int(header[9:12])
+            outcomes[json.loads(payload)["outcome"] if status == 200 else f"http_{status}"] += 1
+        writer.close()
+
+    await asyncio.gather(*(worker(r, w) for r, w in conns))
+    return latencies, outcomes, first, time.perf_counter()
+
+
+def client_main(args: tuple[int, str, str, str, int, int, int, float], out: Any) -> None:
+    port, sale_id, show_id, secret, first_index, count, connections, start_at = args
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    tokens = [
+        auth.issue(secret, show_id=show_id, role="viewer", name=f"Buyer {i}", user_id=f"b{i}")
+        for i in range(first_index, first_index + count)
+    ]
+    latencies, outcomes, first, last = asyncio.run(
+        fire(port, sale_id, tokens, connections, start_at)
+    )
+    # perf_counter is per-process; convert to wall clock for merging across workers.
+    offset = time.time() - time.perf_counter()
+    out.put((latencies, dict(outcomes), first + offset, last + offset))
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def run_round(url: str, secret: str, opts: argparse.Namespace) -> dict[str, Any]:
+    created = http(url + "/api/shows", "POST", {"title": "Flash sale benchmark"})
+    show_id, host = created["show"]["id"], created["host_token"]
+    product = http(
+        f"{url}/api/shows/{show_id}/products",
+        "POST",
+        {"title": "Aero Runner", "price": 8900, "stock": opts.units},
+        host,
+    )
+    sale = http(
+        f"{url}/api/shows/{show_id}/sales", "POST",
+        {"product_id": product["product"]["id"], "quantity": opts.units, "price": 4900, "per_user_limit": 1, "duration_s": 3600},
+        host,
+    )["sale"]  # fmt: skip
+    port = int(url.rsplit(":", 1)[1])
+    share = opts.buyers // opts.clients
+    start_at = time.time() + 2.0 + opts.buyers / 40_000  # after every worker minted its tokens
+    queue: Any = mp.Queue()
+    workers = []
+    for c in range(opts.clients):
+        count = share if c < opts.clients - 1 else opts.buyers - share * (opts.clients - 1)
+        args = (port, sale["id"], show_id, secret, c * share, count, opts.connections, start_at)
+        workers.append(mp.Process(target=client_main, args=(args, queue)))
+    for w in workers:
+        w.start()
+    results = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    latencies = sorted(x for r in results for x in r[0])
+    outcomes: Counter[str] = Counter()
+    for r in results:
+        outcomes.update(r[1])
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    state = http(f"{url}/api/sales/{sale['id']}")["sale"]
+    listed, cursor = 0, None
+    while True:
+        page = http(
+            f"{url}/api/shows/{show_id}/orders?limit=5000"
+            + (f"&cursor={cursor}" if cursor else ""),
+            token=host,
+        )
+        listed += len(page["orders"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return {
+        "attempts": len(latencies),
+        "seconds": round(elapsed, 3),
+        "attempts_per_s": round(len(latencies) / elapsed),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(latencies[-1], 2),
+        "outcomes": dict(outcomes),
+        "server_sold_plus_reserved": state["sold"] + state["reserved"],
+        "server_left": state["left"],
+        "orders_listed": listed,
+        "exact": state["sold"] + state["reserved"]
+        == opts.units
+        == outcomes.get("reserved", 0)
+        == listed,
+    }
+
+
+async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> dict[str, Any]:
+    """The decision path alone, in-process: attempts → BuyBatcher → buy.lua (no HTTP).
+
+    ``batch`` caps attempts per script call; 1 is the one-EVALSHA-per-attempt baseline.
+    """
+    from aiohttp import web
+
+    from server.appkeys import REDIS, SETTINGS
+    from server.commerce import sales
+    from server.commerce.products import create_product
+    from server.commerce.scripts import scripts_ctx
+    from server.config import Settings
+    from server.store import connect
+
+    app = web.Application()
+    app[SETTINGS] = Settings()
+    app[REDIS] = await connect(redis_url)
+    ctx = scripts_ctx(app)
+    await ctx.__anext__()
+    app[sales.BATCHERS] = {}
+    show_id = "bench" + secrets.token_hex(4)
+    product = await create_product(app, show_id, {"title": "P", "price": 100, "stock": opts.units})
+    sale = await sales.create_sale(
+        app, show_id, {"product_id": product["id"], "quantity": opts.units, "price": 50}
+    )
+    claims = [
+        auth.Claims(f"b{i}", f"Buyer {i}", "viewer", show_id, 2**40) for i in range(opts.buyers)
+    ]
+    old_cap, sales.MAX_BATCH = sales.MAX_BATCH, batch
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    next_buyer = iter(claims)
+
+    from server.commerce import keys as ck
+    from server.commerce.scripts import SCRIPTS
+
+    script, keys, gate = app[SCRIPTS].buy, ck.buy_script_keys(show_id), asyncio.Semaphore(50)
+
+    async def unbatched(claim: auth.Claims) -> dict[str, Any]:
+        async with gate:  # 50 Redis connections, one EVALSHA per attempt
+            raw = await script(
+                keys=keys, args=[show_id, 300_000, 1, sale["id"], claim.user_id, claim.name, "k1"]
+            )
+        return sales.outcome_body(sale["id"], raw[0])
+
+    async def buyer_loop() -> None:
+        for claim in next_buyer:
+            sent = time.perf_counter()
+            reply = await (
+                unbatched(claim) if batch == 1 else sales.buy(app, claim, sale["id"], "k1")
+            )
+            latencies.append((time.perf_counter() - sent) * 1000)
+            outcomes[reply["outcome"]] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(buyer_loop() for _ in range(opts.concurrency)))
+    elapsed = time.perf_counter() - started
+    sales.MAX_BATCH = old_cap
+    batcher = app[sales.BATCHERS].get(show_id) or sales.BuyBatcher(app, show_id)
+    state = await sales.get_sale(app, sale["id"])
+    await app[REDIS].aclose()
+    latencies.sort()
+    return {
+        "mode": "core, one EVALSHA per attempt (50 connections)"
+        if batch == 1
+        else f"core, micro-batched (max {batch} per call)",
+        "attempts": len(latencies),
+        "attempts_per_s": round(len(latencies) / elapsed),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "script_calls": batcher.batches or len(latencies),
+        "mean_batch": round(batcher.attempts / batcher.batches, 1) if batcher.batches else 1,
+        "outcomes": dict(outcomes),
+        "exact": state["reserved"] == opts.units == outcomes.get("reserved", 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--buyers", type=int, default=100_000)
+    parser.add_argument("--units", type=int, default=1000)
+    parser.add_argument("--servers", type=int, default=2, help="server processes sharing the port")
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--connections", type=int, default=64, help="keep-alive connections per client process"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--redis-url", default="", help="use this Redis instead of a private embedded one"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
+    parser.add_argument(
+        "--core", action="store_true",
+        help="also measure the decision path alone (in-process batcher, batched and unbatched)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrency", type=int, default=2000, help="in-flight attempts for --core"
+    )
+    opts = parser.parse_args()
+    secret = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory(prefix="flashbench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        redis = None
+        redis_url = opts.redis_url
+        if not redis_url:
+            redis = EmbeddedRedis(tmp / "redis")
+            redis_url = redis.start()
+        core = []
+        if opts.core:
+            for batch in (1, 1000):
+                result = asyncio.run(core_round(redis_url, opts, batch))
+                core.append(result)
+                if not opts.json:
+                    print(f"core: {json.dumps(result)}", flush=True)
+        url, procs = start_servers(opts.servers, redis_url, secret, tmp)
+        try:
+            rounds = []
+            for n in range(opts.rounds):
+                result = run_round(url, secret, opts)
+                rounds.append(result)
+                if not opts.json:
+                    print(f"round {n + 1}: {json.dumps(result)}", flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(10)
+            if redis:
+                redis.stop()
+    summary = {
+        "buyers": opts.buyers,
+        "units": opts.units,
+        "servers": opts.servers,
+        "clients": opts.clients,
+        "connections_per_client": opts.connections,
+        "cpus": os.cpu_count(),
+        "median_attempts_per_s": statistics.median(r["attempts_per_s"] for r in rounds),
+        "median_p50_ms": statistics.median(r["p50_ms"] for r in rounds),
+        "median_p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+        "all_exact": all(r["exact"] for r in rounds),
+        "rounds": rounds,
+        "core": core,
+    }
+    print(json.dumps(summary, indent=None if opts.json else 2))
+
+
+if __name__ == "__main__":
+    main()
