@@ -49,6 +49,7 @@ class Viewer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         transport.write(self.request)  # type: ignore[attr-defined]
+        self.stats.setdefault("open", []).append(transport)
 
     def data_received(self, data: bytes) -> None:
         self.stats["bytes"] += len(data)
@@ -84,14 +85,16 @@ class Viewer(asyncio.Protocol):
                 head = 10
             if len(buf) < head + size:
                 return
-            self.last_b0 = buf[0]
             payload = bytes(buf[head : head + size])
             del buf[: head + size]
             try:
-                message = msgpack.unpackb(payload) if self.codec.endswith("msgpack") else json.loads(payload)
-            except Exception:
-                print("BAD", buf[:0], hex(self.last_b0), len(payload), payload[:80], flush=True)
-                raise
+                message = (
+                    msgpack.unpackb(payload)
+                    if self.codec.endswith("msgpack")
+                    else json.loads(payload)
+                )
+            except ValueError:  # a control frame (ping/close) or a non-protocol payload
+                continue
             if message.get("type") != "batch":
                 continue
             now = time.time() * 1000
@@ -114,7 +117,15 @@ def _request(host: str, port: int, path: str, codec: str) -> bytes:
     ).encode()
 
 
-def client_worker(index: int, count: int, probes: int, port: int, show_id: str, codec: str, conn: mp.connection.Connection) -> None:
+def client_worker(
+    index: int,
+    count: int,
+    probes: int,
+    port: int,
+    show_id: str,
+    codec: str,
+    conn: mp.connection.Connection,
+) -> None:
     """Child process: open ``count`` viewers, then report stats when asked."""
     try:
         import uvloop
@@ -127,15 +138,31 @@ def client_worker(index: int, count: int, probes: int, port: int, show_id: str, 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stats = {"bytes": 0, "connected": 0, "lost": 0}
-        probe_stats = {"bytes": 0, "connected": 0, "lost": 0, "latencies": [], "chats": 0, "skipped": 0}
+        probe_stats = {
+            "bytes": 0,
+            "connected": 0,
+            "lost": 0,
+            "latencies": [],
+            "chats": 0,
+            "skipped": 0,
+        }
+
         async def open_one(i: int) -> None:
-            token = auth.issue(SECRET, show_id=show_id, role="viewer", name=f"v{index}-{i}", user_id=f"b{index}_{i}")
+            token = auth.issue(
+                SECRET,
+                show_id=show_id,
+                role="viewer",
+                name=f"v{index}-{i}",
+                user_id=f"b{index}_{i}",
+            )
             probe = i < probes
             request = _request("127.0.0.1", port, f"/ws/{show_id}?token={token}", codec)
             for attempt in range(5):
                 try:
                     await loop.create_connection(
-                        lambda: Viewer(request, probe, probe_stats if probe else stats, codec), "127.0.0.1", port
+                        lambda: Viewer(request, probe, probe_stats if probe else stats, codec),
+                        "127.0.0.1",
+                        port,
                     )
                     return
                 except OSError:
@@ -147,11 +174,23 @@ def client_worker(index: int, count: int, probes: int, port: int, show_id: str, 
             if stats["connected"] + probe_stats["connected"] >= count:
                 break
             await asyncio.sleep(0.1)
+        async def keepalive() -> None:
+            # Unsolicited masked pongs (RFC 6455 §5.5.3) count as traffic for the server's heartbeat,
+            # so byte-counting viewers need not parse frames to answer pings.
+            while True:
+                await asyncio.sleep(20)
+                for transport in stats.get("open", []) + probe_stats.get("open", []):
+                    if not transport.is_closing():
+                        transport.write(b"\x8a\x80" + os.urandom(4))
+
+        pinger = asyncio.create_task(keepalive())  # noqa: F841 - runs until the process ends
         conn.send(("ready", stats["connected"] + probe_stats["connected"]))
         while True:
             command = await loop.run_in_executor(None, conn.recv)
             if command == "reset":
-                stats["bytes"] = probe_stats["bytes"] = probe_stats["chats"] = probe_stats["skipped"] = 0
+                stats["bytes"] = probe_stats["bytes"] = probe_stats["chats"] = probe_stats[
+                    "skipped"
+                ] = 0
                 probe_stats["latencies"] = []
                 conn.send("ok")
             elif command == "report":
@@ -164,8 +203,37 @@ def client_worker(index: int, count: int, probes: int, port: int, show_id: str, 
     asyncio.run(main())
 
 
+def scrape_histogram(port: int, name: str) -> dict[str, float]:
+    """p50/p99 upper bucket bounds of a server histogram (from whichever process answers)."""
+    try:
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        )
+    except OSError:
+        return {}
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append(
+                (float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1]))
+            )
+    total = buckets[-1][1] if buckets else 0
+    out = {}
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}_le_ms"] = next(
+            (round(le * 1000, 1) for le, c in buckets if total and c >= q * total), -1.0
+        )
+    return out
+
+
 def http_json(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -179,8 +247,15 @@ async def send_chat(port: int, show_id: str, rate: float, duration: float, sende
     async with aiohttp.ClientSession() as session:
         sockets = []
         for i in range(senders):
-            token = auth.issue(SECRET, show_id=show_id, role="viewer", name=f"sender{i}", user_id=f"sender_{i}")
-            sockets.append(await session.ws_connect(f"http://127.0.0.1:{port}/ws/{show_id}?token={token}", protocols=("liveshop.json",)))
+            token = auth.issue(
+                SECRET, show_id=show_id, role="viewer", name=f"sender{i}", user_id=f"sender_{i}"
+            )
+            sockets.append(
+                await session.ws_connect(
+                    f"http://127.0.0.1:{port}/ws/{show_id}?token={token}",
+                    protocols=("liveshop.json",),
+                )
+            )
 
         async def drain(ws) -> None:
             async for _ in ws:
@@ -195,7 +270,9 @@ async def send_chat(port: int, show_id: str, rate: float, duration: float, sende
             next_at = start + offset
             while next_at < start + duration:
                 await asyncio.sleep(max(0, next_at - time.monotonic()))
-                await ws.send_str(json.dumps({"type": "chat", "text": f"t={time.time() * 1000:.1f} hello world"}))
+                await ws.send_str(
+                    json.dumps({"type": "chat", "text": f"t={time.time() * 1000:.1f} hello world"})
+                )
                 sent += 1
                 next_at += interval
 
@@ -211,14 +288,24 @@ async def send_chat(port: int, show_id: str, rate: float, duration: float, sende
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", type=int, default=10000)
-    parser.add_argument("--rate", type=float, default=100, help="chat messages per second (all senders)")
+    parser.add_argument(
+        "--rate", type=float, default=100, help="chat messages per second (all senders)"
+    )
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--servers", type=int, default=2, help="server processes sharing the port (--reuse-port)")
+    parser.add_argument(
+        "--servers", type=int, default=2, help="server processes sharing the port (--reuse-port)"
+    )
     parser.add_argument("--clients", type=int, default=2, help="viewer client processes")
-    parser.add_argument("--probes", type=int, default=20, help="viewers (per client) that decode and time every frame")
+    parser.add_argument(
+        "--probes",
+        type=int,
+        default=20,
+        help="viewers (per client) that decode and time every frame",
+    )
     parser.add_argument("--codec", default="liveshop.msgpack")
     parser.add_argument("--batch-ms", type=int, default=50)
+    parser.add_argument("--profile", help="run the first server under cProfile, writing this file")
     args = parser.parse_args()
 
     from server.embedded_redis import EmbeddedRedis
@@ -231,10 +318,15 @@ def main() -> None:
         port = s.getsockname()[1]
     servers = []
     for i in range(args.servers):
-        argv = [sys.executable, "-m", "server", "--port", str(port), "--redis-url", redis_url, "--secret", SECRET,
+        prefix = ["-m", "cProfile", "-o", args.profile] if args.profile and i == 0 else []
+        argv = [sys.executable, *prefix, "-m", "server", "--port", str(port), "--redis-url", redis_url, "--secret", SECRET,
                 "--data-dir", str(tmp / f"d{i}"), "--reuse-port", "--chat-rate", "1000", "--chat-burst", "1000",
                 "--log-level", "WARNING", "--batch-ms", str(args.batch_ms)]  # fmt: skip
-        servers.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / f"s{i}.log", "wb")))
+        servers.append(
+            subprocess.Popen(
+                argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / f"s{i}.log", "wb")
+            )
+        )
     clients: list[tuple[mp.Process, mp.connection.Connection]] = []
     try:
         for _ in range(100):
@@ -249,7 +341,10 @@ def main() -> None:
         started = time.monotonic()
         for i in range(args.clients):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_worker, args=(i, per_client, args.probes, port, show_id, args.codec, child))
+            proc = ctx.Process(
+                target=client_worker,
+                args=(i, per_client, args.probes, port, show_id, args.codec, child),
+            )
             proc.start()
             clients.append((proc, parent))
         connected = sum(parent.recv()[1] for _, parent in clients)
@@ -273,7 +368,11 @@ def main() -> None:
         skipped_per_probe = sum(r["probe_skipped"] for r in reports) / max(probes, 1)
 
         def pct(p: float) -> float:
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else -1.0
+            return (
+                round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+                if latencies
+                else -1.0
+            )
 
         hz = os.sysconf("SC_CLK_TCK")
         result = {
@@ -285,6 +384,8 @@ def main() -> None:
             "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
             "server_cpu": [round((b - a) / hz / elapsed, 2) for a, b in zip(ticks0, ticks1, strict=True)],
             "lost_connections": sum(r["lost"] for r in reports),
+            "server_fanout": scrape_histogram(port, "liveshop_ws_fanout_seconds"),
+            "server_write": scrape_histogram(port, "liveshop_ws_write_seconds"),
         }  # fmt: skip
         print(json.dumps(result))
     finally:
