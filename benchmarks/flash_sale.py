@@ -83,7 +83,7 @@ def start_servers(
 
 
 async def fire(
-    port: int, sale_id: str, tokens: list[str], connections: int, start_at: float
+    port: int, sale_id: str, tokens: list[str], connections: int, start_at: float, pipeline: int = 1
 ) -> tuple[list[float], Counter[str], float, float]:
     """Send one buy per token over ``connections`` keep-alive connections; latencies in ms."""
     latencies: list[float] = []
@@ -95,32 +95,38 @@ async def fire(
     first = time.perf_counter()
 
     async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Up to ``pipeline`` requests go out in one write (HTTP/1.1 pipelining); answers come back in order.
+        body = b'{"key":"k1"}'
         while queue:
-            token = queue.pop()
-            body = b'{"key":"k1"}'
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            chunk = [queue.pop() for _ in range(min(pipeline, len(queue)))]
+            requests = b"".join(
+                (
+                    f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+                for token in chunk
             )
             sent = time.perf_counter()
-            writer.write(head.encode() + body)
-            header = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in header.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            payload = await reader.readexactly(length)
-            latencies.append((time.perf_counter() - sent) * 1000)
-            status = int(header[9:12])
-            outcomes[json.loads(payload)["outcome"] if status == 200 else f"http_{status}"] += 1
+            writer.write(requests)
+            for _ in chunk:
+                header = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in header.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                payload = await reader.readexactly(length)
+                latencies.append((time.perf_counter() - sent) * 1000)
+                status = int(header[9:12])
+                outcomes[json.loads(payload)["outcome"] if status == 200 else f"http_{status}"] += 1
         writer.close()
 
     await asyncio.gather(*(worker(r, w) for r, w in conns))
     return latencies, outcomes, first, time.perf_counter()
 
 
-def client_main(args: tuple[int, str, str, str, int, int, int, float], out: Any) -> None:
-    port, sale_id, show_id, secret, first_index, count, connections, start_at = args
+def client_main(args: tuple[int, str, str, str, int, int, int, float, int], out: Any) -> None:
+    port, sale_id, show_id, secret, first_index, count, connections, start_at, pipeline = args
     try:
         import uvloop
 
@@ -139,11 +145,30 @@ def client_main(args: tuple[int, str, str, str, int, int, int, float], out: Any)
     out.put((latencies, dict(outcomes), first + offset, last + offset))
 
 
+def cpu_busy_s() -> float:
+    """CPU-seconds the whole machine spent busy (all processes) since boot, from /proc/stat."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pids: list[int]) -> float:
+    """CPU-seconds used so far by these processes (utime + stime)."""
+    total = 0
+    for pid in pids:
+        try:
+            parts = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(parts[11]) + int(parts[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def run_round(url: str, secret: str, opts: argparse.Namespace) -> dict[str, Any]:
+def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) -> dict[str, Any]:
     created = http(url + "/api/shows", "POST", {"title": "Flash sale benchmark"})
     show_id, host = created["show"]["id"], created["host_token"]
     product = http(
@@ -164,11 +189,29 @@ def run_round(url: str, secret: str, opts: argparse.Namespace) -> dict[str, Any]
     workers = []
     for c in range(opts.clients):
         count = share if c < opts.clients - 1 else opts.buyers - share * (opts.clients - 1)
-        args = (port, sale["id"], show_id, secret, c * share, count, opts.connections, start_at)
+        args = (
+            port,
+            sale["id"],
+            show_id,
+            secret,
+            c * share,
+            count,
+            opts.connections,
+            start_at,
+            opts.pipeline,
+        )
         workers.append(mp.Process(target=client_main, args=(args, queue)))
+    busy_before, ours_before, wall_before = cpu_busy_s(), proc_cpu_s(pids), time.time()
     for w in workers:
         w.start()
+    client_pids = [w.pid for w in workers if w.pid]
     results = [queue.get() for _ in workers]
+    client_cpu = proc_cpu_s(client_pids)
+    busy, ours, wall = (
+        cpu_busy_s() - busy_before,
+        proc_cpu_s(pids) - ours_before,
+        time.time() - wall_before,
+    )
     for w in workers:
         w.join()
     latencies = sorted(x for r in results for x in r[0])
@@ -199,6 +242,15 @@ def run_round(url: str, secret: str, opts: argparse.Namespace) -> dict[str, Any]
         "server_sold_plus_reserved": state["sold"] + state["reserved"],
         "server_left": state["left"],
         "orders_listed": listed,
+        "machine": {
+            "wall_s": round(wall, 1),
+            "cpus": os.cpu_count(),
+            "busy_pct": round(100 * busy / (wall * (os.cpu_count() or 1)), 1),
+            "server_and_redis_cpu_s": round(ours, 1),
+            "client_cpu_s": round(client_cpu, 1),
+            "other_cpu_s": round(max(0.0, busy - ours - client_cpu), 1),
+            "loadavg_1m": os.getloadavg()[0],
+        },
         "exact": state["sold"] + state["reserved"]
         == opts.units
         == outcomes.get("reserved", 0)
@@ -294,6 +346,9 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=64, help="keep-alive connections per client process"
     )
+    parser.add_argument(
+        "--pipeline", type=int, default=1, help="HTTP/1.1 requests in flight per connection"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--redis-url", default="", help="use this Redis instead of a private embedded one"
@@ -323,10 +378,11 @@ def main() -> None:
                 if not opts.json:
                     print(f"core: {json.dumps(result)}", flush=True)
         url, procs = start_servers(opts.servers, redis_url, secret, tmp)
+        redis_pids = [redis.process.pid] if redis and redis.process else []
         try:
             rounds = []
             for n in range(opts.rounds):
-                result = run_round(url, secret, opts)
+                result = run_round(url, secret, opts, [p.pid for p in procs] + redis_pids)
                 rounds.append(result)
                 if not opts.json:
                     print(f"round {n + 1}: {json.dumps(result)}", flush=True)
@@ -343,6 +399,7 @@ def main() -> None:
         "servers": opts.servers,
         "clients": opts.clients,
         "connections_per_client": opts.connections,
+        "pipeline": opts.pipeline,
         "cpus": os.cpu_count(),
         "median_attempts_per_s": statistics.median(r["attempts_per_s"] for r in rounds),
         "median_p50_ms": statistics.median(r["p50_ms"] for r in rounds),

@@ -79,3 +79,17 @@ async def test_click_counts_for_stats(shop: Any) -> None:
     assert body["stats"]["product_clicks"] == 3 and body["stats"]["funnel"]["clicked"] == 1
     status, _ = await shop.call("GET", f"/api/shows/{shop.show_id}/stats", viewer)
     assert status == 403
+
+
+async def test_demo_seeder_adds_products_and_pins_one(shop: Any) -> None:
+    from server.commerce.demo import seed_products
+
+    show_id = shop.show_id + "demo"
+    from server.shows import create_show
+
+    await create_show(shop.client.app, "Demo", "Host", show_id)
+    await seed_products(shop.client.app, show_id)
+    status, body = await shop.call("GET", f"/api/shows/{show_id}/products")
+    assert status == 200 and len(body["products"]) == 4
+    assert [p["title"] for p in body["pinned"]] == ["Aero Runner sneakers"]
+    assert all(p["image"].startswith("data:image/svg+xml") for p in body["products"])
