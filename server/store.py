@@ -17,7 +17,13 @@ def is_cluster_url(url: str) -> bool:
     return url.startswith(("redis+cluster://", "rediss+cluster://"))
 
 
-async def connect(url: str, cluster: bool = False, **options: Any) -> Redis:
+async def connect(
+    url: str,
+    cluster: bool = False,
+    max_connections: int = 256,
+    pool_timeout_s: float = 20.0,
+    **options: Any,
+) -> Redis:
     """Connect and PING, or raise ConfigError with one clear line."""
     options.setdefault("decode_responses", True)
     options.setdefault("socket_connect_timeout", 3)
@@ -29,7 +35,12 @@ async def connect(url: str, cluster: bool = False, **options: Any) -> Redis:
             await client.initialize()
         else:
             options.setdefault("health_check_interval", 30)
-            client = aioredis.Redis.from_url(url, **options)
+            # redis-py's default pool raises MaxConnectionsError past its cap; a burst of
+            # joins or buys must queue for a connection instead of failing.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=pool_timeout_s, **options
+            )
+            client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         await client.ping()
     except (aioredis.RedisError, OSError, ValueError) as exc:
         raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None

@@ -117,3 +117,12 @@ async def test_unknown_route_gives_json_error(client) -> None:
     resp = await client.get("/api/definitely-not")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_a_burst_beyond_the_pool_queues_instead_of_failing(client, make_show) -> None:
+    """More concurrent requests than Redis connections: all answered, none fails with 500."""
+    import asyncio
+
+    show_id, _ = await make_show()
+    responses = await asyncio.gather(*(client.get(f"/api/shows/{show_id}") for _ in range(600)))
+    assert [r.status for r in responses].count(200) == 600
