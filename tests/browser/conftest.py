@@ -47,8 +47,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Not session-wide: the sync Playwright driver keeps an event loop
+    running in this thread, which would break the async (pytest-aiohttp) tests collected after it."""
     sync_api = pytest.importorskip("playwright.sync_api")
     path = chromium_path()
     if not path:
