@@ -51,6 +51,7 @@ async function start() {
   $("#studio").hidden = false;
   document.body.dataset.role = claims.role;
   $("#whoami").textContent = `${claims.name} · ${claims.role}`;
+  $("#chat-input").placeholder = `Say something as ${claims.role}…`;
   $("#viewer-link").href = `/watch/${encodeURIComponent(showId)}`;
   try {
     show = (await api(`/api/shows/${encodeURIComponent(showId)}`)).show;
