@@ -133,3 +133,26 @@ async def test_order_listing_built_by_consumer_group(shop: Any) -> None:
     assert all(o["quantity"] == 1 and o["created_at"] and o["user_id"] for o in seen)
     viewer = tokens[1]
     assert (await shop.call("GET", f"/api/shows/{shop.show_id}/orders", viewer))[0] == 403
+
+
+async def test_abandoned_payment_is_settled_by_the_sweeper(shop: Any) -> None:
+    from server.commerce.orders import run_order_op, settle_stale_payment
+
+    sale = await shop.sale(quantity=1)
+    token, rid = await reserve(shop, sale["id"])
+    user_id = (await shop.reservations())[0]["user_id"]
+    code, order = await run_order_op(
+        shop.client.app, shop.show_id, "pay_begin", rid, user_id, "p1", ""
+    )
+    assert code == "charge" and order is not None and order["status"] == "paying"
+    # The node that started the payment "died" before charging: once its grace passes, the sweep
+    # hands the order back and the provider has no charge for it, so it fails and frees the unit.
+    await shop.client.app[REDIS].zadd(ck.expiries(shop.show_id), {rid: 0})
+    swept = await shop.client.app[SCRIPTS].order(
+        keys=ck.order_script_keys(shop.show_id), args=["sweep", 100]
+    )
+    assert rid in swept[2:] or (await shop.reservations())[0]["status"] == "failed"
+    await settle_stale_payment(shop.client.app, shop.show_id, rid)
+    status, body = await shop.call("GET", f"/api/orders/{rid}", token)
+    assert body["order"]["status"] == "failed" and body["order"]["failure"] == "abandoned"
+    assert (await shop.get_sale(sale["id"]))["left"] == 1
