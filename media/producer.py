@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
@@ -37,8 +38,9 @@ class Producer:
         show_id: str,
         kind: str,
         codec: RTCRtpCodecParameters,
-        receiver: RTCRtpReceiver,
+        receiver: RTCRtpReceiver | None,
         gop_max_packets: int = 6000,
+        upstream_keyframe: Callable[[], None] | None = None,
     ) -> None:
         self.show_id = show_id
         self.kind = kind
@@ -62,10 +64,13 @@ class Producer:
         self._reported = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.first_packet = asyncio.get_event_loop().create_future()
-        tap_receiver(receiver, self._on_rtp, self._on_rtcp)
+        # An edge's producer has no receiver: RTP comes through a pipe, PLI goes back up it.
+        self.upstream_keyframe = upstream_keyframe
+        if receiver is not None:
+            tap_receiver(receiver, self._on_rtp, self._on_rtcp)
 
     # ------------------------------------------------------------------ hot path
-    def _on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def _on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters | None = None) -> None:
         if self.closed:
             return
         self.packets_received += 1
@@ -130,7 +135,9 @@ class Producer:
         self.pli_sent += 1
         metrics.PLI_SENT.labels(self.show_id).inc()
         ssrc = self.media_ssrc
-        if ssrc is not None:
+        if self.upstream_keyframe is not None:
+            self.upstream_keyframe()
+        elif ssrc is not None:
             task = asyncio.ensure_future(self._send_pli(ssrc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -138,6 +145,7 @@ class Producer:
 
     async def _send_pli(self, ssrc: int) -> None:
         try:
+            assert self.receiver is not None
             await request_keyframe(self.receiver, ssrc)
         except ConnectionError:
             pass

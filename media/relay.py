@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import MediaError
 from .ice import IceConfig
+from .pipe import PipeEdge, PipeOrigin
 from .recorder import NAME_RE, Recorder
 from .router import Router
 from .session import Session
@@ -116,6 +117,42 @@ class Relay:
         self.start()
         return session
 
+    # ------------------------------------------------------------------ origin → edge
+    async def pipe_to(self, show_id: str, edge: tuple[str, int]) -> PipeOrigin:
+        """Origin side: pipe a live show's producers to an edge relay listening at ``edge``."""
+        router = self.routers.get(show_id)
+        if router is None or not router.producers:
+            raise MediaError(409, "not_live", "this show is not live")
+        pipe = PipeOrigin(show_id, router.producers, edge)
+        await pipe.start()
+        router.pipes.append(pipe)
+        return pipe
+
+    async def accept_pipe(self, show_id: str, host: str = "127.0.0.1") -> tuple[PipeEdge, int]:
+        """Edge side: listen for an origin's pipe; viewers can join once its hello arrives."""
+        router = self.router(show_id)
+        if router.publisher is not None:
+            raise MediaError(409, "already_live", "this show already has a publisher here")
+
+        def on_ready(edge: PipeEdge) -> None:
+            router.publisher = edge  # type: ignore[assignment]
+            router.set_producers(edge.producers)
+            self.start()
+
+        async def on_bye(edge: PipeEdge) -> None:
+            if router.publisher is edge:  # type: ignore[comparison-overlap]
+                router.publisher = None
+                router.clear_producers()
+                for viewer in list(router.viewers.values()):
+                    await viewer.end()
+            if router.publisher is None and not router.viewers:
+                self.routers.pop(show_id, None)
+
+        edge = PipeEdge(show_id, on_ready, on_bye, self.config.gop_max_packets)
+        port = await edge.bind(host)
+        router.edge = edge
+        return edge, port
+
     # ------------------------------------------------------------------ recording
     def _recordings_dir(self, show_id: str) -> Path:
         if self.config.recordings_dir is None:
@@ -178,6 +215,9 @@ class Relay:
             router.viewers.pop(session.id, None)
         elif isinstance(session, PublisherSession) and router.publisher is session:
             router.publisher = None
+            for pipe in router.pipes:
+                pipe.close()  # edges end their viewers on the pipe's bye
+            router.pipes.clear()
             if router.recorder is not None:
                 router.recorder.stop()
                 router.recorder = None
@@ -193,6 +233,11 @@ class Relay:
         if self._report_task is not None:
             self._report_task.cancel()
             self._report_task = None
+        for router in list(self.routers.values()):
+            for pipe in router.pipes:
+                pipe.close()
+            if router.edge is not None:
+                await router.edge.end()
         for session in list(self.sessions.values()):
             try:
                 await session.end()

@@ -8,6 +8,7 @@ from . import metrics
 from .producer import Producer
 
 if TYPE_CHECKING:
+    from .pipe import PipeEdge, PipeOrigin
     from .recorder import Recorder
     from .whep import ViewerSession
     from .whip import PublisherSession
@@ -22,6 +23,8 @@ class Router:
         self.producers: dict[str, Producer] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self.recorder: Recorder | None = None
+        self.pipes: list[PipeOrigin] = []  # origin side: edges fed from this router
+        self.edge: PipeEdge | None = None  # edge side: the pipe feeding this router
 
     @property
     def live(self) -> bool:
