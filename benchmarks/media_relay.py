@@ -137,6 +137,7 @@ async def main() -> None:
     base = f"http://127.0.0.1:{port}"
     py = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
     tmp = tempfile.mkdtemp(prefix="liveshop-bench-")
+    publisher_log = Path(tmp) / "publisher.log"
     server = subprocess.Popen(
         [
             py,
@@ -193,11 +194,14 @@ async def main() -> None:
                 "4",
             ],
             cwd=ROOT,
-            stdout=subprocess.PIPE,
+            stdout=publisher_log.open("w"),  # a file, not a pipe nobody drains
             stderr=subprocess.STDOUT,
-            text=True,
         )
-        print(publisher.stdout.readline().strip(), flush=True)  # type: ignore[union-attr]
+        for _ in range(200):
+            if publisher_log.read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+        print(publisher_log.read_text().strip().splitlines()[0], flush=True)
         await asyncio.sleep(2.0)
         probes = await ttff_probes(base, show, 7)
         print(
@@ -216,6 +220,10 @@ async def main() -> None:
             )
         # Packets the server sent (its counters are published every 0.5 s): the light
         # receivers share 2 cores with the server and publisher and may fall behind.
+        if any(r["pps"] < 1 for r in rows):
+            print(
+                "stream stopped; publisher log:\n" + publisher_log.read_text()[-3000:], flush=True
+            )
         b, a = slope([r["pps"] for r in rows], [r["cpu"] for r in rows])
         print(
             f"slope: {b * 1e6:.1f} µs CPU per forwarded packet; intercept {a * 100:.1f}% CPU (ingest, idle)"

@@ -203,6 +203,10 @@ class FileVideoTrack(MediaStreamTrack):
         super().__init__()
         self.path, self.options = path, options
         self.sender: RTCRtpSender | None = None
+        with av.open(path) as probe:  # decide the codec before the offer is made
+            name = probe.streams.video[0].codec_context.name
+        if name in ("vp8", "h264"):
+            options.codec = name
         self._gen = self._packets()
         self._start: float | None = None
         self._offset = 0.0
