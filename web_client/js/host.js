@@ -114,9 +114,10 @@ function connectSocket() {
   socket.on("chat.delete", (m) => chat.remove(m.id));
   socket.on("chat.pin", (m) => chat.pin(m));
   socket.on("chat.unpin", () => chat.pin(null));
-  socket.on("history_lost", () => {
-    chat.clear();
-    chat.system("Chat history was refreshed after a reconnect.");
+  socket.on("history_lost", (e) => {
+    if (e.reason === "epoch_changed") chat.clear();
+    else if (e.since === "0-0") return; // chat was empty when we joined: the replay is complete
+    chat.system(e.reason === "epoch_changed" ? "Chat history was reset on the server." : "Some messages were missed while reconnecting.");
   });
   socket.on("skipped", (m) => chat.system(`${m.count} messages skipped (slow connection)`));
   socket.on("likes", (m) => {

@@ -69,7 +69,8 @@ function pinComment(m) {
 
 function setupChat(socket) {
   socket.on("chat", (m) => {
-    danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
+    // History replayed on join/recovery goes to the chat list; only fresh comments fly.
+    if (!m.ts || Date.now() - m.ts < 30_000) danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
     addRecent(m);
   });
   socket.on("chat.delete", (m) => {
@@ -79,7 +80,7 @@ function setupChat(socket) {
   });
   socket.on("chat.pin", pinComment);
   socket.on("chat.unpin", () => pinComment(null));
-  socket.on("history_lost", () => $("#chat-recent").replaceChildren());
+  socket.on("history_lost", (e) => e.reason === "epoch_changed" && $("#chat-recent").replaceChildren());
   socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
   socket.on("likes", (m) => setLikes(m.total));
   socket.on("show.live", () => {

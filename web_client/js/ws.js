@@ -137,7 +137,8 @@ export class LiveSocket {
   }
 
   _event(event) {
-    if (event.type === "history_lost") this.seenChat.clear();
+    // Ids stay unique within an epoch: keep de-duplicating unless the history itself was reset.
+    if (event.type === "history_lost" && event.reason === "epoch_changed") this.seenChat.clear();
     if (event.type === "chat" && event.id !== undefined) {
       if (this.seenChat.has(event.id)) return; // replayed after a reconnect: already shown
       this.seenChat.add(event.id);
