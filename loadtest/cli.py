@@ -52,6 +52,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-retries", type=int, default=2, help="reconnect attempts of a client whose join failed (default 2)"
     )
+    parser.add_argument(
+        "--ws-client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="WebSocket client: the tester's lean asyncio protocol (default, ws:// only) or aiohttp's",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--html", metavar="FILE", help="write the self-contained HTML report here")
     parser.add_argument("--slo", help="objectives, e.g. 'p99<250,errors<0.1%%'; a miss makes the exit status 1")

@@ -20,10 +20,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..client import ShowSocket, create_show
+from ..client import create_show
 from ..metrics import record_us, summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import ChatReceiver, chat_text, join, left, ramp_at
+from .common import AnySocket, ChatReceiver, chat_text, join, left, ramp_at
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
@@ -109,7 +109,7 @@ class ChatScenario(Scenario):
             left(env)
             await sock.close()
 
-    async def _send(self, plan: dict[str, Any], env: WorkerEnv, sock: ShowSocket, i: int, go: float, duration: float) -> None:
+    async def _send(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int, go: float, duration: float) -> None:
         """Open-loop sender: message k of chatter i is due at a fixed time, whatever happened before."""
         rate = float(self.args["rate"])
         per_chatter = rate / plan["chatters"]

@@ -10,7 +10,19 @@ from typing import Any
 import aiohttp
 
 from ..client import ApiError, ShowSocket, mint_token
+from ..lean_ws import LeanShowSocket
 from .base import WorkerEnv
+
+AnySocket = ShowSocket | LeanShowSocket
+
+
+def open_socket(
+    env: WorkerEnv, show_id: str, token: str, on_events: Callable[[list[dict[str, Any]]], None] | None = None
+) -> AnySocket:
+    """The lean client (default, ``ws://``) or aiohttp's (``--ws-client aiohttp`` or ``https``)."""
+    if env.args.get("ws_client", "lean") == "lean" and env.url.startswith("http://"):
+        return LeanShowSocket(env.url, show_id, token, on_events)
+    return ShowSocket(env.session, env.url, show_id, token, on_events)
 
 
 def ramp_at(env: WorkerEnv, index: int, ramp: float, start: float | None = None) -> float:
@@ -25,7 +37,7 @@ async def join(
     role: str,
     name: str,
     on_events: Callable[[list[dict[str, Any]]], None] | None = None,
-) -> ShowSocket | None:
+) -> AnySocket | None:
     """Mint a token for one simulated person and connect their WebSocket, retrying like a real
     client (``--connect-retries``, backoff with jitter). Every failed attempt counts in
     ``connect_errors``; a client that gives up counts in ``clients_failed``. None on giving up."""
@@ -38,7 +50,7 @@ async def join(
         try:
             if token is None:
                 token, _user_id = await mint_token(env.session, env.url, show_id, host_token, role, name)
-            sock = ShowSocket(env.session, env.url, show_id, token, on_events)
+            sock = open_socket(env, show_id, token, on_events)
             await sock.connect()
         except (TimeoutError, ApiError, RuntimeError, aiohttp.ClientError, OSError) as exc:
             count_error(env, "connect", exc, connect=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..client import ApiError, ShowSocket, call, create_show
+from ..client import ApiError, call, create_show
 from ..invariants import (
     SaleParams,
     check,
@@ -34,7 +34,7 @@ from ..invariants import (
 )
 from ..metrics import summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import count_error, join, left, mint_with_retry
+from .common import AnySocket, count_error, join, left, mint_with_retry
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
@@ -88,7 +88,7 @@ class Buyer:
         self.user_id = user_id
         self.wants = wants
         self.double_tap = double_tap
-        self.sock: ShowSocket | None = None
+        self.sock: AnySocket | None = None
 
 
 class FlashSaleScenario(Scenario):

@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from ..client import ShowSocket, call, create_show
+from ..client import call, create_show
 from ..invariants import (
     SaleParams,
     check,
@@ -31,7 +31,7 @@ from ..invariants import (
 )
 from ..metrics import summary_ms
 from .base import GO, SLOT_2, Scenario, WorkerEnv
-from .common import ChatReceiver, chat_text, join, left, ramp_at
+from .common import AnySocket, ChatReceiver, chat_text, join, left, ramp_at
 from .flash_sale import create_sale, fetch_orders, start_monotonic
 from .lottery import create_lottery, draw_and_prove, judge_draw
 
@@ -118,7 +118,7 @@ class ShowScenario(Scenario):
             left(env)
             await sock.close()
 
-    async def _chat(self, plan: dict[str, Any], env: WorkerEnv, sock: ShowSocket, i: int, go: float, end: float) -> None:
+    async def _chat(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int, go: float, end: float) -> None:
         """A viewer chatting now and then (exponential gaps, never faster than the rate limit allows)."""
         seq = 0
         due = go + env.rng.uniform(0, self.args["chat_every"])
@@ -134,7 +134,7 @@ class ShowScenario(Scenario):
             seq += 1
             due += max(1.05, env.rng.expovariate(1 / self.args["chat_every"]))
 
-    async def _like(self, env: WorkerEnv, sock: ShowSocket, go: float, end: float) -> None:
+    async def _like(self, env: WorkerEnv, sock: AnySocket, go: float, end: float) -> None:
         """Taps grouped about once a second, as the protocol asks."""
         due = go + env.rng.uniform(0, 1)
         while due < end and not sock.closed and not env.stopping:
@@ -144,7 +144,7 @@ class ShowScenario(Scenario):
             env.stats.add("likes_sent", count)
             due += env.rng.uniform(0.8, 1.5)
 
-    async def _buy(self, plan: dict[str, Any], env: WorkerEnv, sock: ShowSocket, i: int) -> None:
+    async def _buy(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int) -> None:
         start = await env.wait_flag(SLOT_2)
         if env.stopping or sock.closed:
             return
@@ -187,7 +187,7 @@ class ShowScenario(Scenario):
             future = self._lookups[path] = asyncio.ensure_future(call(env.session, "GET", env.url + path))
         return await asyncio.shield(future)
 
-    async def _enter(self, plan: dict[str, Any], env: WorkerEnv, sock: ShowSocket, go: float, end: float) -> None:
+    async def _enter(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, go: float, end: float) -> None:
         await env.sleep_until(go + env.rng.uniform(0, max(0.1, (end - go) / 2)))
         if sock.closed or env.stopping:
             return

@@ -82,3 +82,22 @@ def test_spawned_server_is_measured_and_cleaned_up() -> None:
     assert not server.data_dir.exists()
     assert server.proc is not None and server.proc.poll() is not None
     assert set(totals) == {"cpu_s", "rss_mb", "redis_cpu_s", "redis_rss_mb"}
+
+
+def test_lean_websocket_frames_round_trip() -> None:
+    from loadtest.lean_ws import _Protocol, encode_frame, mask
+
+    key = b"\x01\x02\x03\x04"
+    assert mask(mask(b"hello liveshop", key), key) == b"hello liveshop"
+    frame = encode_frame(2, b"x" * 300)
+    assert frame[0] == 0x82 and frame[1] == 0x80 | 126 and int.from_bytes(frame[2:4], "big") == 300
+    # Server frames (unmasked), split across reads, with a ping in between: parsed in order, ping answered.
+    got: list[tuple[int, bytes]] = []
+    proto = _Protocol.__new__(_Protocol)
+    proto.buffer, proto.on_message, proto._fragments, proto._close_sent = bytearray(), lambda op, p: got.append((op, p)), [], False
+    proto.transport = None
+    stream = bytes([0x82, 3]) + b"abc" + bytes([0x89, 0]) + bytes([0x02, 2]) + b"de" + bytes([0x80, 1]) + b"f"
+    for i in range(0, len(stream), 3):
+        proto.buffer += stream[i : i + 3]
+        proto._parse()
+    assert got == [(2, b"abc"), (2, b"def")]

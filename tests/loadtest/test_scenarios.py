@@ -52,6 +52,15 @@ def test_chat(tmp_path: Path) -> None:
     assert [s["ok"] for s in report["slos"]] == [True, True]
 
 
+def test_chat_with_the_aiohttp_client(tmp_path: Path) -> None:
+    status, report, err = run_loadtest(
+        tmp_path, "chat", "--viewers", "10", "--chatters", "2", "--rate", "10", "--duration", "2", "--ws-client", "aiohttp"
+    )
+    assert status == 0, err
+    assert_report(report, "chat")
+    assert report["received"] == report["expected"] == 20 * 10
+
+
 def test_chat_slo_miss_makes_exit_status_nonzero(tmp_path: Path) -> None:
     status, report, _ = run_loadtest(
         tmp_path, "chat", "--viewers", "5", "--chatters", "1", "--rate", "5", "--duration", "1", "--slo", "p50<0.001"
