@@ -135,10 +135,29 @@ def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
     )
     assert status == 201, body
 
+    # Everything at once on the small screen: a giveaway and a coupon too.
+    status, body = show.api(
+        "POST",
+        f"/api/shows/{show.id}/lotteries",
+        {"prize": "Gift card", "duration_s": 300},
+        show.host_token,
+    )
+    assert status == 201, body
+
     viewer = new_page(**MOBILE)
     open_viewer(viewer, show, "Ana")
     buy = viewer.get_by_role("button", name="Buy")
     buy.wait_for()
+    viewer.locator("#giveaway", has_text="Gift card").wait_for()
+    # Coupons reach the viewers present when dropped (no coupon listing to catch up from).
+    status, body = show.api(
+        "POST",
+        f"/api/shows/{show.id}/coupons",
+        {"title": "WELCOME5", "percent_off": 5, "count": 10},
+        show.host_token,
+    )
+    assert status == 201, body
+    viewer.get_by_role("button", name="Claim").wait_for()
     # No horizontal scroll at 390×844.
     widths = viewer.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]"
