@@ -168,12 +168,6 @@ def client_worker(
                 except OSError:
                     await asyncio.sleep(0.2 * (attempt + 1))
 
-        for start in range(0, count, 100):
-            await asyncio.gather(*(open_one(i) for i in range(start, min(count, start + 100))))
-        for _ in range(300):  # wait for every upgrade
-            if stats["connected"] + probe_stats["connected"] >= count:
-                break
-            await asyncio.sleep(0.1)
         async def keepalive() -> None:
             # Unsolicited masked pongs (RFC 6455 §5.5.3) count as traffic for the server's heartbeat,
             # so byte-counting viewers need not parse frames to answer pings.
@@ -184,6 +178,13 @@ def client_worker(
                         transport.write(b"\x8a\x80" + os.urandom(4))
 
         pinger = asyncio.create_task(keepalive())  # noqa: F841 - runs until the process ends
+        for start in range(0, count, 100):
+            await asyncio.gather(*(open_one(i) for i in range(start, min(count, start + 100))))
+        for _ in range(300):  # wait for every upgrade
+            if stats["connected"] + probe_stats["connected"] >= count:
+                break
+            await asyncio.sleep(0.1)
+
         conn.send(("ready", stats["connected"] + probe_stats["connected"]))
         while True:
             command = await loop.run_in_executor(None, conn.recv)

@@ -1,0 +1,86 @@
+"""The real-time layer on a 3-node Redis Cluster (built with CLUSTER ADDSLOTS/MEET, no redis-cli)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from server.app import create_app
+from server.config import Settings
+from server.embedded_redis import find_redis_server
+from tests.conftest import free_port
+
+from .conftest import open_ws
+
+pytestmark = pytest.mark.slow
+SLOTS = 16384
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three masters sharing the 16384 slots; yields ``redis+cluster://`` for the first."""
+    binary = find_redis_server()
+    base = tmp_path_factory.mktemp("cluster")
+    ports = [free_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        node_dir = Path(base) / str(port)
+        node_dir.mkdir()
+        procs.append(subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--dir", str(node_dir), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+    try:
+        clients = [redis.Redis(host="127.0.0.1", port=p, decode_responses=True) for p in ports]
+        for client in clients:
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        share = SLOTS // 3
+        for i, client in enumerate(clients):
+            last = SLOTS if i == 2 else (i + 1) * share
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, last))
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        deadline = time.monotonic() + 20
+        while not all(c.cluster("info")["cluster_state"] == "ok" for c in clients):
+            assert time.monotonic() < deadline, "cluster did not converge"
+            time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(5)
+
+
+async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_url, tmp_path):
+    settings = Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster")
+    node_a = await aiohttp_client(create_app(settings))
+    node_b = await aiohttp_client(create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster")))
+    resp = await node_a.post("/api/shows", json={"title": "on a cluster"})
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    show_id, host = body["show"]["id"], body["host_token"]
+    sender = await open_ws(node_a, f"/ws/{show_id}?token={host}")
+    viewer = await open_ws(node_b, f"/ws/{show_id}?token={host}", "liveshop.msgpack")
+    for i in range(19):
+        await sender.send({"type": "chat", "text": f"k{i}"})
+    await sender.request({"type": "chat", "text": "k19"})
+    await viewer.until(lambda c: len(c.chats()) == 20, 10)
+    assert [c["text"] for c in viewer.chats()] == [f"k{i}" for i in range(20)]
+    back = await open_ws(node_b, f"/ws/{show_id}?token={host}&since={viewer.chats()[9]['id']}&epoch={viewer.welcome['epoch']}")
+    assert back.welcome["recovered"] is True
+    assert [c["text"] for c in back.chats()] == [f"k{i}" for i in range(10, 20)]
+    await sender.send({"type": "like", "count": 7})
+    await viewer.until(lambda c: any(e["total"] == 7 for e in c.of_type("likes")), 5)
+    for ws in (sender, viewer, back):
+        await ws.close()
