@@ -145,6 +145,7 @@ class Hubs:
         self.drainer: asyncio.Task[None] | None = None
         self.backlogged: set[Connection] = set()
         self.connections: set[Connection] = set()
+        self.sub_lock = asyncio.Lock()
 
     async def start(self) -> None:
         self.pubsub = self.app[REDIS].pubsub()
@@ -178,10 +179,13 @@ class Hubs:
         if hub is None:
             hub = self.hubs[show_id] = Hub(self, show_id)
             self.by_channel[hub.channel] = hub
-            await self.pubsub.subscribe(hub.channel)
+            hub.add(conn)
+            async with self.sub_lock:  # SUBSCRIBE/UNSUBSCRIBE of one channel never cross
+                await self.pubsub.subscribe(hub.channel)
             if self.reader is None or self.reader.done():
                 self.reader = asyncio.create_task(self._read_loop())
-        hub.add(conn)
+        else:
+            hub.add(conn)
         self.connections.add(conn)
         conn.on_backlog = self.backlogged.add
         # Wait until Redis confirmed the subscription: from then on no event can be missed.
@@ -236,9 +240,13 @@ class Hubs:
 
     async def _report(self, hub: Hub, now: float) -> None:
         if hub.empty_since is not None and now - hub.empty_since > IDLE_UNSUBSCRIBE_S:
-            del self.hubs[hub.show_id]
-            del self.by_channel[hub.channel]
-            await self.pubsub.unsubscribe(hub.channel)
+            async with self.sub_lock:
+                # Re-checked under the lock: a join may have reused this hub meanwhile.
+                if hub.conns or self.hubs.get(hub.show_id) is not hub:
+                    return
+                del self.hubs[hub.show_id]
+                del self.by_channel[hub.channel]
+                await self.pubsub.unsubscribe(hub.channel)
             await presence.report(self.app, hub.show_id, self.node_id, 0, {}, set())
             return
         joined, hub.joined = hub.joined, {}

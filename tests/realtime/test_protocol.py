@@ -116,3 +116,13 @@ async def test_commands_registered_by_other_parts(client, make_show, guest_token
     assert ok == {"type": "reply", "id": ok["id"], "user": viewer.welcome["user"]["id"], "got": 7}
     err = await viewer.request({"type": "test.echo", "fail": True})
     assert err["code"] == "sold_out" and err["left"] == 0
+
+
+async def test_unknown_show_closes_4004(client):
+    from server import auth
+
+    token = auth.issue("test-secret", show_id="ghost", role="viewer", name="G")
+    ws = await client.ws_connect(f"/ws/ghost?token={token}")
+    assert (await ws.receive_json())["code"] == "show_not_found"
+    await ws.receive()
+    assert ws.close_code == 4004
