@@ -207,11 +207,13 @@ def go_live(page: Any) -> None:
 
 
 def add_product(page: Any, title: str, price: str, stock: int) -> None:
-    page.locator("#product-editor summary").click()
-    page.get_by_label("Name", exact=True).fill(title)
-    page.get_by_label("Price", exact=True).fill(price)
-    page.get_by_label("Stock").fill(str(stock))
-    page.get_by_role("button", name="Add product").click()
+    if not page.locator("#product-editor").evaluate("(details) => details.open"):
+        page.locator("#product-editor summary").click()
+    form = page.locator("#product-form")
+    form.get_by_label("Name", exact=True).fill(title)
+    form.get_by_label("Price", exact=True).fill(price)
+    form.get_by_label("Stock", exact=True).fill(str(stock))
+    form.get_by_role("button", name="Add product").click()
     page.locator("#product-list li", has_text=title).wait_for()
 
 

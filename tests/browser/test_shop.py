@@ -78,6 +78,21 @@ def test_pin_flash_sale_buy_and_pay(make_show: Any, new_page: Any) -> None:
     viewer.locator("#buy-result[data-outcome='limit_reached']").wait_for()
     shot(host, "studio_sale")
 
+    # Edit a product; at most 3 pins: with 3 pinned the other Pin buttons are disabled.
+    cloud = host.locator("#product-list li", has_text="Cloud Runner")
+    cloud.get_by_role("button", name="Edit Cloud Runner").click()
+    host.get_by_label("Name", exact=True).fill("Cloud Runner 2")
+    host.get_by_role("button", name="Save changes").click()
+    viewer.locator("#products .product-card", has_text="Cloud Runner 2").wait_for()
+    for title in ("Sock A", "Sock B", "Sock C"):
+        add_product(host, title, "5.00", 10)
+    host.get_by_role("button", name="Pin Sock A").click()
+    host.get_by_role("button", name="Pin Sock B").click()
+    host.locator("#product-list li.pinned").nth(2).wait_for()
+    host.wait_for_function("() => document.querySelector('[aria-label=\"Pin Sock C\"]').disabled")
+    assert viewer.locator("#products .product-card").count() <= 3
+    viewer.locator("#products .product-card", has_text="Sock B").wait_for()
+
 
 def test_giveaway_drawn_and_viewer_verifies_proof(make_show: Any, new_page: Any) -> None:
     show = make_show("Giveaway show")

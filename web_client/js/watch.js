@@ -223,7 +223,19 @@ async function start() {
     onState: (s, d) => {
       state.wsState = s;
       renderConnState();
+      if (s === "failed" && (d?.error === "token_expired" || d?.error === "unauthorized") && !state.renewed) {
+        // A guest token that expired (a very long session): get a fresh one and rejoin once.
+        state.renewed = true;
+        sessionStorage.removeItem(`liveshop.guest.${showId}`);
+        state.token = null;
+        getToken().then((t) => {
+          socket.token = t;
+          socket.connect();
+        });
+        return;
+      }
       if (s === "failed") $("#chat-error").textContent = d?.error === "banned" ? "You are banned from this show." : `Disconnected: ${d?.message || d?.code}`;
+      if (s === "open") state.renewed = false;
     },
     onWelcome: (w, reconnect) => {
       if (w.show) {
