@@ -47,3 +47,28 @@ def test_browser_verifier_matches_python_and_rejects_tampering(
         assert page.evaluate(VERIFY_JS, swapped)[4] is False
     assert page.evaluate(VERIFY_JS, dict(proof, seed=secrets.token_hex(32)))[1] is False
     assert page.evaluate(VERIFY_JS, dict(proof, entrants=proof["entrants"][:-1]))[3] is False
+
+
+def test_ice_servers_from_link_headers(web_server: Any, new_page: Any) -> None:
+    """STUN/TURN servers handed out in WHIP/WHEP Link headers (RFC 9725 §4.6) are understood."""
+    page = new_page()
+    page.goto(web_server.url + "/")
+    header = (
+        '<stun:stun.example.net:3478>; rel="ice-server", '
+        '<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="u1"; credential="p,1"'
+    )
+    servers = page.evaluate(
+        "async (h) => (await import('/static/js/webrtc.js')).parseIceLinks(h)", header
+    )
+    assert servers == [
+        {"urls": "stun:stun.example.net:3478"},
+        {"urls": "turn:turn.example.net:3478?transport=udp", "username": "u1", "credential": "p,1"},
+    ]
+    # This server hands out none on loopback: the OPTIONS probe answers an empty list.
+    assert (
+        page.evaluate(
+            "async (u) => (await import('/static/js/webrtc.js')).discoverIceServers(u)",
+            web_server.url + "/whep/none",
+        )
+        == []
+    )

@@ -77,6 +77,37 @@ export function iceServersFrom(list) {
   return (list || []).map((u) => (typeof u === "string" ? { urls: u } : u));
 }
 
+/** Parse `Link: <url>; rel="ice-server"; username="…"; credential="…"` (RFC 9725 §4.6). */
+export function parseIceLinks(header) {
+  const servers = [];
+  for (const part of (header || "").split(/,(?=\s*<)/)) {
+    const m = part.match(/<([^>]+)>(.*)/);
+    if (!m || !/rel="?ice-server"?/.test(m[2])) continue;
+    const server = { urls: m[1] };
+    const user = m[2].match(/username="([^"]*)"/);
+    const cred = m[2].match(/credential="([^"]*)"/);
+    if (user) server.username = user[1];
+    if (cred) server.credential = cred[1];
+    servers.push(server);
+  }
+  return servers;
+}
+
+const iceCache = new Map();
+
+/** The STUN/TURN servers the server hands out (OPTIONS on the WHIP/WHEP endpoint), cached. */
+export async function discoverIceServers(url) {
+  if (!iceCache.has(url)) {
+    iceCache.set(
+      url,
+      fetch(url, { method: "OPTIONS" })
+        .then((resp) => parseIceLinks(resp.headers.get("Link")))
+        .catch(() => [])
+    );
+  }
+  return iceCache.get(url);
+}
+
 /** Sum a numeric field over stats reports of one type and kind. */
 export async function statSum(pc, type, kind, field) {
   if (!pc) return 0;

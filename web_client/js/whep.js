@@ -1,6 +1,6 @@
 // WHEP player: POST /whep/{show} with a viewer token; reconnects by itself when the stream
 // is not there yet, or when ICE fails / disconnects for a while (host restart, network change).
-import { deleteResource, iceServersFrom, postOffer, waitIceGathering } from "./webrtc.js";
+import { deleteResource, discoverIceServers, iceServersFrom, postOffer, waitIceGathering } from "./webrtc.js";
 
 export class WhepPlayer {
   constructor(video, showId, getToken, { iceServers = [], onState } = {}) {
@@ -36,7 +36,10 @@ export class WhepPlayer {
     if (this.stopped) return;
     this._teardown();
     this._set(this.everPlayed ? "reconnecting" : "connecting");
-    const pc = new RTCPeerConnection({ iceServers: iceServersFrom(this.iceServers) });
+    const gen = (this.gen = (this.gen || 0) + 1);
+    const iceServers = this.iceServers.length ? iceServersFrom(this.iceServers) : await discoverIceServers(this.url);
+    if (this.stopped || gen !== this.gen) return; // a newer attempt started meanwhile
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });

@@ -1,5 +1,5 @@
 // WHIP publisher: POST /whip/{show} with the host token; DELETE the Location to end.
-import { deleteResource, iceServersFrom, postOffer, preferH264, waitIceGathering } from "./webrtc.js";
+import { deleteResource, discoverIceServers, iceServersFrom, postOffer, preferH264, waitIceGathering } from "./webrtc.js";
 
 export class WhipPublisher {
   constructor(showId, token, { iceServers = [], onState } = {}) {
@@ -12,7 +12,8 @@ export class WhipPublisher {
   }
 
   async start(stream, { replace = false } = {}) {
-    const pc = new RTCPeerConnection({ iceServers: iceServersFrom(this.iceServers) });
+    const iceServers = this.iceServers.length ? iceServersFrom(this.iceServers) : await discoverIceServers(this.url);
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
     for (const track of stream.getTracks()) {
