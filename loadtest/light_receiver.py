@@ -111,8 +111,10 @@ class ViewerStats:
         return max(0, expected - received), expected
 
 
-def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats) -> Any:
-    """A replacement ``_handle_rtp_packet``: statistics, NACK, counting. No depayload, no decode."""
+def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats, forward: Any = None) -> Any:
+    """A replacement ``_handle_rtp_packet``: statistics, NACK, counting. No depayload, no decode.
+    With ``forward`` (``--decode``) it only counts bytes and sequence numbers, then hands the
+    packet to aiortc's own handler, which does everything else and decodes."""
     from aiortc.rtcrtpreceiver import StreamStatistics
 
     internals: Any = receiver
@@ -120,20 +122,15 @@ def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats) -> Any:
     streams = internals._RTCRtpReceiver__remote_streams
     nack = internals._RTCRtpReceiver__nack_generator
 
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        if packet.ssrc not in streams:
-            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        streams[packet.ssrc].add(packet)
+    def _count(packet: RtpPacket, codec: Any) -> str:
+        """Bytes, packets and sequence numbers; returns the codec name."""
         stats.bytes += len(packet.payload)
         if stats.window_start is not None:
             stats.window_bytes += len(packet.payload)
-        name = codec.mimeType.split("/")[-1].lower()
+        name = str(codec.mimeType.split("/")[-1].lower())
         if name == "rtx":
             stats.rtx_packets += 1
-            return
+            return name
         stats.packets += 1
         seq = packet.sequence_number
         base, highest, count = stats._seq.get(packet.ssrc, (seq, seq - 1, 0))
@@ -141,6 +138,22 @@ def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats) -> Any:
         while unwrapped < highest - 32768:
             unwrapped += 65536
         stats._seq[packet.ssrc] = (base, max(highest, unwrapped), count + 1)
+        return name
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        if forward is not None:
+            _count(packet, codec)
+            await forward(packet, arrival_time_ms)
+            return
+        if packet.ssrc not in streams:
+            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        streams[packet.ssrc].add(packet)
+        name = _count(packet, codec)
+        if name == "rtx":
+            return
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         if is_keyframe_start(name, packet.payload):
@@ -171,10 +184,9 @@ class WhepViewer:
         """Offer, POST to WHEP, apply the answer. Raises RuntimeError on a refusal."""
         self.stats.started = time.monotonic()
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
-        if not self.decode:
-            transceiver.receiver._handle_rtp_packet = _light_handler(transceiver.receiver, self.stats)  # type: ignore[method-assign]
-        else:
-            self._consumer = asyncio.ensure_future(self._consume(transceiver.receiver))
+        receiver = transceiver.receiver
+        forward = receiver._handle_rtp_packet if self.decode else None
+        receiver._handle_rtp_packet = _light_handler(receiver, self.stats, forward)  # type: ignore[method-assign]
 
         @self.pc.on("connectionstatechange")
         def _state() -> None:
@@ -191,6 +203,8 @@ class WhepViewer:
         if location:
             self.location = location if location.startswith("http") else self.base_url + location
         await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+        if self.decode:  # the remote track exists only once the answer is applied
+            self._consumer = asyncio.ensure_future(self._consume(transceiver.receiver))
 
     async def _consume(self, receiver: RTCRtpReceiver) -> None:
         """``--decode``: pull decoded frames from aiortc's track."""

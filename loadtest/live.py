@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
+from .scenarios.base import GO
 
 if TYPE_CHECKING:
     from .runner import Controller
@@ -78,7 +79,11 @@ class LiveView:
         for key in ("reserved", "sold_out", "limit_reached", "frames", "entered"):
             if agg.live_counters.get(key):
                 table.add_row(key, f"{agg.live_counters[key]:,}")
-        bar = ProgressBar(total=max(duration, 1), completed=min(elapsed, duration or elapsed), width=40)
+        go = float(ctl.flags[GO])
+        load = max(0.0, time.monotonic() - go) if go else 0.0
+        bar = ProgressBar(total=max(duration, 1), completed=min(load, duration), width=40)
         table.add_row("progress", bar)
-        table.add_row("elapsed", f"{elapsed:.1f} s / {duration:.0f} s")
+        table.add_row(
+            "elapsed", f"load {min(load, duration):.1f} s / {duration:.0f} s (run {elapsed:.1f} s)" if go else f"joining ({elapsed:.1f} s)"
+        )
         return Panel(table, title="liveshop load test", border_style="blue")

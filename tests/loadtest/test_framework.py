@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from xml.etree import ElementTree
 
 import pytest
 
@@ -62,6 +63,8 @@ def test_html_report_is_self_contained_svg() -> None:
     }  # fmt: skip
     page = render(report)
     assert page.count("<svg") >= 6
+    for chunk in page.split("<svg")[1:]:  # every figure is well-formed XML
+        ElementTree.fromstring("<svg" + chunk.split("</svg>")[0] + "</svg>")
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "<script" not in page and "nothing_oversold" in page
 

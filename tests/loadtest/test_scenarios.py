@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SMALL_VIDEO = ("--width", "640", "--height", "360", "--preencode", "2")  # quicker to pre-encode than 720p
 COMMON_FIELDS = (
     "scenario", "params", "duration_s", "clients", "connect_errors", "latency_ms", "sent", "received",
     "lost", "deliveries_per_s", "invariants", "server", "tester", "timeline",
@@ -102,13 +103,25 @@ def test_lottery(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_media(tmp_path: Path) -> None:
-    status, report, err = run_loadtest(tmp_path, "media", "--viewers", "3", "--duration", "4", "--ramp", "5", timeout=240)
+    status, report, err = run_loadtest(
+        tmp_path, "media", "--viewers", "3", "--duration", "4", "--ramp", "5", *SMALL_VIDEO, timeout=240
+    )
     assert status == 0, err
     assert_report(report, "media")
     media = report["media"]
     assert media["viewers"] == media["viewers_with_frames"] == 3
     assert media["fps_avg"] > 15 and media["bitrate_kbps"] > 100
     assert media["ttff_ms"]["p50"] is not None and media["server_us_per_packet"] > 0
+
+
+@pytest.mark.slow
+def test_media_decode(tmp_path: Path) -> None:
+    status, report, err = run_loadtest(
+        tmp_path, "media", "--viewers", "1", "--duration", "3", "--decode", *SMALL_VIDEO, timeout=240
+    )
+    assert status == 0, err
+    assert report["media"]["decode"] is True and report["media"]["viewers_with_frames"] == 1
+    assert report["media"]["fps_avg"] > 10
 
 
 def test_show(tmp_path: Path) -> None:
