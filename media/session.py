@@ -13,6 +13,8 @@ from .errors import MediaError
 
 log = logging.getLogger("liveshop.media.session")
 
+CLOSE_TIMEOUT_S = 10.0  # a stuck close must not hold up teardown of the rest
+
 
 class Session:
     """One WHIP or WHEP resource (RFC 9725 §4.3): created by POST, ended by DELETE."""
@@ -79,7 +81,9 @@ class Session:
             self._watchdog.cancel()
         await self.teardown()
         try:
-            await self.pc.close()
+            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("%s %s: peer connection close timed out", self.kind, self.id)
         except Exception:
             log.exception("closing peer connection")
         await self._on_end(self)

@@ -76,7 +76,7 @@ class TestViewer:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self.pc.close()
+        await asyncio.wait_for(self.pc.close(), 15)
 
 
 class TestPublisher:
@@ -101,4 +101,4 @@ class TestPublisher:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer, type="answer"))  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        await self.pc.close()
+        await asyncio.wait_for(self.pc.close(), 15)

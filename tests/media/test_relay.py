@@ -42,7 +42,7 @@ def _rss() -> int:
 async def relay():
     r = Relay(RelayConfig(connect_timeout_s=10.0))
     yield r
-    await r.close()
+    await asyncio.wait_for(r.close(), 30)
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
