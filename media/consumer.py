@@ -94,7 +94,7 @@ class Consumer:
     # ------------------------------------------------------------------ setup
     def _on_start(self, parameters: RTCRtpSendParameters, ssrc: int, rtx_ssrc: int) -> None:
         codec = parameters.codecs[0]
-        self.pt = codec.payloadType
+        self.pt = int(codec.payloadType or 0)
         self.clock_rate = codec.clockRate
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc

@@ -215,7 +215,8 @@ class PipeEdge:
                     upstream_keyframe=self._ask_keyframe,
                 )
                 self.producers[track["kind"]] = producer
-                self.by_pt[codec.payloadType] = producer
+                if codec.payloadType is not None:
+                    self.by_pt[codec.payloadType] = producer
             self.ready.set()
             self._on_ready(self)
         elif kind == "sr":

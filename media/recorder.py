@@ -139,6 +139,7 @@ class Recorder:
             if track.kind != "video" and any(t.kind == "video" for t in self.tracks):
                 return  # audio before the first video keyframe: skip, keeps A/V aligned at start
             self._make_streams(data)
+        assert track.stream is not None
         packet = av.Packet(data)
         packet.stream = track.stream
         packet.pts = packet.dts = pts

@@ -24,7 +24,9 @@ def check_offer(text: str) -> tuple[RTCSessionDescription, list[str]]:
     except Exception as exc:  # aiortc raises ValueError/IndexError/KeyError on junk
         raise MediaError(400, "bad_sdp", f"unparsable SDP: {exc!r}") from exc
     for media in parsed.media:
-        if media.kind in ("audio", "video") and (not media.ice.usernameFragment or not media.dtls):
+        if media.kind in ("audio", "video") and (
+            media.ice is None or not media.ice.usernameFragment or not media.dtls
+        ):
             raise MediaError(
                 400, "bad_sdp", f"{media.kind} section lacks ICE credentials or DTLS fingerprint"
             )
@@ -76,8 +78,8 @@ async def answer(pc: RTCPeerConnection) -> dict[str, RTCRtpCodecParameters]:
     try:
         desc = await pc.createAnswer()
         await pc.setLocalDescription(desc)
-    except Exception as exc:
-        raise MediaError(406, "no_common_codec", f"cannot answer the offer: {exc}") from exc
+    except Exception as exc:  # aiortc fails here on inconsistent offers (e.g. a broken BUNDLE group)
+        raise MediaError(400, "bad_sdp", f"cannot answer the offer: {exc}") from exc
     chosen: dict[str, RTCRtpCodecParameters] = {}
     parsed = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)
     for media in parsed.media:
