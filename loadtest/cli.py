@@ -26,7 +26,9 @@ EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 
 def _common(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--url", help="base URL of a running liveshop server, e.g. http://127.0.0.1:8080")
+    target.add_argument(
+        "--url", help="base URL of a running liveshop server, e.g. http://127.0.0.1:8080"
+    )
     target.add_argument(
         "--spawn-server",
         action="store_true",
@@ -40,8 +42,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="extra argument for the spawned server (repeatable), e.g. --server-arg=--batch-ms=50",
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of steady load (default 10)")
-    parser.add_argument("--ramp", type=float, default=500.0, help="client joins per second (default 500)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of steady load (default 10)"
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=500.0, help="client joins per second (default 500)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible crowds")
     parser.add_argument(
         "--processes",
@@ -50,7 +56,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"worker processes (default: cores = {os.cpu_count()})",
     )
     parser.add_argument(
-        "--connect-retries", type=int, default=2, help="reconnect attempts of a client whose join failed (default 2)"
+        "--connect-retries",
+        type=int,
+        default=2,
+        help="reconnect attempts of a client whose join failed (default 2)",
     )
     parser.add_argument(
         "--ws-client",
@@ -60,9 +69,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--html", metavar="FILE", help="write the self-contained HTML report here")
-    parser.add_argument("--slo", help="objectives, e.g. 'p99<250,errors<0.1%%'; a miss makes the exit status 1")
-    parser.add_argument("--quiet", action="store_true", help="no live view and no summary on stderr")
-    parser.add_argument("--timeout", type=float, default=0.0, help="hard limit on the run (default 3×duration+120 s)")
+    parser.add_argument(
+        "--slo", help="objectives, e.g. 'p99<250,errors<0.1%%'; a miss makes the exit status 1"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no live view and no summary on stderr"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help="hard limit on the run (default 3×duration+120 s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="check flash-sale invariants on saved order records (GET /api/shows/{id}/orders output)",
         description="Run the flash-sale invariant checker on a JSON file of order records; exit 1 on a violation.",
     )
-    audit.add_argument("orders", help="JSON file: {\"orders\": [...]} or a list of order records")
+    audit.add_argument("orders", help='JSON file: {"orders": [...]} or a list of order records')
     audit.add_argument("--quantity", type=int, required=True, help="units the sale offered")
     audit.add_argument("--per-user-limit", type=int, required=True, help="units one buyer may hold")
-    audit.add_argument("--demand", type=int, required=True, help="eligible demand (sum of min(wanted, limit))")
+    audit.add_argument(
+        "--demand", type=int, required=True, help="eligible demand (sum of min(wanted, limit))"
+    )
     audit.add_argument("--sale-id", help="only records of this sale")
     audit.add_argument("--json", metavar="FILE", help="write the verdicts here")
     return parser
@@ -128,13 +148,22 @@ def summary_line(report: dict[str, Any]) -> str:
     if machine:
         lines.append(
             f"  machine busy {machine.get('busy_pct')}% of {machine.get('cores')} cores"
-            + (f", {machine['other_cpu_s']} cpu-s used by other work" if machine.get("other_cpu_s") is not None else "")
+            + (
+                f", {machine['other_cpu_s']} cpu-s used by other work"
+                if machine.get("other_cpu_s") is not None
+                else ""
+            )
         )
     if "server" in report:
         lines.append(f"  server {json.dumps(report['server'])}")
     for key in ("sale", "media", "lottery"):
         if key in report:
-            lines.append(f"  {key} " + json.dumps({k: v for k, v in report[key].items() if not isinstance(v, list | dict)}))
+            lines.append(
+                f"  {key} "
+                + json.dumps(
+                    {k: v for k, v in report[key].items() if not isinstance(v, list | dict)}
+                )
+            )
     for name, verdict in report["invariants"].items():
         lines.append(f"  [{'ok' if verdict['ok'] else 'FAIL'}] {name}: {verdict['detail']}")
     for slo in report["slos"]:
@@ -146,7 +175,9 @@ def summary_line(report: dict[str, Any]) -> str:
 
 def exit_status(report: dict[str, Any]) -> int:
     """0 when every invariant and SLO held, 1 otherwise."""
-    ok = all(v["ok"] for v in report.get("invariants", {}).values()) and all(s["ok"] for s in report.get("slos", []))
+    ok = all(v["ok"] for v in report.get("invariants", {}).values()) and all(
+        s["ok"] for s in report.get("slos", [])
+    )
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -159,10 +190,11 @@ def check_orders(args: dict[str, Any]) -> int:
         return EXIT_SETUP
     orders = orders_from_json(body, args.get("sale_id"))
     params = SaleParams(args["quantity"], args["per_user_limit"], args["demand"])
-    report = {"invariants": check_sale(orders, params), "counts": sale_counts(orders, params)}
+    invariants = check_sale(orders, params)
+    report = {"invariants": invariants, "counts": sale_counts(orders, params)}
     if args.get("json"):
         Path(args["json"]).write_text(json.dumps(report, indent=2) + "\n")
-    for name, verdict in report["invariants"].items():
+    for name, verdict in invariants.items():
         print(f"[{'ok' if verdict['ok'] else 'FAIL'}] {name}: {verdict['detail']}", file=sys.stderr)
     return exit_status(report)
 

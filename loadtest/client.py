@@ -30,7 +30,11 @@ class ApiError(Exception):
 
 
 async def call(
-    session: aiohttp.ClientSession, method: str, url: str, token: str | None = None, json: Any = None
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: str | None = None,
+    json: Any = None,
 ) -> Any:
     """One JSON request; returns the decoded body or raises ApiError."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -43,7 +47,9 @@ async def call(
 
 async def create_show(session: aiohttp.ClientSession, base: str, title: str) -> tuple[str, str]:
     """POST /api/shows → (show id, host token)."""
-    body = await call(session, "POST", f"{base}/api/shows", json={"title": title, "host_name": "Load tester"})
+    body = await call(
+        session, "POST", f"{base}/api/shows", json={"title": title, "host_name": "Load tester"}
+    )
     return str(body["show"]["id"]), str(body["host_token"])
 
 
@@ -52,7 +58,11 @@ async def mint_token(
 ) -> tuple[str, str]:
     """Host mints a viewer or moderator token: POST /api/shows/{id}/tokens → (token, user id)."""
     body = await call(
-        session, "POST", f"{base}/api/shows/{show_id}/tokens", host_token, {"role": role, "name": name}
+        session,
+        "POST",
+        f"{base}/api/shows/{show_id}/tokens",
+        host_token,
+        {"role": role, "name": name},
     )
     return str(body["token"]), str(body["user_id"])
 
@@ -117,7 +127,11 @@ class ShowSocket:
         try:
             while True:
                 msg = await ws.receive()
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                if msg.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                ):
                     break
                 if msg.type == aiohttp.WSMsgType.ERROR:
                     break
@@ -129,7 +143,10 @@ class ShowSocket:
                     if self.on_events:
                         self.on_events(frame.get("events") or [])
                 elif kind in ("reply", "error"):
-                    fut = self._pending.pop(frame.get("id"), None) if frame.get("id") is not None else None
+                    request_id = frame.get("id")
+                    fut = (
+                        self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+                    )
                     if fut is not None and not fut.done():
                         fut.set_result(frame)
                     elif kind == "error":
@@ -138,7 +155,9 @@ class ShowSocket:
             self.close_code = ws.close_code
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_result({"type": "error", "code": "closed", "message": f"closed {ws.close_code}"})
+                    fut.set_result(
+                        {"type": "error", "code": "closed", "message": f"closed {ws.close_code}"}
+                    )
             self._pending.clear()
 
     @property

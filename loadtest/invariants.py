@@ -63,7 +63,9 @@ def sale_counts(orders: Iterable[OrderRecord], params: SaleParams) -> dict[str, 
         "reserved": sum(o.quantity for o in holding if o.status == "reserved"),
         "paid": sum(o.quantity for o in holding if o.status == "paid"),
         "oversold": max(0, sold - params.quantity),
-        "per_user_violations": sum(1 for units in per_user.values() if units > params.per_user_limit),
+        "per_user_violations": sum(
+            1 for units in per_user.values() if units > params.per_user_limit
+        ),
         "duplicates": sum(count - 1 for count in keys.values() if count > 1),
     }
 
@@ -81,7 +83,8 @@ def check_sale(orders: Iterable[OrderRecord], params: SaleParams) -> dict[str, d
             f"{params.eligible_demand}) = {expected}",
         ),
         "nothing_oversold": check(
-            counts["oversold"] == 0, f"{counts['sold']} sold of {params.quantity} (oversold {counts['oversold']})"
+            counts["oversold"] == 0,
+            f"{counts['sold']} sold of {params.quantity} (oversold {counts['oversold']})",
         ),
         "per_user_limit": check(
             counts["per_user_violations"] == 0,
@@ -97,18 +100,26 @@ def check_sale(orders: Iterable[OrderRecord], params: SaleParams) -> dict[str, d
 def check_replays(first: Mapping[str, str], replays: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """A repeated idempotency key must get the first outcome back: ``first`` maps key → outcome,
     ``replays`` lists (key, outcome) of the retries."""
-    mismatched = [(key, outcome, first.get(key)) for key, outcome in replays if first.get(key) != outcome]
+    mismatched = [
+        (key, outcome, first.get(key)) for key, outcome in replays if first.get(key) != outcome
+    ]
     total = sum(1 for _ in first)
     if mismatched:
         key, got, want = mismatched[0]
-        return check(False, f"{len(mismatched)} retries got a different outcome (e.g. key {key}: {got} != {want})")
+        return check(
+            False,
+            f"{len(mismatched)} retries got a different outcome (e.g. key {key}: {got} != {want})",
+        )
     return check(True, f"every retry got its first outcome back ({total} keys)")
 
 
 def check_client_agrees(client_reserved: int, server_sold: int, unknown: int) -> dict[str, Any]:
     """Buyers told "reserved" must match the server's records (requests with no answer may go either way)."""
     ok = client_reserved <= server_sold <= client_reserved + unknown
-    return check(ok, f"clients saw {client_reserved} reserved (+{unknown} unanswered), server records {server_sold}")
+    return check(
+        ok,
+        f"clients saw {client_reserved} reserved (+{unknown} unanswered), server records {server_sold}",
+    )
 
 
 def orders_from_json(body: Any, sale_id: str | None = None) -> list[OrderRecord]:
@@ -120,7 +131,9 @@ def orders_from_json(body: Any, sale_id: str | None = None) -> list[OrderRecord]
             continue
         out.append(
             OrderRecord(
-                order_id=str(item.get("id") or item.get("order_id") or item.get("reservation_id") or ""),
+                order_id=str(
+                    item.get("id") or item.get("order_id") or item.get("reservation_id") or ""
+                ),
                 user_id=str(item.get("user_id") or item.get("uid") or ""),
                 key=str(item.get("key") or item.get("idempotency_key") or ""),
                 quantity=int(item.get("quantity") or item.get("qty") or 1),

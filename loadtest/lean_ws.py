@@ -36,7 +36,9 @@ def mask(payload: bytes, key: bytes) -> bytes:
     if not n:
         return b""
     repeated = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
+        n, "little"
+    )
 
 
 def encode_frame(opcode: int, payload: bytes) -> bytes:
@@ -55,7 +57,9 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
 class _Protocol(asyncio.Protocol):
     """Handshake, frame parsing and control frames for one connection."""
 
-    def __init__(self, request: bytes, accept: str, on_message: Callable[[int, bytes], None]) -> None:
+    def __init__(
+        self, request: bytes, accept: str, on_message: Callable[[int, bytes], None]
+    ) -> None:
         self.request = request
         self.accept = accept
         self.on_message = on_message
@@ -70,8 +74,10 @@ class _Protocol(asyncio.Protocol):
         self._fragment_op = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        transport.write(self.request)
+        self.transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's transports are not subclasses
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -82,10 +88,17 @@ class _Protocol(asyncio.Protocol):
             head = bytes(self.buffer[:end]).decode("latin-1")
             del self.buffer[: end + 4]
             status_line, *lines = head.split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-            if " 101 " not in status_line + " " or headers.get("sec-websocket-accept") != self.accept:
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)
+            }
+            if (
+                " 101 " not in status_line + " "
+                or headers.get("sec-websocket-accept") != self.accept
+            ):
                 if not self.handshake.done():
-                    self.handshake.set_exception(ApiError(0, {"error": {"code": f"upgrade_{status_line[9:12]}"}}))
+                    self.handshake.set_exception(
+                        ApiError(0, {"error": {"code": f"upgrade_{status_line[9:12]}"}})
+                    )
                 self._abort()
                 return
             self._open = True
@@ -198,7 +211,10 @@ class LeanShowSocket:
         self._welcome = loop.create_future()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(request, accept, self._on_message), self.host, self.port), wait_s
+                loop.create_connection(
+                    lambda: _Protocol(request, accept, self._on_message), self.host, self.port
+                ),
+                wait_s,
             )
         except OSError as exc:
             raise ApiError(0, {"error": {"code": f"connect_{type(exc).__name__}"}}) from None

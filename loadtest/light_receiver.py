@@ -92,7 +92,9 @@ class ViewerStats:
     window_frames: int = 0
     window_bytes: int = 0
     _last_ts: dict[int, int] = field(default_factory=dict)
-    _seq: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # ssrc → (base, highest, received)
+    _seq: dict[int, tuple[int, int, int]] = field(
+        default_factory=dict
+    )  # ssrc → (base, highest, received)
     _got_key: bool = False
     _key_frame_open: bool = False
 
@@ -169,7 +171,14 @@ def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats, forward: Any = 
 class WhepViewer:
     """One WHEP playback session (video only) with the light receiver, or full decode."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, show_id: str, token: str, decode: bool = False) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        show_id: str,
+        token: str,
+        decode: bool = False,
+    ) -> None:
         self.session = session
         self.url = f"{base_url}/whep/{show_id}"
         self.base_url = base_url
@@ -195,7 +204,9 @@ class WhepViewer:
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/sdp"}
-        async with self.session.post(self.url, data=self.pc.localDescription.sdp, headers=headers) as resp:
+        async with self.session.post(
+            self.url, data=self.pc.localDescription.sdp, headers=headers
+        ) as resp:
             body = await resp.text()
             if resp.status != 201:
                 raise RuntimeError(f"WHEP {resp.status}: {body[:200]}")
@@ -219,7 +230,9 @@ class WhepViewer:
         """DELETE the WHEP session and close the peer connection."""
         if self.location:
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                async with self.session.delete(self.location, headers={"Authorization": f"Bearer {self.token}"}):
+                async with self.session.delete(
+                    self.location, headers={"Authorization": f"Bearer {self.token}"}
+                ):
                     pass
         if self._consumer:
             self._consumer.cancel()

@@ -31,7 +31,9 @@ class LiveView:
         from rich.console import Console
         from rich.live import Live
 
-        self._live = Live(self._render(ctl), console=Console(stderr=True), refresh_per_second=4, transient=False)
+        self._live = Live(
+            self._render(ctl), console=Console(stderr=True), refresh_per_second=4, transient=False
+        )
         self._live.start()
 
     def update(self, ctl: Controller) -> None:
@@ -64,11 +66,16 @@ class LiveView:
             p99 = metrics.percentile_ms(slot["latency"], 99)
             previous = agg.timeline.get(latest - 1)
             if previous:
-                cpu = sum(slot["cpu"].get(i, 0) - previous["cpu"].get(i, 0) for i in slot["cpu"]) * 100
+                cpu = (
+                    sum(slot["cpu"].get(i, 0) - previous["cpu"].get(i, 0) for i in slot["cpu"])
+                    * 100
+                )
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan")
         table.add_column()
-        table.add_row("scenario", f"{self.args['scenario']}  ({ctl.phase}, {ctl.workers} workers, {ctl.url})")
+        table.add_row(
+            "scenario", f"{self.args['scenario']}  ({ctl.phase}, {ctl.workers} workers, {ctl.url})"
+        )
         table.add_row("connected", f"{int(agg.gauge_now('connected')):,}")
         table.add_row("sent/s", f"{rate_sent:,}")
         table.add_row("received/s", f"{rate_recv:,}")
@@ -84,6 +91,9 @@ class LiveView:
         bar = ProgressBar(total=max(duration, 1), completed=min(load, duration), width=40)
         table.add_row("progress", bar)
         table.add_row(
-            "elapsed", f"load {min(load, duration):.1f} s / {duration:.0f} s (run {elapsed:.1f} s)" if go else f"joining ({elapsed:.1f} s)"
+            "elapsed",
+            f"load {min(load, duration):.1f} s / {duration:.0f} s (run {elapsed:.1f} s)"
+            if go
+            else f"joining ({elapsed:.1f} s)",
         )
         return Panel(table, title="liveshop load test", border_style="blue")

@@ -24,7 +24,9 @@ _SPACE = 1 << 256
 
 def entrants_digest(entrants: list[str]) -> str:
     """sha256 of the entrant list as compact JSON (no spaces, UTF-8 kept), hex."""
-    return hashlib.sha256(json.dumps(entrants, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(entrants, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 class _Uniform:
@@ -83,5 +85,7 @@ def verify_proof(proof: dict[str, Any], commitment_seen: str | None = None) -> l
     if not problems:
         expected = winners_of(seed, digest, entrants, count)
         if expected != winners:
-            problems.append(f"winners differ: recomputed {expected[:5]}…, proof says {winners[:5]}…")
+            problems.append(
+                f"winners differ: recomputed {expected[:5]}…, proof says {winners[:5]}…"
+            )
     return problems

@@ -45,7 +45,8 @@ def summary_ms(hist: HdrHistogram) -> dict[str, float | None]:
     if not hist.get_total_count():
         return {**{name: None for name in PERCENTILES}, "max": None}
     out: dict[str, float | None] = {
-        name: round(hist.get_value_at_percentile(pct) / 1000, 3) for name, pct in PERCENTILES.items()
+        name: round(hist.get_value_at_percentile(pct) / 1000, 3)
+        for name, pct in PERCENTILES.items()
     }
     out["max"] = round(hist.get_max_value() / 1000, 3)
     return out
@@ -144,7 +145,11 @@ class WorkerStats:
         self._last_counters = Counter(self.counters)
         interval = encode(self._interval)
         self._interval = new_histogram()
-        return {"counters": {k: v for k, v in delta.items() if v}, "gauges": dict(self.gauges), "latency": interval}
+        return {
+            "counters": {k: v for k, v in delta.items() if v},
+            "gauges": dict(self.gauges),
+            "latency": interval,
+        }
 
     def final(self) -> dict[str, Any]:
         """Totals to ship to the parent at the end."""

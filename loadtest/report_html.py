@@ -24,7 +24,9 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_chart(title: str, series: dict[str, list[tuple[float, float | None]]], x_label: str, y_label: str) -> str:
+def line_chart(
+    title: str, series: dict[str, list[tuple[float, float | None]]], x_label: str, y_label: str
+) -> str:
     """A line chart of one or more (x, y) series; None values break the line."""
     points = [(x, y) for s in series.values() for x, y in s if y is not None]
     if not points:
@@ -50,14 +52,18 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float | None]]], 
                 continue
             path.append(f"{'L' if pen_down else 'M'}{sx(x):.1f},{sy(y):.1f}")
             pen_down = True
-        parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+        parts.append(
+            f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="1.8"/>'
+        )
         parts.append(
             f'<text x="{PAD_L + 8 + 110 * i}" y="{PAD_T - 8}" fill="{color}" font-size="12">{html.escape(name)}</text>'
         )
     return _figure(title, parts)
 
 
-def bar_chart(title: str, bars: list[tuple[str, float]], y_label: str, log_labels: bool = False) -> str:
+def bar_chart(
+    title: str, bars: list[tuple[str, float]], y_label: str, log_labels: bool = False
+) -> str:
     """Vertical bars with category labels (every few labels shown when crowded)."""
     if not bars:
         return f"<figure><figcaption>{html.escape(title)}</figcaption><p class=empty>no data</p></figure>"
@@ -83,7 +89,16 @@ def bar_chart(title: str, bars: list[tuple[str, float]], y_label: str, log_label
     return _figure(title, parts)
 
 
-def _axes(x_min: float, x_max: float, y_max: float, x_label: str, y_label: str, sx: Any, sy: Any, x_ticks: bool = True) -> str:
+def _axes(
+    x_min: float,
+    x_max: float,
+    y_max: float,
+    x_label: str,
+    y_label: str,
+    sx: Any,
+    sy: Any,
+    x_ticks: bool = True,
+) -> str:
     out = [
         f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#888"/>',
         f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#888"/>',
@@ -92,18 +107,24 @@ def _axes(x_min: float, x_max: float, y_max: float, x_label: str, y_label: str, 
     ]
     for i in range(5):
         y = y_max / 1.1 * i / 4
-        out.append(f'<text x="{PAD_L - 4}" y="{sy(y) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>')
-        out.append(f'<line x1="{PAD_L}" y1="{sy(y):.1f}" x2="{W - PAD_R}" y2="{sy(y):.1f}" stroke="#eee"/>')
+        out.append(
+            f'<text x="{PAD_L - 4}" y="{sy(y) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>'
+        )
+        out.append(
+            f'<line x1="{PAD_L}" y1="{sy(y):.1f}" x2="{W - PAD_R}" y2="{sy(y):.1f}" stroke="#eee"/>'
+        )
     if x_ticks:
         for i in range(6):
             x = x_min + (x_max - x_min) * i / 5
-            out.append(f'<text x="{sx(x):.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{_fmt(x)}</text>')
+            out.append(
+                f'<text x="{sx(x):.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{_fmt(x)}</text>'
+            )
     return "".join(out)
 
 
 def _figure(title: str, parts: list[str]) -> str:
     return (
-        f'<figure><figcaption>{html.escape(title)}</figcaption>'
+        f"<figure><figcaption>{html.escape(title)}</figcaption>"
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif">'
         + "".join(parts)
         + "</svg></figure>"
@@ -111,7 +132,9 @@ def _figure(title: str, parts: list[str]) -> str:
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
-    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_plain(v))}</td></tr>" for k, v in rows)
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_plain(v))}</td></tr>" for k, v in rows
+    )
     return f"<table>{cells}</table>"
 
 
@@ -139,7 +162,12 @@ def render(report: dict[str, Any]) -> str:
             [(_fmt(upper), count) for upper, count in report.get("latency_histogram_ms", [])],
             "messages",
         ),
-        line_chart("Connected clients", {"connected": [(r["t"], r["connected"]) for r in timeline]}, "seconds", "clients"),
+        line_chart(
+            "Connected clients",
+            {"connected": [(r["t"], r["connected"]) for r in timeline]},
+            "seconds",
+            "clients",
+        ),
         line_chart(
             "Rates",
             {
@@ -173,11 +201,29 @@ def render(report: dict[str, Any]) -> str:
     media = report.get("media")
     if media and media.get("per_viewer"):
         viewers = media["per_viewer"]
-        figures.append(bar_chart("Media: time to first frame per viewer", [(str(i), v.get("ttff_ms") or 0) for i, v in enumerate(viewers)], "ms"))
-        figures.append(bar_chart("Media: fps per viewer", [(str(i), v.get("fps") or 0) for i, v in enumerate(viewers)], "fps"))
+        figures.append(
+            bar_chart(
+                "Media: time to first frame per viewer",
+                [(str(i), v.get("ttff_ms") or 0) for i, v in enumerate(viewers)],
+                "ms",
+            )
+        )
+        figures.append(
+            bar_chart(
+                "Media: fps per viewer",
+                [(str(i), v.get("fps") or 0) for i, v in enumerate(viewers)],
+                "fps",
+            )
+        )
     lottery = report.get("lottery")
     if lottery:
-        figures.append(bar_chart("Lottery", [("entrants", lottery.get("entrants", 0)), ("winners", lottery.get("winners", 0))], "count"))
+        figures.append(
+            bar_chart(
+                "Lottery",
+                [("entrants", lottery.get("entrants", 0)), ("winners", lottery.get("winners", 0))],
+                "count",
+            )
+        )
 
     summary = [
         ("scenario", report["scenario"]),
@@ -187,7 +233,10 @@ def render(report: dict[str, Any]) -> str:
         ("clients / peak connected", f"{report.get('clients')} / {report.get('peak_connected')}"),
         ("connect errors / errors", f"{report.get('connect_errors')} / {report.get('errors')}"),
         ("latency ms", report.get("latency_ms")),
-        ("sent / received / expected / lost / dropped", f"{report.get('sent')} / {report.get('received')} / {report.get('expected')} / {report.get('lost')} / {report.get('dropped')}"),
+        (
+            "sent / received / expected / lost / dropped",
+            f"{report.get('sent')} / {report.get('received')} / {report.get('expected')} / {report.get('lost')} / {report.get('dropped')}",
+        ),
         ("deliveries/s", report.get("deliveries_per_s")),
         ("tester", report.get("tester")),
     ]
@@ -195,7 +244,16 @@ def render(report: dict[str, Any]) -> str:
         summary.append(("server", report["server"]))
     for key in ("sale", "media", "lottery"):
         if key in report:
-            summary.append((key, {k: v for k, v in report[key].items() if k not in ("per_viewer", "reserved_over_time")}))
+            summary.append(
+                (
+                    key,
+                    {
+                        k: v
+                        for k, v in report[key].items()
+                        if k not in ("per_viewer", "reserved_over_time")
+                    },
+                )
+            )
     invariants = "".join(
         f'<tr class="{"ok" if v["ok"] else "bad"}"><th>{html.escape(k)}</th><td>{"✔" if v["ok"] else "✘"}</td><td>{html.escape(v["detail"])}</td></tr>'
         for k, v in report.get("invariants", {}).items()

@@ -48,7 +48,9 @@ def build_report(
         "peak_connected": int(max((row["connected"] for row in agg.timeline_rows()), default=0)),
         "connect_errors": int(c.get("connect_errors", 0)),
         "errors": int(c.get("errors", 0)),
-        "error_codes": {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("error:")},
+        "error_codes": {
+            k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("error:")
+        },
         "attempts": int(c.get("attempts", 0) or c.get("clients", 0) + sent),
         "latency_ms": metrics.summary_ms(latency),
         "latency_samples": int(latency.get_total_count()),
@@ -75,7 +77,9 @@ def build_report(
     # A tester whose workers were >90% busy in some second or whose loop woke >100 ms late (p99)
     # measured itself, not the server: say so loudly.
     lag_p99 = metrics.percentile_ms(loop_lag, 99) or 0.0
-    peak = max((row["tester_cpu_pct"] or 0.0 for row in report["timeline"]), default=0.0) / max(processes, 1)
+    peak = max((row["tester_cpu_pct"] or 0.0 for row in report["timeline"]), default=0.0) / max(
+        processes, 1
+    )
     report["tester"]["peak_cpu_pct"] = round(peak, 1)
     report["tester"]["saturated"] = peak > 90 or lag_p99 > 100
     invariants = extra.pop("invariants", {})
@@ -98,13 +102,20 @@ def build_report(
         report["server"] = server_stats
         media = report.get("media")
         if isinstance(media, dict) and media.get("packets_forwarded"):
-            media["server_us_per_packet"] = round(1e6 * server_stats["cpu_s"] / media["packets_forwarded"], 2)
+            media["server_us_per_packet"] = round(
+                1e6 * server_stats["cpu_s"] / media["packets_forwarded"], 2
+            )
     if agg.crashes:
         report["crashes"] = agg.crashes
-        report["invariants"]["workers_completed"] = {"ok": False, "detail": "; ".join(agg.crashes)[:2000]}
+        report["invariants"]["workers_completed"] = {
+            "ok": False,
+            "detail": "; ".join(agg.crashes)[:2000],
+        }
     report["notes"] = ctl.notes
     report["slos"] = evaluate_slos(parse_slos(args.get("slo")), report)
-    report["ok"] = all(v["ok"] for v in report["invariants"].values()) and all(s["ok"] for s in report["slos"])
+    report["ok"] = all(v["ok"] for v in report["invariants"].values()) and all(
+        s["ok"] for s in report["slos"]
+    )
     return report
 
 

@@ -60,8 +60,12 @@ def install_uvloop() -> str:
 
 def new_session(limit: int = 0) -> aiohttp.ClientSession:
     """A session for thousands of clients: no per-host connection cap, generous timeouts."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, force_close=False, ttl_dns_cache=3600)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60, sock_connect=30))
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=0, force_close=False, ttl_dns_cache=3600
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60, sock_connect=30)
+    )
 
 
 # ---------------------------------------------------------------- worker side
@@ -105,7 +109,9 @@ async def _worker(
             out.put(("tick", index, int((time.monotonic() - t0) // TICK_S), _tick_payload(stats)))
             try:
                 pickle.dumps(final)
-            except Exception as exc:  # an unpicklable extra would vanish in the queue's feeder thread
+            except (
+                Exception
+            ) as exc:  # an unpicklable extra would vanish in the queue's feeder thread
                 final["extra"] = {}
                 out.put(("crash", index, f"worker results not picklable: {exc}"))
             out.put(("done", index, final))
@@ -208,7 +214,9 @@ class Aggregate:
 class Controller:
     """The parent's handle on a run: server URL, HTTP session, flags, live progress."""
 
-    def __init__(self, args: dict[str, Any], url: str, session: aiohttp.ClientSession, flags: Any) -> None:
+    def __init__(
+        self, args: dict[str, Any], url: str, session: aiohttp.ClientSession, flags: Any
+    ) -> None:
         self.args = args
         self.url = url.rstrip("/")
         self.session = session
@@ -225,11 +233,18 @@ class Controller:
         self.flags[slot] = value
 
     async def request(
-        self, method: str, path: str, token: str | None = None, json: Any = None, expect: tuple[int, ...] = (200, 201)
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        expect: tuple[int, ...] = (200, 201),
     ) -> Any:
         """One JSON call to the server; raises RuntimeError with the server's error body otherwise."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(method, self.url + path, json=json, headers=headers) as resp:
+        async with self.session.request(
+            method, self.url + path, json=json, headers=headers
+        ) as resp:
             body = await resp.json(content_type=None) if resp.content_length != 0 else {}
             if resp.status not in expect:
                 raise RuntimeError(f"{method} {path} -> {resp.status}: {body}")
@@ -290,14 +305,18 @@ async def run(args: dict[str, Any]) -> RunResult:
                 processes.append(proc)
             live.start(ctl)
             control = asyncio.create_task(scenario.control(ctl, plan))
-            await _collect(ctl, out, processes, live, float(args.get("timeout") or 0) or _default_timeout(args))
+            await _collect(
+                ctl, out, processes, live, float(args.get("timeout") or 0) or _default_timeout(args)
+            )
             if not control.done():
                 flags[STOP] = 1
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(control), 5)
                 control.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                control_error = control.exception() if control.done() and not control.cancelled() else None
+                control_error = (
+                    control.exception() if control.done() and not control.cancelled() else None
+                )
             if control_error:
                 ctl.agg.crashes.append(f"control: {type(control_error).__name__}: {control_error}")
             duration = time.monotonic() - t0
@@ -348,14 +367,18 @@ def _default_timeout(args: dict[str, Any]) -> float:
     return float(args.get("duration") or 10) * 3 + 120
 
 
-async def _collect(ctl: Controller, out: Any, processes: list[Any], live: LiveView, limit_s: float) -> None:
+async def _collect(
+    ctl: Controller, out: Any, processes: list[Any], live: LiveView, limit_s: float
+) -> None:
     """Read worker messages until every worker is done (or crashed, or the timeout passes)."""
     deadline = time.monotonic() + limit_s
     finished: set[int] = set()
     loop = asyncio.get_running_loop()
     while len(finished) < len(processes):
         if time.monotonic() > deadline:
-            ctl.agg.crashes.append(f"timeout: {len(processes) - len(finished)} workers never finished")
+            ctl.agg.crashes.append(
+                f"timeout: {len(processes) - len(finished)} workers never finished"
+            )
             ctl.flags[STOP] = 1
             break
         try:

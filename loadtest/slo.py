@@ -24,7 +24,9 @@ def _latency(name: str) -> Callable[[dict[str, Any]], float | None]:
 
 def _errors_pct(report: dict[str, Any]) -> float | None:
     attempts = max(int(report.get("attempts") or 0), 1)
-    return 100.0 * (int(report.get("connect_errors") or 0) + int(report.get("errors") or 0)) / attempts
+    return (
+        100.0 * (int(report.get("connect_errors") or 0) + int(report.get("errors") or 0)) / attempts
+    )
 
 
 def _loss_pct(report: dict[str, Any]) -> float | None:

@@ -10,7 +10,8 @@ from .media import MediaScenario
 from .show import ShowScenario
 
 SCENARIOS: dict[str, type[Scenario]] = {
-    cls.name: cls for cls in (ChatScenario, FlashSaleScenario, LotteryScenario, MediaScenario, ShowScenario)
+    cls.name: cls
+    for cls in (ChatScenario, FlashSaleScenario, LotteryScenario, MediaScenario, ShowScenario)
 }
 
 __all__ = ["SCENARIOS", "Scenario"]

@@ -82,13 +82,17 @@ class WorkerEnv:
             await self.flag_event(slot).wait()
         return float(self.flags[slot])
 
-    async def wait_until_or_stop(self, monotonic_s: float, also: asyncio.Future[Any] | None = None) -> None:
+    async def wait_until_or_stop(
+        self, monotonic_s: float, also: asyncio.Future[Any] | None = None
+    ) -> None:
         """Sleep until ``monotonic_s``, or until stop is requested, or ``also`` completes."""
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.flag_event(STOP).wait())}
         if also is not None:
             waiters.add(also)
         delay = max(0.0, monotonic_s - time.monotonic())
-        _done, pending = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        _done, pending = await asyncio.wait(
+            waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+        )
         for fut in pending:
             if fut is not also:
                 fut.cancel()
@@ -105,7 +109,9 @@ class WorkerEnv:
         One watcher per worker serves every client."""
         future = self._quiet.get(counter)
         if future is None:
-            future = self._quiet[counter] = asyncio.ensure_future(self._watch_quiet(counter, idle_s, max_s))
+            future = self._quiet[counter] = asyncio.ensure_future(
+                self._watch_quiet(counter, idle_s, max_s)
+            )
         await asyncio.shield(future)
 
     async def _watch_quiet(self, counter: str, idle_s: float, max_s: float) -> None:

@@ -37,9 +37,15 @@ class ChatScenario(Scenario):
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--viewers", type=int, default=1000, help="connected viewers (chatters included)")
-        parser.add_argument("--chatters", type=int, default=10, help="how many of the viewers send chat")
-        parser.add_argument("--rate", type=float, default=100.0, help="total chat messages per second")
+        parser.add_argument(
+            "--viewers", type=int, default=1000, help="connected viewers (chatters included)"
+        )
+        parser.add_argument(
+            "--chatters", type=int, default=10, help="how many of the viewers send chat"
+        )
+        parser.add_argument(
+            "--rate", type=float, default=100.0, help="total chat messages per second"
+        )
         parser.add_argument(
             "--chatter-role",
             choices=("moderator", "viewer"),
@@ -49,7 +55,9 @@ class ChatScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         a = self.args
-        show_id, host_token = await create_show(ctl.session, ctl.url, f"loadtest chat {a['viewers']}")
+        show_id, host_token = await create_show(
+            ctl.session, ctl.url, f"loadtest chat {a['viewers']}"
+        )
         chatters = max(1, min(a["chatters"], a["viewers"]))
         if a["chatter_role"] == "viewer" and a["rate"] / chatters > 1.0:
             ctl.notes.append(
@@ -67,14 +75,18 @@ class ChatScenario(Scenario):
     async def control(self, ctl: Controller, plan: dict[str, Any]) -> None:
         """Start the chat phase once everyone has joined (or failed to)."""
         a = self.args
-        ready = await ctl.wait_counter("joined", plan["viewers"], limit_s=plan["viewers"] / a["ramp"] + 60)
+        ready = await ctl.wait_counter(
+            "joined", plan["viewers"], limit_s=plan["viewers"] / a["ramp"] + 60
+        )
         if not ready:
             ctl.notes.append("not every viewer had joined when the chat phase started")
         ctl.phase = "chat"
         ctl.set_flag(GO, time.monotonic() + 0.5)
 
     async def run_worker(self, plan: dict[str, Any], env: WorkerEnv) -> None:
-        await asyncio.gather(*(env.spawn(self._viewer(plan, env, i)) for i in env.share(plan["viewers"])))
+        await asyncio.gather(
+            *(env.spawn(self._viewer(plan, env, i)) for i in env.share(plan["viewers"]))
+        )
 
     async def _viewer(self, plan: dict[str, Any], env: WorkerEnv, i: int) -> None:
         stats, tag, duration = env.stats, plan["tag"], float(self.args["duration"])
@@ -85,7 +97,14 @@ class ChatScenario(Scenario):
         on_events = ChatReceiver(stats, tag)
         is_chatter = i < plan["chatters"]
         role = self.args["chatter_role"] if is_chatter else "viewer"
-        sock = await join(env, plan["show_id"], plan["host_token"], role, f"{'Chatter' if is_chatter else 'Viewer'} {i}", on_events)
+        sock = await join(
+            env,
+            plan["show_id"],
+            plan["host_token"],
+            role,
+            f"{'Chatter' if is_chatter else 'Viewer'} {i}",
+            on_events,
+        )
         stats.add("joined")
         if sock is None:
             return
@@ -109,7 +128,15 @@ class ChatScenario(Scenario):
             left(env)
             await sock.close()
 
-    async def _send(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int, go: float, duration: float) -> None:
+    async def _send(
+        self,
+        plan: dict[str, Any],
+        env: WorkerEnv,
+        sock: AnySocket,
+        i: int,
+        go: float,
+        duration: float,
+    ) -> None:
         """Open-loop sender: message k of chatter i is due at a fixed time, whatever happened before."""
         rate = float(self.args["rate"])
         per_chatter = rate / plan["chatters"]
@@ -148,7 +175,9 @@ class ChatScenario(Scenario):
         received = c.get("received", 0)
         lost = max(0, expected - received)
         # Messages that receivers closed by the server (slow consumer, 1013) never got: announced by the close.
-        closed_missing = max(0, c.get("closed_receivers", 0) * accepted - c.get("received_by_closed", 0))
+        closed_missing = max(
+            0, c.get("closed_receivers", 0) * accepted - c.get("received_by_closed", 0)
+        )
         announced = c.get("skipped", 0) + closed_missing
         return {
             "expected": expected,

@@ -17,7 +17,10 @@ AnySocket = ShowSocket | LeanShowSocket
 
 
 def open_socket(
-    env: WorkerEnv, show_id: str, token: str, on_events: Callable[[list[dict[str, Any]]], None] | None = None
+    env: WorkerEnv,
+    show_id: str,
+    token: str,
+    on_events: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> AnySocket:
     """The lean client (default, ``ws://``) or aiohttp's (``--ws-client aiohttp`` or ``https``)."""
     if env.args.get("ws_client", "lean") == "lean" and env.url.startswith("http://"):
@@ -49,7 +52,9 @@ async def join(
     for attempt in range(retries + 1):
         try:
             if token is None:
-                token, _user_id = await mint_token(env.session, env.url, show_id, host_token, role, name)
+                token, _user_id = await mint_token(
+                    env.session, env.url, show_id, host_token, role, name
+                )
             sock = open_socket(env, show_id, token, on_events)
             await sock.connect()
         except (TimeoutError, ApiError, RuntimeError, aiohttp.ClientError, OSError) as exc:
@@ -96,7 +101,9 @@ def stream_id(value: str) -> tuple[int, int]:
         return (0, 0)
 
 
-def count_error(env: WorkerEnv, what: str, exc: BaseException, connect: bool = False, final: bool = False) -> None:
+def count_error(
+    env: WorkerEnv, what: str, exc: BaseException, connect: bool = False, final: bool = False
+) -> None:
     """Count a failed call under ``error:<what>_<code>``; 5xx/``internal`` also count as server errors.
     ``final``: the client gives up (``clients_failed``)."""
     code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
@@ -156,7 +163,9 @@ class ChatReceiver:
             stats.counters["received"] += received
 
 
-async def mint_with_retry(env: WorkerEnv, show_id: str, host_token: str, role: str, name: str) -> tuple[str, str]:
+async def mint_with_retry(
+    env: WorkerEnv, show_id: str, host_token: str, role: str, name: str
+) -> tuple[str, str]:
     """Host-minted token for one simulated person, retried (``--connect-retries``) with backoff;
     every failed attempt counts in ``connect_errors``, giving up raises the last error."""
     retries = int(env.args.get("connect_retries", 2))

@@ -67,7 +67,9 @@ def start_monotonic(sale: dict[str, Any], received_at: float) -> float:
     return received_at + (sale["starts_at"] - sale["now"]) / 1000
 
 
-async def fetch_orders(ctl: Controller, show_id: str, host_token: str, sale_id: str) -> list[dict[str, Any]]:
+async def fetch_orders(
+    ctl: Controller, show_id: str, host_token: str, sale_id: str
+) -> list[dict[str, Any]]:
     """Every order record of the sale, following ``next_cursor`` page by page."""
     out: list[dict[str, Any]] = []
     cursor: str | None = ""
@@ -97,17 +99,39 @@ class FlashSaleScenario(Scenario):
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--buyers", type=int, default=1000, help="buyers racing at the sale start")
+        parser.add_argument(
+            "--buyers", type=int, default=1000, help="buyers racing at the sale start"
+        )
         parser.add_argument("--quantity", type=int, default=100, help="units on sale")
-        parser.add_argument("--per-user-limit", type=int, default=1, help="units one buyer may reserve")
-        parser.add_argument("--retry-fraction", type=float, default=0.2, help="buyers that double-tap (same key twice)")
-        parser.add_argument("--greedy-fraction", type=float, default=0.1, help="buyers trying limit+1 units")
-        parser.add_argument("--transport", choices=("http", "ws"), default="http", help="buy over HTTP or the WebSocket")
-        parser.add_argument("--connections", type=int, default=256, help="HTTP requests in flight per worker")
-        parser.add_argument("--countdown", type=int, default=2, help="seconds between sale creation and start")
+        parser.add_argument(
+            "--per-user-limit", type=int, default=1, help="units one buyer may reserve"
+        )
+        parser.add_argument(
+            "--retry-fraction",
+            type=float,
+            default=0.2,
+            help="buyers that double-tap (same key twice)",
+        )
+        parser.add_argument(
+            "--greedy-fraction", type=float, default=0.1, help="buyers trying limit+1 units"
+        )
+        parser.add_argument(
+            "--transport",
+            choices=("http", "ws"),
+            default="http",
+            help="buy over HTTP or the WebSocket",
+        )
+        parser.add_argument(
+            "--connections", type=int, default=256, help="HTTP requests in flight per worker"
+        )
+        parser.add_argument(
+            "--countdown", type=int, default=2, help="seconds between sale creation and start"
+        )
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
-        show_id, host_token = await create_show(ctl.session, ctl.url, f"loadtest flash sale {self.args['buyers']}")
+        show_id, host_token = await create_show(
+            ctl.session, ctl.url, f"loadtest flash sale {self.args['buyers']}"
+        )
         return {"show_id": show_id, "host_token": host_token, "run": uuid.uuid4().hex[:8]}
 
     async def control(self, ctl: Controller, plan: dict[str, Any]) -> None:
@@ -139,14 +163,18 @@ class FlashSaleScenario(Scenario):
             async with gate:
                 try:
                     if a["transport"] == "ws":
-                        sock = await join(env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}")
+                        sock = await join(
+                            env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}"
+                        )
                         if sock is not None:
                             buyer = Buyer(i, sock.token, "", wants, double_tap)
                             buyer.sock = sock
                             buyers.append(buyer)
                     else:
                         env.stats.add("clients")
-                        token, uid = await mint_with_retry(env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}")
+                        token, uid = await mint_with_retry(
+                            env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}"
+                        )
                         buyers.append(Buyer(i, token, uid, wants, double_tap))
                 except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
                     count_error(env, "token", exc, connect=True, final=True)
@@ -163,21 +191,34 @@ class FlashSaleScenario(Scenario):
         in_flight = asyncio.Semaphore(a["connections"]) if a["transport"] == "http" else None
         await env.sleep_until(start)
         env.stats.extra["fired_late_ms"] = round((time.monotonic() - start) * 1000, 3)
-        await asyncio.gather(*(self._buy_all(env, plan, sale_id, b, start, in_flight) for b in buyers))
+        await asyncio.gather(
+            *(self._buy_all(env, plan, sale_id, b, start, in_flight) for b in buyers)
+        )
         for b in buyers:
             if b.sock:
                 left(env)
                 await b.sock.close()
 
     async def _buy_all(
-        self, env: WorkerEnv, plan: dict[str, Any], sale_id: str, buyer: Buyer, start: float, gate: asyncio.Semaphore | None
+        self,
+        env: WorkerEnv,
+        plan: dict[str, Any],
+        sale_id: str,
+        buyer: Buyer,
+        start: float,
+        gate: asyncio.Semaphore | None,
     ) -> None:
         """All of one buyer's intents (one per unit wanted), at once."""
         await asyncio.gather(
-            *(self._intent(env, plan, sale_id, buyer, unit, start, gate) for unit in range(buyer.wants))
+            *(
+                self._intent(env, plan, sale_id, buyer, unit, start, gate)
+                for unit in range(buyer.wants)
+            )
         )
         extra = env.stats.extra
-        extra["last_answer_ms"] = max(extra.get("last_answer_ms", 0.0), (time.monotonic() - start) * 1000)
+        extra["last_answer_ms"] = max(
+            extra.get("last_answer_ms", 0.0), (time.monotonic() - start) * 1000
+        )
 
     async def _intent(
         self, env: WorkerEnv, plan: dict[str, Any], sale_id: str, buyer: Buyer, unit: int, start: float,
@@ -188,7 +229,9 @@ class FlashSaleScenario(Scenario):
         for attempt in range(NOT_STARTED_RETRIES):
             key = f"{plan['run']}-{buyer.index}-{unit}-{attempt}"
             taps = 2 if buyer.double_tap and unit == 0 and attempt == 0 else 1
-            answers = await asyncio.gather(*(self._attempt(env, sale_id, buyer, key, gate) for _ in range(taps)))
+            answers = await asyncio.gather(
+                *(self._attempt(env, sale_id, buyer, key, gate) for _ in range(taps))
+            )
             outcomes = [outcome for outcome, _ in answers]
             first = min(answers, key=lambda pair: pair[1])[0]
             stats.extra["first"][key] = first
@@ -197,7 +240,9 @@ class FlashSaleScenario(Scenario):
             stats.add(f"outcome:{first}")
             if first == "reserved":
                 stats.add("reserved")
-                stats.extra["reserved_ms"].append(round((min(t for _, t in answers) - start) * 1000, 2))
+                stats.extra["reserved_ms"].append(
+                    round((min(t for _, t in answers) - start) * 1000, 2)
+                )
             if first != "not_started":
                 return
             await asyncio.sleep(0.02)
@@ -222,7 +267,13 @@ class FlashSaleScenario(Scenario):
                     assert gate is not None
                     async with gate:
                         started = time.monotonic()
-                        body = await call(env.session, "POST", f"{env.url}/api/sales/{sale_id}/buy", buyer.token, {"key": key})
+                        body = await call(
+                            env.session,
+                            "POST",
+                            f"{env.url}/api/sales/{sale_id}/buy",
+                            buyer.token,
+                            {"key": key},
+                        )
                     outcome = str(body.get("outcome"))
                 stats.latency_us((time.monotonic() - started) * 1e6)
                 stats.add("received")
@@ -242,7 +293,10 @@ class FlashSaleScenario(Scenario):
         sale_id = sale["id"]
         demand = sum(int(x.get("demand", 0)) for x in agg.extras)
         params = SaleParams(a["quantity"], a["per_user_limit"], demand)
-        orders = orders_from_json({"orders": await fetch_orders(ctl, plan["show_id"], plan["host_token"], sale_id)}, sale_id)
+        orders = orders_from_json(
+            {"orders": await fetch_orders(ctl, plan["show_id"], plan["host_token"], sale_id)},
+            sale_id,
+        )
         server_sale = (await ctl.request("GET", f"/api/sales/{sale_id}"))["sale"]
         invariants = check_sale(orders, params)
         counts = sale_counts(orders, params)
@@ -259,14 +313,19 @@ class FlashSaleScenario(Scenario):
         )
         total = server_sale["left"] + server_sale["reserved"] + server_sale["sold"]
         invariants["sale_counters_consistent"] = check(
-            total == a["quantity"] and server_sale["reserved"] + server_sale["sold"] == counts["sold"],
+            total == a["quantity"]
+            and server_sale["reserved"] + server_sale["sold"] == counts["sold"],
             f"left {server_sale['left']} + reserved {server_sale['reserved']} + sold {server_sale['sold']} = {total} "
             f"(quantity {a['quantity']}); orders hold {counts['sold']}",
         )
         reserved_ms.sort()
-        span_s = max(max((x.get("last_answer_ms", 0.0) for x in agg.extras), default=0.0) / 1000, 0.001)
+        span_s = max(
+            max((x.get("last_answer_ms", 0.0) for x in agg.extras), default=0.0) / 1000, 0.001
+        )
         answered = reserved_ms
-        outcomes = Counter({k.split(":", 1)[1]: v for k, v in agg.counters.items() if k.startswith("outcome:")})
+        outcomes = Counter(
+            {k.split(":", 1)[1]: v for k, v in agg.counters.items() if k.startswith("outcome:")}
+        )
         return {
             "sale": {
                 "sale_id": sale_id,
@@ -284,13 +343,17 @@ class FlashSaleScenario(Scenario):
                 "outcomes": dict(outcomes),
                 "attempts": agg.counters.get("sent", 0),
                 "attempts_per_s": round(agg.counters.get("sent", 0) / span_s, 1),
-                "sellout_ms": answered[-1] if answered and counts["sold"] >= a["quantity"] else None,
+                "sellout_ms": answered[-1]
+                if answered and counts["sold"] >= a["quantity"]
+                else None,
                 "first_reserved_ms": answered[0] if answered else None,
                 "stampede_s": round(span_s, 3),
                 "fired_late_ms": max((x.get("fired_late_ms", 0) for x in agg.extras), default=None),
                 "buy_latency_ms": summary_ms(agg.hist("latency")),
                 "reserved_over_time": _cumulative(reserved_ms),
-                "server_view": {k: server_sale[k] for k in ("quantity", "left", "reserved", "sold", "status")},
+                "server_view": {
+                    k: server_sale[k] for k in ("quantity", "left", "reserved", "sold", "status")
+                },
             },
             "invariants": invariants,
         }

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
 
 
-async def create_lottery(ctl: Controller, show_id: str, host_token: str, winners: int, window_s: int) -> dict[str, Any]:
+async def create_lottery(
+    ctl: Controller, show_id: str, host_token: str, winners: int, window_s: int
+) -> dict[str, Any]:
     """Host opens a ``present`` giveaway (explicit entry); returns its public record."""
     body = await ctl.request(
         "POST", f"/api/shows/{show_id}/lotteries", host_token,
@@ -35,7 +37,9 @@ async def create_lottery(ctl: Controller, show_id: str, host_token: str, winners
     return dict(body["lottery"])
 
 
-async def draw_and_prove(ctl: Controller, lottery_id: str, host_token: str) -> tuple[dict[str, Any], float]:
+async def draw_and_prove(
+    ctl: Controller, lottery_id: str, host_token: str
+) -> tuple[dict[str, Any], float]:
     """Draw now (host) and fetch the proof; returns (proof, draw latency ms)."""
     started = time.monotonic()
     await ctl.request("POST", f"/api/lotteries/{lottery_id}/draw", host_token)
@@ -44,7 +48,11 @@ async def draw_and_prove(ctl: Controller, lottery_id: str, host_token: str) -> t
 
 
 def judge_draw(
-    proof: dict[str, Any], commitment: str, entered: set[str], winners_wanted: int, others_allowed: bool = False
+    proof: dict[str, Any],
+    commitment: str,
+    entered: set[str],
+    winners_wanted: int,
+    others_allowed: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Invariants of one draw: the proof verifies and matches what the crowd saw."""
     problems = verify_proof(proof, commitment)
@@ -53,15 +61,20 @@ def judge_draw(
     missing = entered - listed
     strangers = listed - entered
     return {
-        "lottery_proof_verifies": check(not problems, "; ".join(problems) or "seed, entrants hash and winners recomputed"),
+        "lottery_proof_verifies": check(
+            not problems, "; ".join(problems) or "seed, entrants hash and winners recomputed"
+        ),
         "lottery_everyone_entered_is_listed": check(
-            not missing, f"{len(missing)} of {len(entered)} confirmed entrants missing from the frozen list"
+            not missing,
+            f"{len(missing)} of {len(entered)} confirmed entrants missing from the frozen list",
         ),
         "lottery_no_unknown_entrants": check(
             others_allowed or not strangers, f"{len(strangers)} listed entrants never entered"
         ),
         "lottery_winners_valid": check(
-            len(winners) == min(winners_wanted, len(listed)) and len(set(winners)) == len(winners) and set(winners) <= listed,
+            len(winners) == min(winners_wanted, len(listed))
+            and len(set(winners)) == len(winners)
+            and set(winners) <= listed,
             f"{len(winners)} distinct winners drawn from {len(listed)} entrants (wanted {winners_wanted})",
         ),
     }
@@ -73,19 +86,29 @@ class LotteryScenario(Scenario):
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--entrants", type=int, default=1000, help="people entering the giveaway")
+        parser.add_argument(
+            "--entrants", type=int, default=1000, help="people entering the giveaway"
+        )
         parser.add_argument("--winners", type=int, default=3, help="winners to draw")
-        parser.add_argument("--connections", type=int, default=128, help="HTTP requests in flight per worker")
+        parser.add_argument(
+            "--connections", type=int, default=128, help="HTTP requests in flight per worker"
+        )
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
-        show_id, host_token = await create_show(ctl.session, ctl.url, f"loadtest lottery {self.args['entrants']}")
+        show_id, host_token = await create_show(
+            ctl.session, ctl.url, f"loadtest lottery {self.args['entrants']}"
+        )
         return {"show_id": show_id, "host_token": host_token}
 
     async def control(self, ctl: Controller, plan: dict[str, Any]) -> None:
         a = self.args
-        await ctl.wait_counter("joined", a["entrants"], limit_s=a["entrants"] / max(a["ramp"], 1) + 120)
+        await ctl.wait_counter(
+            "joined", a["entrants"], limit_s=a["entrants"] / max(a["ramp"], 1) + 120
+        )
         window = int(max(a["duration"], 1) + 600)
-        plan["lottery"] = await create_lottery(ctl, plan["show_id"], plan["host_token"], a["winners"], window)
+        plan["lottery"] = await create_lottery(
+            ctl, plan["show_id"], plan["host_token"], a["winners"], window
+        )
         ctl.phase = "entering"
         ctl.set_flag(GO, time.monotonic())
         await ctl.wait_counter("entry_done", a["entrants"], limit_s=a["entrants"] / 50 + 120)
@@ -102,7 +125,11 @@ class LotteryScenario(Scenario):
             env.stats.add("clients")
             async with mint_gate:
                 try:
-                    tokens.append(await mint_with_retry(env, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}"))
+                    tokens.append(
+                        await mint_with_retry(
+                            env, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}"
+                        )
+                    )
                 except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                     count_error(env, "token", exc, connect=True, final=True)
             env.stats.add("joined")
@@ -111,7 +138,9 @@ class LotteryScenario(Scenario):
         await env.wait_flag(GO)
         if env.stopping:
             return
-        lotteries = await call(env.session, "GET", f"{env.url}/api/shows/{plan['show_id']}/lotteries")
+        lotteries = await call(
+            env.session, "GET", f"{env.url}/api/shows/{plan['show_id']}/lotteries"
+        )
         lottery_id = lotteries["lotteries"][-1]["id"]
         entered: list[str] = []
 
@@ -120,7 +149,13 @@ class LotteryScenario(Scenario):
                 started = time.monotonic()
                 env.stats.add("sent")
                 try:
-                    body = await call(env.session, "POST", f"{env.url}/api/lotteries/{lottery_id}/enter", token, {})
+                    body = await call(
+                        env.session,
+                        "POST",
+                        f"{env.url}/api/lotteries/{lottery_id}/enter",
+                        token,
+                        {},
+                    )
                     env.stats.latency_us((time.monotonic() - started) * 1e6)
                     env.stats.add("received")
                     if body.get("entered"):
@@ -136,7 +171,9 @@ class LotteryScenario(Scenario):
     async def finish(self, ctl: Controller, plan: dict[str, Any], agg: Aggregate) -> dict[str, Any]:
         lottery = plan.get("lottery")
         if not lottery:
-            return {"invariants": {"lottery_created": check(False, "the giveaway was never created")}}
+            return {
+                "invariants": {"lottery_created": check(False, "the giveaway was never created")}
+            }
         entered = {uid for extra in agg.extras for uid in extra.get("entered", [])}
         proof, draw_ms = await draw_and_prove(ctl, lottery["id"], plan["host_token"])
         verify_started = time.monotonic()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..light_receiver import WhepViewer
     from ..runner import Aggregate, Controller
 
-_SENT = re.compile(r'^liveshop_media_packets_sent_total\{([^}]*)\}\s+([0-9.e+]+)', re.M)
+_SENT = re.compile(r"^liveshop_media_packets_sent_total\{([^}]*)\}\s+([0-9.e+]+)", re.M)
 
 
 async def packets_sent(ctl: Controller, show_id: str) -> float:
@@ -54,13 +54,22 @@ class MediaScenario(Scenario):
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--viewers", type=int, default=10, help="WHEP viewers")
-        parser.add_argument("--decode", action="store_true", help="fully decode video (heavier) instead of counting")
+        parser.add_argument(
+            "--decode", action="store_true", help="fully decode video (heavier) instead of counting"
+        )
         parser.add_argument("--width", type=int, default=1280)
         parser.add_argument("--height", type=int, default=720)
         parser.add_argument("--fps", type=int, default=30)
-        parser.add_argument("--bitrate", type=int, default=1_500_000, help="publisher bitrate, bit/s")
+        parser.add_argument(
+            "--bitrate", type=int, default=1_500_000, help="publisher bitrate, bit/s"
+        )
         parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
-        parser.add_argument("--preencode", type=float, default=4.0, help="seconds encoded once and looped (0: live encode)")
+        parser.add_argument(
+            "--preencode",
+            type=float,
+            default=4.0,
+            help="seconds encoded once and looped (0: live encode)",
+        )
 
     def __init__(self, args: dict[str, Any]) -> None:
         super().__init__(args)
@@ -82,7 +91,11 @@ class MediaScenario(Scenario):
         self.publisher = await asyncio.to_thread(_start_publisher, argv)
         line = await asyncio.wait_for(asyncio.to_thread(self._wait_publishing), 180)
         ctl.notes.append(f"publisher: {line.strip()}")
-        return {"show_id": show_id, "host_token": host_token, "packets_before": await packets_sent(ctl, show_id)}
+        return {
+            "show_id": show_id,
+            "host_token": host_token,
+            "packets_before": await packets_sent(ctl, show_id),
+        }
 
     def _wait_publishing(self) -> str:
         assert self.publisher and self.publisher.stdout
@@ -95,8 +108,12 @@ class MediaScenario(Scenario):
 
     async def control(self, ctl: Controller, plan: dict[str, Any]) -> None:
         a = self.args
-        await ctl.wait_counter("joined", a["viewers"], limit_s=a["viewers"] / max(a["ramp"], 1) + 60)
-        await asyncio.sleep(2.0)  # let the last viewers get their first frame before the steady window
+        await ctl.wait_counter(
+            "joined", a["viewers"], limit_s=a["viewers"] / max(a["ramp"], 1) + 60
+        )
+        await asyncio.sleep(
+            2.0
+        )  # let the last viewers get their first frame before the steady window
         ctl.phase = "watching"
         ctl.set_flag(GO, time.monotonic())
 
@@ -113,8 +130,12 @@ class MediaScenario(Scenario):
             await env.sleep_until(env.t0 + i / max(self.args["ramp"], 0.001))
             env.stats.add("clients")
             try:
-                token, _ = await mint_with_retry(env, plan["show_id"], plan["host_token"], "viewer", f"Watcher {i}")
-                viewer = WhepViewer(env.session, env.url, plan["show_id"], token, decode=self.args["decode"])
+                token, _ = await mint_with_retry(
+                    env, plan["show_id"], plan["host_token"], "viewer", f"Watcher {i}"
+                )
+                viewer = WhepViewer(
+                    env.session, env.url, plan["show_id"], token, decode=self.args["decode"]
+                )
                 await viewer.start()
                 viewers.append(viewer)
                 env.stats.gauges["connected"] = env.stats.gauges.get("connected", 0) + 1
@@ -141,7 +162,9 @@ class MediaScenario(Scenario):
         s = viewer.stats
         lost, expected = s.loss_counts()
         return {
-            "ttff_ms": round((s.first_frame_at - s.started) * 1000, 1) if s.first_frame_at else None,
+            "ttff_ms": round((s.first_frame_at - s.started) * 1000, 1)
+            if s.first_frame_at
+            else None,
             "connect_ms": round((s.connected_at - s.started) * 1000, 1) if s.connected_at else None,
             "fps": round(s.window_frames / span, 2),
             "bitrate_kbps": round(s.window_bytes * 8 / span / 1000, 1),
@@ -165,13 +188,19 @@ class MediaScenario(Scenario):
             "viewers": len(per_viewer),
             "viewers_with_frames": with_frames,
             "decode": bool(self.args["decode"]),
-            "ttff_ms": {"p50": _percentile(ttffs, 50), "p95": _percentile(ttffs, 95), "max": max(ttffs, default=None)},
+            "ttff_ms": {
+                "p50": _percentile(ttffs, 50),
+                "p95": _percentile(ttffs, 95),
+                "max": max(ttffs, default=None),
+            },
             "fps_avg": round(sum(v["fps"] for v in per_viewer) / n, 2),
             "bitrate_kbps": round(sum(v["bitrate_kbps"] for v in per_viewer) / n, 1),
             "loss_pct": round(100 * lost / expected, 3) if expected else 0.0,
             "packets_received": sum(v["packets"] for v in per_viewer),
             "packets_forwarded": int(forwarded),
-            "publisher": {k: self.args[k] for k in ("width", "height", "fps", "bitrate", "codec", "preencode")},
+            "publisher": {
+                k: self.args[k] for k in ("width", "height", "fps", "bitrate", "codec", "preencode")
+            },
             "per_viewer": per_viewer,
         }
         return {
@@ -197,7 +226,11 @@ class MediaScenario(Scenario):
 
 def _start_publisher(argv: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 

@@ -41,7 +41,14 @@ def test_worker_stats_ticks_are_deltas() -> None:
 
 def test_slo_parsing_and_evaluation() -> None:
     slos = parse_slos("p99<250, errors<0.1%,loss<=0")
-    report = {"latency_ms": {"p99": 120.0}, "attempts": 10_000, "connect_errors": 5, "errors": 0, "expected": 100, "lost": 0}
+    report = {
+        "latency_ms": {"p99": 120.0},
+        "attempts": 10_000,
+        "connect_errors": 5,
+        "errors": 0,
+        "expected": 100,
+        "lost": 0,
+    }
     assert [s["ok"] for s in evaluate_slos(slos, report)] == [True, True, True]
     report["connect_errors"] = 50
     assert [s["ok"] for s in evaluate_slos(slos, report)] == [True, False, True]
@@ -97,9 +104,22 @@ def test_lean_websocket_frames_round_trip() -> None:
     # Server frames (unmasked), split across reads, with a ping in between: parsed in order, ping answered.
     got: list[tuple[int, bytes]] = []
     proto = _Protocol.__new__(_Protocol)
-    proto.buffer, proto.on_message, proto._fragments, proto._close_sent = bytearray(), lambda op, p: got.append((op, p)), [], False
+    proto.buffer, proto.on_message, proto._fragments, proto._close_sent = (
+        bytearray(),
+        lambda op, p: got.append((op, p)),
+        [],
+        False,
+    )
     proto.transport = None
-    stream = bytes([0x82, 3]) + b"abc" + bytes([0x89, 0]) + bytes([0x02, 2]) + b"de" + bytes([0x80, 1]) + b"f"
+    stream = (
+        bytes([0x82, 3])
+        + b"abc"
+        + bytes([0x89, 0])
+        + bytes([0x02, 2])
+        + b"de"
+        + bytes([0x80, 1])
+        + b"f"
+    )
     for i in range(0, len(stream), 3):
         proto.buffer += stream[i : i + 3]
         proto._parse()

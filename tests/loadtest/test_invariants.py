@@ -47,7 +47,10 @@ def test_undersold_when_demand_exceeds_quantity_is_caught() -> None:
 
 def test_demand_below_quantity_means_everyone_served() -> None:
     records = orders(("u1", "a"), ("u2", "b"))
-    assert failed(check_sale(records, SaleParams(quantity=100, per_user_limit=1, eligible_demand=2))) == set()
+    assert (
+        failed(check_sale(records, SaleParams(quantity=100, per_user_limit=1, eligible_demand=2)))
+        == set()
+    )
 
 
 def test_oversell_is_caught() -> None:
@@ -93,8 +96,22 @@ def test_clients_and_orders_must_agree() -> None:
 def test_orders_json_as_the_server_writes_them() -> None:
     body = {
         "orders": [
-            {"id": "s.r1", "sale_id": "s.s1", "user_id": "v_1", "key": "k", "quantity": 1, "status": "paid"},
-            {"id": "s.r2", "sale_id": "s.s2", "user_id": "v_2", "key": "k", "quantity": 1, "status": "reserved"},
+            {
+                "id": "s.r1",
+                "sale_id": "s.s1",
+                "user_id": "v_1",
+                "key": "k",
+                "quantity": 1,
+                "status": "paid",
+            },
+            {
+                "id": "s.r2",
+                "sale_id": "s.s2",
+                "user_id": "v_2",
+                "key": "k",
+                "quantity": 1,
+                "status": "reserved",
+            },
         ]
     }
     records = orders_from_json(body, sale_id="s.s1")
@@ -102,7 +119,12 @@ def test_orders_json_as_the_server_writes_them() -> None:
 
 
 def _records_json(spec: list[tuple[str, str]]) -> dict[str, object]:
-    return {"orders": [{"id": f"r{i}", "user_id": u, "key": k, "quantity": 1, "status": "reserved"} for i, (u, k) in enumerate(spec)]}
+    return {
+        "orders": [
+            {"id": f"r{i}", "user_id": u, "key": k, "quantity": 1, "status": "reserved"}
+            for i, (u, k) in enumerate(spec)
+        ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -120,7 +142,15 @@ def test_cli_exit_status_follows_the_checker(
     path = tmp_path / "orders.json"
     path.write_text(json.dumps(_records_json(spec)))
     out = tmp_path / "verdicts.json"
-    argv = [sys.executable, "-m", "loadtest", "check-orders", str(path), "--quantity", str(quantity)]
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtest",
+        "check-orders",
+        str(path),
+        "--quantity",
+        str(quantity),
+    ]
     argv += ["--per-user-limit", str(limit), "--demand", str(demand), "--json", str(out)]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == status, proc.stderr

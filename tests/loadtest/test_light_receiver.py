@@ -7,7 +7,9 @@ from loadtest.light_receiver import check_internals, is_keyframe_start
 
 async def test_aiortc_receiver_internals_are_where_we_expect() -> None:
     missing = await check_internals()
-    assert missing == [], f"aiortc moved private receiver internals used by loadtest/light_receiver.py: {missing}"
+    assert missing == [], (
+        f"aiortc moved private receiver internals used by loadtest/light_receiver.py: {missing}"
+    )
 
 
 def test_vp8_and_h264_keyframe_detection() -> None:

@@ -29,7 +29,10 @@ def test_independent_implementation_matches_the_server_reference() -> None:
     for n in (1, 2, 7, 100, 1000):
         proof = make_proof([f"v_{i:04d}" for i in range(n)], count=5)
         assert entrants_digest(proof["entrants"]) == proof["entrants_hash"]  # type: ignore[arg-type]
-        assert winners_of(proof["seed"], proof["entrants_hash"], proof["entrants"], 5) == proof["winners"]  # type: ignore[arg-type]
+        assert (
+            winners_of(proof["seed"], proof["entrants_hash"], proof["entrants"], 5)
+            == proof["winners"]
+        )  # type: ignore[arg-type]
         assert verify_proof(proof, proof["commitment"]) == []  # type: ignore[arg-type]
 
 

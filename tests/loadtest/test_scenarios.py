@@ -11,14 +11,23 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL_VIDEO = ("--width", "640", "--height", "360", "--preencode", "2")  # quicker to pre-encode than 720p
+SMALL_VIDEO = (
+    "--width",
+    "640",
+    "--height",
+    "360",
+    "--preencode",
+    "2",
+)  # quicker to pre-encode than 720p
 COMMON_FIELDS = (
     "scenario", "params", "duration_s", "clients", "connect_errors", "latency_ms", "sent", "received",
     "lost", "deliveries_per_s", "invariants", "server", "tester", "timeline",
 )  # fmt: skip
 
 
-def run_loadtest(tmp_path: Path, *args: str, timeout: float = 150) -> tuple[int, dict[str, Any], str]:
+def run_loadtest(
+    tmp_path: Path, *args: str, timeout: float = 150
+) -> tuple[int, dict[str, Any], str]:
     report, html = tmp_path / "report.json", tmp_path / "report.html"
     argv = [sys.executable, "-m", "loadtest", *args, "--spawn-server", "--quiet", "--seed", "7"]
     argv += ["--json", str(report), "--html", str(html)]
@@ -55,7 +64,18 @@ def test_chat(tmp_path: Path) -> None:
 
 def test_chat_with_the_aiohttp_client(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
-        tmp_path, "chat", "--viewers", "10", "--chatters", "2", "--rate", "10", "--duration", "2", "--ws-client", "aiohttp"
+        tmp_path,
+        "chat",
+        "--viewers",
+        "10",
+        "--chatters",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "2",
+        "--ws-client",
+        "aiohttp",
     )
     assert status == 0, err
     assert_report(report, "chat")
@@ -64,7 +84,18 @@ def test_chat_with_the_aiohttp_client(tmp_path: Path) -> None:
 
 def test_chat_slo_miss_makes_exit_status_nonzero(tmp_path: Path) -> None:
     status, report, _ = run_loadtest(
-        tmp_path, "chat", "--viewers", "5", "--chatters", "1", "--rate", "5", "--duration", "1", "--slo", "p50<0.001"
+        tmp_path,
+        "chat",
+        "--viewers",
+        "5",
+        "--chatters",
+        "1",
+        "--rate",
+        "5",
+        "--duration",
+        "1",
+        "--slo",
+        "p50<0.001",
     )
     assert status == 1
     assert report["slos"][0]["ok"] is False and report["ok"] is False
@@ -77,7 +108,12 @@ def test_flash_sale(tmp_path: Path) -> None:
     assert status == 0, err
     assert_report(report, "flash-sale")
     sale = report["sale"]
-    assert sale["sold"] == 40 and sale["oversold"] == 0 and sale["duplicates"] == 0 and sale["per_user_violations"] == 0
+    assert (
+        sale["sold"] == 40
+        and sale["oversold"] == 0
+        and sale["duplicates"] == 0
+        and sale["per_user_violations"] == 0
+    )
     assert sale["outcomes"]["reserved"] == 40 and sale["outcomes"]["sold_out"] > 0
     assert sale["attempts_per_s"] > 0
 
@@ -95,7 +131,9 @@ def test_flash_sale_over_websocket_with_demand_below_quantity(tmp_path: Path) ->
 
 
 def test_lottery(tmp_path: Path) -> None:
-    status, report, err = run_loadtest(tmp_path, "lottery", "--entrants", "60", "--winners", "3", "--ramp", "100")
+    status, report, err = run_loadtest(
+        tmp_path, "lottery", "--entrants", "60", "--winners", "3", "--ramp", "100"
+    )
     assert status == 0, err
     assert_report(report, "lottery")
     assert report["lottery"]["entrants"] == 60 and report["lottery"]["winners"] == 3
@@ -104,7 +142,16 @@ def test_lottery(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_media(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
-        tmp_path, "media", "--viewers", "3", "--duration", "4", "--ramp", "5", *SMALL_VIDEO, timeout=240
+        tmp_path,
+        "media",
+        "--viewers",
+        "3",
+        "--duration",
+        "4",
+        "--ramp",
+        "5",
+        *SMALL_VIDEO,
+        timeout=240,
     )
     assert status == 0, err
     assert_report(report, "media")
@@ -117,7 +164,15 @@ def test_media(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_media_decode(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
-        tmp_path, "media", "--viewers", "1", "--duration", "3", "--decode", *SMALL_VIDEO, timeout=240
+        tmp_path,
+        "media",
+        "--viewers",
+        "1",
+        "--duration",
+        "3",
+        "--decode",
+        *SMALL_VIDEO,
+        timeout=240,
     )
     assert status == 0, err
     assert report["media"]["decode"] is True and report["media"]["viewers_with_frames"] == 1
