@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,12 +22,27 @@ pytestmark = pytest.mark.slow
 SLOTS = 16384
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            port -= 30000
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Three masters sharing the 16384 slots; yields ``redis+cluster://`` for the first."""
     binary = find_redis_server()
     base = tmp_path_factory.mktemp("cluster")
-    ports = [free_port() for _ in range(3)]
+    ports = [cluster_port() for _ in range(3)]
     procs = []
     for port in ports:
         node_dir = Path(base) / str(port)
@@ -37,13 +53,19 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
     try:
-        clients = [redis.Redis(host="127.0.0.1", port=p, decode_responses=True) for p in ports]
-        for client in clients:
-            for _ in range(100):
+        clients = [
+            redis.Redis(host="127.0.0.1", port=p, decode_responses=True, socket_timeout=5, retry=None)
+            for p in ports
+        ]
+        for client, proc in zip(clients, procs, strict=True):
+            deadline = time.monotonic() + 20
+            while True:
                 try:
                     client.ping()
                     break
                 except redis.ConnectionError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.skip("could not start a redis-server cluster node here (port taken?)")
                     time.sleep(0.05)
         share = SLOTS // 3
         for i, client in enumerate(clients):
