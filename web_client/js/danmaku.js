@@ -47,7 +47,7 @@ export class Danmaku {
 
   /** Queue a comment: {text, name, mine, role}. */
   add(item) {
-    if (!this.enabled) return;
+    if (!this.enabled || document.hidden) return; // a background tab would only pile them up
     this.queue.push({ ...item, at: performance.now() });
     if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
     this._tick();
