@@ -32,7 +32,7 @@ from ..invariants import (
     orders_from_json,
     sale_counts,
 )
-from ..metrics import summary_ms
+from ..metrics import record_us, summary_ms
 from .base import GO, Scenario, WorkerEnv
 from .common import AnySocket, count_error, join, left, mint_with_retry
 
@@ -91,6 +91,7 @@ class Buyer:
         self.wants = wants
         self.double_tap = double_tap
         self.sock: AnySocket | None = None
+        self.reservations: set[str] = set()
 
 
 class FlashSaleScenario(Scenario):
@@ -123,6 +124,12 @@ class FlashSaleScenario(Scenario):
         )
         parser.add_argument(
             "--connections", type=int, default=256, help="HTTP requests in flight per worker"
+        )
+        parser.add_argument(
+            "--pay-fraction",
+            type=float,
+            default=0.5,
+            help="share of buyers with a reservation who then pay it (double-tappers pay twice)",
         )
         parser.add_argument(
             "--countdown", type=int, default=2, help="seconds between sale creation and start"
@@ -194,6 +201,12 @@ class FlashSaleScenario(Scenario):
         await asyncio.gather(
             *(self._buy_all(env, plan, sale_id, b, start, in_flight) for b in buyers)
         )
+        payers = [b for b in buyers if b.reservations and env.rng.random() < a["pay_fraction"]]
+        pay_gate = asyncio.Semaphore(a["connections"])
+        env.stats.extra["paid"] = []
+        await asyncio.gather(
+            *(self._pay(env, b, rid, pay_gate) for b in payers for rid in b.reservations)
+        )
         for b in buyers:
             if b.sock:
                 left(env)
@@ -247,6 +260,36 @@ class FlashSaleScenario(Scenario):
                 return
             await asyncio.sleep(0.02)
 
+    async def _pay(self, env: WorkerEnv, buyer: Buyer, rid: str, gate: asyncio.Semaphore) -> None:
+        """Pay one reservation (``POST /api/orders/{id}/pay``); double-tappers pay twice with the
+        same key, which must charge once and answer both."""
+        taps = 2 if buyer.double_tap else 1
+
+        async def once() -> str:
+            async with gate:
+                started = time.monotonic()
+                env.stats.add("pay_attempts")
+                try:
+                    body = await call(
+                        env.session,
+                        "POST",
+                        f"{env.url}/api/orders/{rid}/pay",
+                        buyer.token,
+                        {"key": f"pay-{rid}"},
+                    )
+                except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
+                    count_error(env, "pay", exc)
+                    return "error"
+                record_us(env.stats.hist("pay"), (time.monotonic() - started) * 1e6)
+                order = body.get("order") or {}
+                return str(body.get("status") or order.get("status"))
+
+        statuses = await asyncio.gather(*(once() for _ in range(taps)))
+        if "paid" in statuses:
+            env.stats.extra["paid"].append(rid)
+        if taps > 1 and len(set(statuses)) > 1:
+            env.stats.add("pay_replay_mismatch")
+
     async def _attempt(
         self, env: WorkerEnv, sale_id: str, buyer: Buyer, key: str, gate: asyncio.Semaphore | None
     ) -> tuple[str, float]:
@@ -261,6 +304,8 @@ class FlashSaleScenario(Scenario):
                     frame = await buyer.sock.request("buy", sale_id=sale_id, key=key)
                     if frame.get("type") == "reply":
                         outcome = str(frame.get("outcome"))
+                        if frame.get("reservation_id"):
+                            buyer.reservations.add(str(frame["reservation_id"]))
                     else:
                         raise ApiError(0, {"error": {"code": frame.get("code")}})
                 else:
@@ -275,6 +320,8 @@ class FlashSaleScenario(Scenario):
                             {"key": key},
                         )
                     outcome = str(body.get("outcome"))
+                    if body.get("reservation_id"):
+                        buyer.reservations.add(str(body["reservation_id"]))
                 stats.latency_us((time.monotonic() - started) * 1e6)
                 stats.add("received")
                 return outcome, time.monotonic()
@@ -310,6 +357,13 @@ class FlashSaleScenario(Scenario):
         invariants["idempotent_retries"] = check_replays(first, replays)
         invariants["clients_agree_with_orders"] = check_client_agrees(
             agg.counters.get("reserved", 0), counts["sold"], agg.counters.get("unanswered", 0)
+        )
+        client_paid = {rid for extra in agg.extras for rid in extra.get("paid", [])}
+        paid_orders = {o.order_id for o in orders if o.status == "paid"}
+        invariants["payments_recorded"] = check(
+            client_paid == paid_orders and agg.counters.get("pay_replay_mismatch", 0) == 0,
+            f"buyers were told paid for {len(client_paid)} reservations, the records hold {len(paid_orders)} paid; "
+            f"{agg.counters.get('pay_replay_mismatch', 0)} double payments got different answers",
         )
         total = server_sale["left"] + server_sale["reserved"] + server_sale["sold"]
         invariants["sale_counters_consistent"] = check(
@@ -350,6 +404,8 @@ class FlashSaleScenario(Scenario):
                 "stampede_s": round(span_s, 3),
                 "fired_late_ms": max((x.get("fired_late_ms", 0) for x in agg.extras), default=None),
                 "buy_latency_ms": summary_ms(agg.hist("latency")),
+                "pay_attempts": agg.counters.get("pay_attempts", 0),
+                "pay_latency_ms": summary_ms(agg.hist("pay")),
                 "reserved_over_time": _cumulative(reserved_ms),
                 "server_view": {
                     k: server_sale[k] for k in ("quantity", "left", "reserved", "sold", "status")

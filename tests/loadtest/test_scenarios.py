@@ -115,6 +115,7 @@ def test_flash_sale(tmp_path: Path) -> None:
         and sale["per_user_violations"] == 0
     )
     assert sale["outcomes"]["reserved"] == 40 and sale["outcomes"]["sold_out"] > 0
+    assert 0 < sale["paid"] <= 40 and sale["reserved"] + sale["paid"] == 40
     assert sale["attempts_per_s"] > 0
 
 
