@@ -202,6 +202,7 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
         )
         workers.append(mp.Process(target=client_main, args=(args, queue)))
     busy_before, ours_before, wall_before = cpu_busy_s(), proc_cpu_s(pids), time.time()
+    redis_before = proc_cpu_s(pids[opts.servers :])
     for w in workers:
         w.start()
     client_pids = [w.pid for w in workers if w.pid]
@@ -212,6 +213,7 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
         proc_cpu_s(pids) - ours_before,
         time.time() - wall_before,
     )
+    redis_cpu = proc_cpu_s(pids[opts.servers :]) - redis_before
     for w in workers:
         w.join()
     latencies = sorted(x for r in results for x in r[0])
@@ -247,6 +249,7 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
             "cpus": os.cpu_count(),
             "busy_pct": round(100 * busy / (wall * (os.cpu_count() or 1)), 1),
             "server_and_redis_cpu_s": round(ours, 1),
+            "redis_cpu_s": round(redis_cpu, 1),
             "client_cpu_s": round(client_cpu, 1),
             "other_cpu_s": round(max(0.0, busy - ours - client_cpu), 1),
             "loadavg_1m": os.getloadavg()[0],
