@@ -355,10 +355,13 @@ def main() -> None:
             parent.send("reset")
             parent.recv()
         ticks0 = [_ticks(p.pid) for p in servers]
+        client_ticks0 = [_ticks(p.pid) for p, _ in clients]
+        load0 = os.getloadavg()[0]
         t0 = time.monotonic()
         sent = asyncio.run(send_chat(port, show_id, args.rate, args.duration, args.senders))
         elapsed = time.monotonic() - t0
         ticks1 = [_ticks(p.pid) for p in servers]
+        client_ticks1 = [_ticks(p.pid) for p, _ in clients]
         reports = []
         for _, parent in clients:
             parent.send("report")
@@ -384,6 +387,8 @@ def main() -> None:
             "bytes_per_s": round(sum(r["bytes"] for r in reports) / elapsed),
             "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
             "server_cpu": [round((b - a) / hz / elapsed, 2) for a, b in zip(ticks0, ticks1, strict=True)],
+            "client_cpu": [round((b - a) / hz / elapsed, 2) for a, b in zip(client_ticks0, client_ticks1, strict=True)],
+            "loadavg": [round(load0, 1), round(os.getloadavg()[0], 1)],
             "lost_connections": sum(r["lost"] for r in reports),
             "server_fanout": scrape_histogram(port, "liveshop_ws_fanout_seconds"),
             "server_write": scrape_histogram(port, "liveshop_ws_write_seconds"),
