@@ -184,9 +184,9 @@ class Connection:
         """Write what the transport accepts now; True when nothing is left queued."""
         while self._writable() and (self.backlog or self.skipped):
             if self.skipped:
-                frame = self.codec.frame({"type": "batch", "events": [{"type": "skipped", "count": self.skipped}]})
+                notice = self.codec.frame({"type": "batch", "events": [{"type": "skipped", "count": self.skipped}]})
                 self.skipped = 0
-                self._write(frame)
+                self._write(notice)
                 continue
             item = self.backlog.popleft()
             if item.frame is not None:

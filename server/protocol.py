@@ -285,7 +285,7 @@ ERROR_CODES: dict[str, str] = {
     "bad_type": "`type` missing or not a string",
     "unknown_type": "no such message type",
     "bad_field": "a field is missing, of the wrong type or out of range (`field` names it)",
-    "forbidden": "your role may not do this (e.g. a viewer calling `mod.*`)",
+    "forbidden": "your role may not do this (e.g. a viewer calling `mod.*`); on connect: token for another show (close 4003)",
     "rate_limited": "too many chat messages; `retry_after_ms` says when to retry",
     "flood": "too many frames per second on this connection",
     "banned_word": "the chat text contains a banned word",
@@ -293,6 +293,9 @@ ERROR_CODES: dict[str, str] = {
     "banned": "you are banned from this show",
     "not_found": "the message (or user) does not exist",
     "internal": "the server failed; the connection stays open",
+    "unauthorized": "on connect: the token is missing or invalid (then close 4001)",
+    "token_expired": "on connect: the token has expired (then close 4001)",
+    "show_not_found": "on connect: no such show (then close 4004)",
 }
 
 CLOSE_CODES: dict[int, str] = {
