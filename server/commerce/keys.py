@@ -30,7 +30,8 @@ def show_of(entity_id: str, kind: str) -> str:
 
 
 def k(show_id: str, *parts: str) -> str:
-    return base.show_key(show_id, *parts)
+    """``{show:ID}:shop:…``: commerce keys live under their own prefix (no clash with chat's ``pinned``)."""
+    return base.show_key(show_id, "shop", *parts)
 
 
 def seq(show_id: str) -> str:
