@@ -39,3 +39,22 @@ async def test_staff_only_events_reach_only_staff(client, make_show, guest_token
         await c.until(lambda c: bool(c.of_type("product.pinned")))
     assert staff.of_type("stats") == [{"type": "stats", "orders": 3}]
     assert viewer.of_type("stats") == []
+
+
+async def test_hub_resubscribes_after_losing_its_pubsub_connection(client, make_show, connect):
+    from server.appkeys import REDIS
+
+    show_id, host = await make_show()
+    viewer = await connect(show_id, host)
+    await publish(client.app, show_id, {"type": "sale.started", "n": 1})
+    await viewer.until(lambda c: len(c.of_type("sale.started")) == 1)
+    killed = await client.app[REDIS].execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed >= 1
+    for n in range(2, 40):  # events published while the node reconnects are lost; later ones arrive
+        await publish(client.app, show_id, {"type": "sale.started", "n": n})
+        try:
+            await viewer.until(lambda c: len(c.of_type("sale.started")) > 1, 0.25)
+            break
+        except AssertionError:
+            continue
+    assert len(viewer.of_type("sale.started")) > 1
