@@ -200,6 +200,8 @@ async def handle_list(request: web.Request) -> web.Response:
     try:
         limit = fields.integer({"limit": int(query.get("limit", 1000))}, "limit", 1, 5000)
         offset = int(query.get("cursor") or 0)
+        if offset < 0:
+            raise ValueError("negative cursor")
     except ValueError:
         raise ApiError(400, "bad_field", "limit and cursor must be integers") from None
     sale_id = query.get("sale_id")
