@@ -93,3 +93,25 @@ async def test_demo_seeder_adds_products_and_pins_one(shop: Any) -> None:
     assert status == 200 and len(body["products"]) == 4
     assert [p["title"] for p in body["pinned"]] == ["Aero Runner sneakers"]
     assert all(p["image"].startswith("data:image/svg+xml") for p in body["products"])
+
+
+async def test_stats_pushed_to_staff(shop: Any, events: Any) -> None:
+    from server.events import decode_event
+
+    viewer = await shop.buyer()
+    await shop.call("POST", f"/api/products/{shop.product_id}/click", viewer)
+    raw = None
+    for _ in range(40):
+        message = await events.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message and decode_event(message["data"])[0].get("type") == "stats":
+            raw = message["data"]
+            break
+    assert raw is not None, "no stats event within ~8 s"
+    event, droppable, staff_only = decode_event(raw)
+    assert staff_only and not droppable
+    assert event["product_clicks"] == 1 and set(event["funnel"]) == {
+        "viewers",
+        "clicked",
+        "reserved",
+        "paid",
+    }
