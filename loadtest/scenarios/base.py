@@ -52,6 +52,12 @@ class WorkerEnv:
         """The indices (out of ``total``) this worker simulates."""
         return range(self.index, total, self.count)
 
+    def client_rng(self, index: int) -> random.Random:
+        """The random stream of client ``index``: with ``--seed`` the same crowd (who chats, buys,
+        double-taps) whatever ``--processes`` is; without it, fresh randomness."""
+        seed = self.args.get("seed")
+        return random.Random(None if seed is None else f"{seed}:client:{index}")
+
     def flag(self, slot: int) -> float:
         return float(self.flags[slot])
 

@@ -64,6 +64,11 @@ class ChatScenario(Scenario):
                 f"{a['rate'] / chatters:.1f} msg/s per viewer chatter exceeds the default per-user limit "
                 "(1/s): expect rate_limited errors; use more --chatters or --chatter-role moderator"
             )
+        if a["chatter_role"] == "moderator" and a["rate"] / chatters > 15:
+            ctl.notes.append(
+                f"{a['rate'] / chatters:.0f} msg/s per chatter is close to the gateway's flood guard "
+                "(20 frames/s per connection): use more --chatters"
+            )
         return {
             "show_id": show_id,
             "host_token": host_token,

@@ -84,12 +84,15 @@ async def fetch_orders(
 class Buyer:
     """One person in the stampede: a token, maybe a socket, and the units they want."""
 
-    def __init__(self, index: int, token: str, user_id: str, wants: int, double_tap: bool) -> None:
+    def __init__(
+        self, index: int, token: str, user_id: str, wants: int, double_tap: bool, pays: bool
+    ) -> None:
         self.index = index
         self.token = token
         self.user_id = user_id
         self.wants = wants
         self.double_tap = double_tap
+        self.pays = pays
         self.sock: AnySocket | None = None
         self.reservations: set[str] = set()
 
@@ -163,8 +166,10 @@ class FlashSaleScenario(Scenario):
         gate = asyncio.Semaphore(32)  # token minting is setup, not the load under test
 
         async def prepare_buyer(i: int) -> None:
-            double_tap = env.rng.random() < a["retry_fraction"]
-            wants = limit + 1 if env.rng.random() < a["greedy_fraction"] else 1
+            rng = env.client_rng(i)
+            double_tap = rng.random() < a["retry_fraction"]
+            wants = limit + 1 if rng.random() < a["greedy_fraction"] else 1
+            pays = rng.random() < a["pay_fraction"]
             if a["transport"] == "ws":
                 await env.sleep_until(env.t0 + i / max(a["ramp"], 0.001))
             async with gate:
@@ -174,7 +179,7 @@ class FlashSaleScenario(Scenario):
                             env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}"
                         )
                         if sock is not None:
-                            buyer = Buyer(i, sock.token, "", wants, double_tap)
+                            buyer = Buyer(i, sock.token, "", wants, double_tap, pays)
                             buyer.sock = sock
                             buyers.append(buyer)
                     else:
@@ -182,7 +187,7 @@ class FlashSaleScenario(Scenario):
                         token, uid = await mint_with_retry(
                             env, plan["show_id"], plan["host_token"], "viewer", f"Buyer {i}"
                         )
-                        buyers.append(Buyer(i, token, uid, wants, double_tap))
+                        buyers.append(Buyer(i, token, uid, wants, double_tap, pays))
                 except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
                     count_error(env, "token", exc, connect=True, final=True)
             env.stats.add("joined")
@@ -201,7 +206,7 @@ class FlashSaleScenario(Scenario):
         await asyncio.gather(
             *(self._buy_all(env, plan, sale_id, b, start, in_flight) for b in buyers)
         )
-        payers = [b for b in buyers if b.reservations and env.rng.random() < a["pay_fraction"]]
+        payers = [b for b in buyers if b.reservations and b.pays]
         pay_gate = asyncio.Semaphore(a["connections"])
         env.stats.extra["paid"] = []
         await asyncio.gather(

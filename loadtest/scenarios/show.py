@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 import uuid
 from collections import Counter
@@ -121,7 +122,7 @@ class ShowScenario(Scenario):
         )
 
     async def _viewer(self, plan: dict[str, Any], env: WorkerEnv, i: int) -> None:
-        a, stats, rng = self.args, env.stats, env.rng
+        a, stats, rng = self.args, env.stats, env.client_rng(i)
         await env.sleep_until(ramp_at(env, i, a["ramp"]))
         receiver = ChatReceiver(stats, plan["tag"])
         sock = await join(env, plan["show_id"], plan["host_token"], "viewer", f"Fan {i}", receiver)
@@ -136,13 +137,13 @@ class ShowScenario(Scenario):
             end = go + float(a["duration"])
             jobs = []
             if rng.random() < a["chatters"]:
-                jobs.append(self._chat(plan, env, sock, i, go, end))
+                jobs.append(self._chat(plan, env, sock, i, go, end, rng))
             if rng.random() < a["likers"]:
-                jobs.append(self._like(env, sock, go, end))
+                jobs.append(self._like(env, sock, go, end, rng))
             if rng.random() < a["buyers"]:
-                jobs.append(self._buy(plan, env, sock, i))
+                jobs.append(self._buy(plan, env, sock, i, rng))
             if rng.random() < a["entrants"]:
-                jobs.append(self._enter(plan, env, sock, go, end))
+                jobs.append(self._enter(plan, env, sock, go, end, rng))
             await asyncio.gather(*jobs)
             await env.wait_until_or_stop(end + 0.5, sock.reader)
             await env.quiesce("received", idle_s=DRAIN_S)
@@ -157,11 +158,18 @@ class ShowScenario(Scenario):
             await sock.close()
 
     async def _chat(
-        self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int, go: float, end: float
+        self,
+        plan: dict[str, Any],
+        env: WorkerEnv,
+        sock: AnySocket,
+        i: int,
+        go: float,
+        end: float,
+        rng: random.Random,
     ) -> None:
         """A viewer chatting now and then (exponential gaps, never faster than the rate limit allows)."""
         seq = 0
-        due = go + env.rng.uniform(0, self.args["chat_every"])
+        due = go + rng.uniform(0, self.args["chat_every"])
         while due < end and not sock.closed and not env.stopping:
             await env.sleep_until(due)
             env.stats.add("sent")
@@ -172,19 +180,23 @@ class ShowScenario(Scenario):
                 env.stats.add("errors")
                 env.stats.add(f"error:chat_{frame.get('code')}")
             seq += 1
-            due += max(1.05, env.rng.expovariate(1 / self.args["chat_every"]))
+            due += max(1.05, rng.expovariate(1 / self.args["chat_every"]))
 
-    async def _like(self, env: WorkerEnv, sock: AnySocket, go: float, end: float) -> None:
+    async def _like(
+        self, env: WorkerEnv, sock: AnySocket, go: float, end: float, rng: random.Random
+    ) -> None:
         """Taps grouped about once a second, as the protocol asks."""
-        due = go + env.rng.uniform(0, 1)
+        due = go + rng.uniform(0, 1)
         while due < end and not sock.closed and not env.stopping:
             await env.sleep_until(due)
-            count = env.rng.randint(1, 10)
+            count = rng.randint(1, 10)
             await sock.send("like", count=count)
             env.stats.add("likes_sent", count)
-            due += env.rng.uniform(0.8, 1.5)
+            due += rng.uniform(0.8, 1.5)
 
-    async def _buy(self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int) -> None:
+    async def _buy(
+        self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, i: int, rng: random.Random
+    ) -> None:
         start = await env.wait_flag(SLOT_2)
         if env.stopping or sock.closed:
             return
@@ -193,7 +205,7 @@ class ShowScenario(Scenario):
         env.stats.extra["demand"] += min(1, limit)
         await env.sleep_until(start)
         key = f"{plan['run']}-{i}"
-        taps = 2 if env.rng.random() < self.args["retry_fraction"] else 1
+        taps = 2 if rng.random() < self.args["retry_fraction"] else 1
         for _attempt in range(40):
             started = time.monotonic()
             frames = await asyncio.gather(
@@ -236,9 +248,15 @@ class ShowScenario(Scenario):
         return await asyncio.shield(future)
 
     async def _enter(
-        self, plan: dict[str, Any], env: WorkerEnv, sock: AnySocket, go: float, end: float
+        self,
+        plan: dict[str, Any],
+        env: WorkerEnv,
+        sock: AnySocket,
+        go: float,
+        end: float,
+        rng: random.Random,
     ) -> None:
-        await env.sleep_until(go + env.rng.uniform(0, max(0.1, (end - go) / 2)))
+        await env.sleep_until(go + rng.uniform(0, max(0.1, (end - go) / 2)))
         if sock.closed or env.stopping:
             return
         body = await self._lookup(env, f"/api/shows/{plan['show_id']}/lotteries")

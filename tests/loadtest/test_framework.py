@@ -124,3 +124,17 @@ def test_lean_websocket_frames_round_trip() -> None:
         proto.buffer += stream[i : i + 3]
         proto._parse()
     assert got == [(2, b"abc"), (2, b"def")]
+
+
+def test_seeded_crowds_do_not_depend_on_the_worker_split() -> None:
+    from loadtest.scenarios.base import WorkerEnv
+
+    def env(index: int, count: int, seed: int | None = 7) -> WorkerEnv:
+        return WorkerEnv(index, count, "", {"seed": seed}, None, None, None, None, 0.0)  # type: ignore[arg-type]
+
+    one = [env(0, 1).client_rng(i).random() for i in range(10)]
+    split = [env(i % 2, 2).client_rng(i).random() for i in range(10)]
+    assert one == split
+    assert (
+        env(0, 1, seed=None).client_rng(3).random() != env(0, 1, seed=None).client_rng(3).random()
+    )
