@@ -35,7 +35,8 @@ function renderConnState() {
     ws === "reconnecting" && v === "reconnecting" ? "Reconnecting…" : ws === "reconnecting" ? "Reconnecting chat…" : "Reconnecting video…";
   const conn = $("#conn");
   conn.dataset.state = ws;
-  conn.textContent = { open: "●", connecting: "…", reconnecting: "reconnecting", failed: "offline", closed: "closed" }[ws] || ws;
+  conn.textContent = { open: "●", connecting: "…", reconnecting: "…", failed: "offline", closed: "closed" }[ws] || ws;
+  conn.setAttribute("aria-label", `chat ${ws}`);
   conn.title = `chat: ${ws}, video: ${v}`;
   const offline = $("#offline");
   if (v === "playing") offline.hidden = true;
