@@ -129,6 +129,20 @@ async def recent(app: web.Application, show_id: str, count: int = RECENT_ON_CONN
     return [entry_to_event(eid, fields) for eid, fields in reversed(entries)]
 
 
+def history_gap(since: str, client_epoch: str | None, epoch: str, first_id: str | None) -> dict[str, Any] | None:
+    """The ``history_lost`` event when messages after ``since`` may be missing, else None.
+
+    Trimming only removes the oldest entries: if ``since`` is not older than the first id still
+    kept, everything after it is still in the stream.
+    """
+    first = first_id or "0-0"
+    if client_epoch != epoch:
+        return {"type": "history_lost", "reason": "epoch_changed", "since": since, "epoch": epoch, "first_id": first}
+    if first_id is not None and parse_id(since) < parse_id(first_id):
+        return {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": first}
+    return None
+
+
 async def recover(
     app: web.Application, show_id: str, since: str, client_epoch: str | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -137,15 +151,9 @@ async def recover(
     stream = keys.chat_stream(show_id)
     current = await epoch(app, show_id)
     first = await redis.xrange(stream, count=1)
-    first_id = first[0][0] if first else "0-0"
-    lost: dict[str, Any] | None = None
-    if client_epoch != current:
-        lost = {"type": "history_lost", "reason": "epoch_changed", "since": since, "epoch": current, "first_id": first_id}
+    lost = history_gap(since, client_epoch, current, first[0][0] if first else None)
+    if lost is not None and lost["reason"] == "epoch_changed":
         return await recent(app, show_id), lost
-    # Trimming only removes the oldest entries: if ``since`` is not older than the first one
-    # still kept, everything after it is still here.
-    if first and parse_id(since) < parse_id(first_id):
-        lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": current, "first_id": first_id}
     entries = await redis.xrange(stream, min="(" + since, count=app[SETTINGS].chat_history + 1)
     return [entry_to_event(eid, fields) for eid, fields in entries], lost
 

@@ -128,15 +128,20 @@ async def _welcome(
     show_id = show["id"]
     claims = conn.claims
     redis = app[REDIS]
+    stream = keys.chat_stream(show_id)
+    valid_since = bool(since) and chat.STREAM_ID_RE.match(since or "") is not None
     pipe = redis.pipeline(transaction=False)
     pipe.sismember(keys.banned(show_id), claims.user_id)
     pipe.get(keys.chat_epoch(show_id))
-    pipe.xrevrange(keys.chat_stream(show_id), count=chat.RECENT_ON_CONNECT)
+    pipe.xrevrange(stream, count=chat.RECENT_ON_CONNECT)
     pipe.hgetall(keys.presence(show_id))
     pipe.get(keys.peak(show_id))
     pipe.hget(keys.counters(show_id), "likes")
     pipe.hgetall(keys.pinned(show_id))
-    banned, epoch, newest, nodes, peak, total_likes, pin = await pipe.execute()
+    if valid_since:
+        pipe.xrange(stream, count=1)
+        pipe.xrange(stream, min="(" + str(since), count=app[SETTINGS].chat_history + 1)
+    banned, epoch, newest, nodes, peak, total_likes, pin, *recovery = await pipe.execute()
     if banned:
         raise ApiError(403, "banned", "you are banned from this show")
     if epoch is None:
@@ -144,15 +149,16 @@ async def _welcome(
     recent = [chat.entry_to_event(eid, fields) for eid, fields in reversed(newest)]
     viewers = presence.live_total(nodes, int(time.time() * 1000))  # no TIME: keyless commands split cluster pipelines
     events: list[dict[str, Any]] = []
-    recovered = False
     floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
+    recovered = False
     if since:
-        try:
-            chat.check_id(since, "since")
-            history, lost = await chat.recover(app, show_id, since, client_epoch)
-        except ApiError:
-            history = recent
+        if valid_since:
+            first, after = recovery
+            lost = chat.history_gap(since, client_epoch, epoch, first[0][0] if first else None)
+            history = recent if lost and lost["reason"] == "epoch_changed" else [chat.entry_to_event(*e) for e in after]
+        else:
             lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": "0-0"}
+            history = recent
         if lost is not None:
             events.append(lost)
         else:
