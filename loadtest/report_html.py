@@ -242,18 +242,14 @@ def render(report: dict[str, Any]) -> str:
     ]
     if "server" in report:
         summary.append(("server", report["server"]))
-    for key in ("sale", "media", "lottery"):
-        if key in report:
-            summary.append(
-                (
-                    key,
-                    {
-                        k: v
-                        for k, v in report[key].items()
-                        if k not in ("per_viewer", "reserved_over_time")
-                    },
-                )
-            )
+    for key in ("chat", "likes", "sale", "media", "lottery", "machine", "notes", "crashes"):
+        value = report.get(key)
+        if isinstance(value, dict):
+            value = {
+                k: v for k, v in value.items() if k not in ("per_viewer", "reserved_over_time")
+            }
+        if value:
+            summary.append((key, value))
     invariants = "".join(
         f'<tr class="{"ok" if v["ok"] else "bad"}"><th>{html.escape(k)}</th><td>{"✔" if v["ok"] else "✘"}</td><td>{html.escape(v["detail"])}</td></tr>'
         for k, v in report.get("invariants", {}).items()
