@@ -77,3 +77,21 @@ async def test_banned_words_and_length(client, make_show, guest_token, connect):
     empty = await hoster.request({"type": "chat", "text": "   "})
     assert empty["code"] == "bad_field"
     assert len(await client.app[REDIS].xrange(keys.chat_stream(show_id))) == 4
+
+
+async def test_prometheus_metrics_exposed(client, make_show, guest_token, connect):
+    show_id, _ = await make_show()
+    viewer = await connect(show_id, await guest_token(show_id))
+    await viewer.request({"type": "chat", "text": "counted"})
+    for i in range(4):
+        await viewer.request({"type": "chat", "text": f"burst {i}"})
+    await viewer.until(lambda c: bool(c.chats()))
+    text = await (await client.get("/metrics")).text()
+    for name in (
+        "liveshop_ws_connections", "liveshop_ws_messages_in_total", "liveshop_ws_frames_out_total",
+        "liveshop_ws_dropped_total", "liveshop_chat_rate_limited_total", "liveshop_ws_batch_events_bucket",
+        "liveshop_ws_fanout_seconds_bucket", "liveshop_chat_messages_total",
+    ):  # fmt: skip
+        assert name in text, name
+    limited = [line for line in text.splitlines() if line.startswith("liveshop_chat_rate_limited_total ")]
+    assert limited and float(limited[0].split()[1]) >= 1
