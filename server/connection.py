@@ -158,21 +158,17 @@ class Connection:
             self.on_backlog(self)
 
     def _trim(self) -> None:
-        """Keep the backlog bounded: degrade the oldest batches to their undroppable events."""
-        excess = len(self.backlog) - MAX_BACKLOG
-        if excess <= 0:
-            return
-        for item in self.backlog:
-            if excess <= 0:
-                break
-            if item.batch is not None and not item.essential:
+        """Keep the backlog bounded: only the newest MAX_BACKLOG batches keep their droppable chat;
+        older ones are degraded to their undroppable events (dropped entirely if none are left)."""
+        full = [i for i in self.backlog if i.batch is not None and not i.essential]
+        excess = len(full) - MAX_BACKLOG
+        if excess > 0:
+            for item in full[:excess]:
+                assert item.batch is not None
+                item.essential = True
                 dropped = item.batch.droppable(self.staff)
-                if dropped:
-                    item.essential = True
-                    self.skipped += dropped
-                    WS_DROPPED.inc(dropped)
-                excess -= 1
-        if self.skipped:
+                self.skipped += dropped
+                WS_DROPPED.inc(dropped)
             self.backlog = deque(
                 i for i in self.backlog
                 if i.batch is None or not i.essential or i.batch.frame(self.codec, self.staff, True) is not None
