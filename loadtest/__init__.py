@@ -4,5 +4,6 @@ It never imports ``server``: it speaks HTTP, the ``liveshop.msgpack`` WebSocket 
 WHEP exactly as a browser or a phone would, and checks business invariants afterwards.
 """
 
+from .version import __version__
+
 __all__ = ["__version__"]
-__version__ = "0.1.0"

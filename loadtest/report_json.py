@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, metrics
+from . import metrics
 from .slo import evaluate_slos, parse_slos
+from .version import __version__
 
 if TYPE_CHECKING:
     from .runner import Controller
