@@ -220,9 +220,15 @@ class Connection:
         for item in batch.items:
             event = item[0]
             if self.floor is not None and event.get("type") == "chat" and isinstance(event.get("id"), str):
-                if parse_id(event["id"]) <= self.floor:
+                try:
+                    seen = parse_id(event["id"]) <= self.floor
+                except ValueError:  # not a stream id: not ours to deduplicate
+                    seen = False
+                else:
+                    if not seen:
+                        self.floor = None  # ids only grow: nothing older can follow
+                if seen:
                     continue
-                self.floor = None  # ids only grow: nothing older can follow
             keep.append(item)
         return Batch(keep, batch.received) if len(keep) != len(batch.items) else batch
 
