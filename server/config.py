@@ -57,6 +57,9 @@ class Settings:
         default_factory=list, metadata={"help": "extra banned words, comma separated"}
     )
     batch_ms: int = field(default=50, metadata={"help": "fan-out batching window in ms"})
+    batch_max_ms: int = field(
+        default=150, metadata={"help": "longest the batching window may grow to when fan-out gets expensive"}
+    )
     # Commerce.
     reservation_ttl_s: int = field(default=300, metadata={"help": "how long a flash-sale reservation is held"})
     payment_latency_ms: int = field(default=50, metadata={"help": "simulated payment provider latency"})

@@ -35,7 +35,6 @@ log = logging.getLogger("liveshop.hub")
 PRESENCE_EVERY_S = 1.0
 PRESENCE_RESEND_S = 10.0
 IDLE_UNSUBSCRIBE_S = 5.0
-MAX_BATCH_S = 0.15
 
 
 class Hub:
@@ -126,8 +125,8 @@ class Hub:
         WS_WRITE_SECONDS.observe(done - started)
         WS_FANOUT_SECONDS.observe(done - batch.received)
         # Adaptive window (goim-style merging): when writing to every viewer gets expensive,
-        # merge more events per frame so the per-viewer write rate falls; never above MAX_BATCH_S.
-        self.window = min(MAX_BATCH_S, max(self.hubs.batch_s, 2 * (done - started)))
+        # merge more events per frame so the per-viewer write rate falls; never above --batch-max-ms.
+        self.window = min(self.hubs.max_batch_s, max(self.hubs.batch_s, 2 * (done - started)))
 
 
 class Hubs:
@@ -137,6 +136,7 @@ class Hubs:
         self.app = app
         self.node_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.batch_s = max(app[SETTINGS].batch_ms, 1) / 1000
+        self.max_batch_s = max(app[SETTINGS].batch_max_ms / 1000, self.batch_s)
         self.hubs: dict[str, Hub] = {}
         self.by_channel: dict[str, Hub] = {}
         self.pubsub: Any = None
