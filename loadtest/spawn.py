@@ -164,7 +164,7 @@ class SpawnedServer:
         self.sampler: ProcessSampler | None = None
         self.log_path = self.data_dir / "server.log"
 
-    def start(self, timeout: float = 40.0) -> str:
+    def start(self, timeout: float = 60.0) -> str:
         """Start the server and wait for ``/healthz``; returns its URL."""
         argv = [
             sys.executable, "-m", "server",
