@@ -46,6 +46,12 @@ class Relay:
         self.routers: dict[str, Router] = {}
         self.sessions: dict[str, Session] = {}
         self._report_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _background(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def router(self, show_id: str) -> Router:
         router = self.routers.get(show_id)
@@ -91,7 +97,7 @@ class Relay:
         session.start_watchdog(self.config.connect_timeout_s)
         if old is not None:
             old.producers = {}  # now owned by nobody: the router closed them
-            await old.end()
+            self._background(old.end())  # never hold the new publisher's answer on a slow close
         await self.on_live(show_id, True)
         self.start()
         return session
@@ -222,8 +228,10 @@ class Relay:
                 router.recorder.stop()
                 router.recorder = None
             router.clear_producers()
-            for viewer in list(router.viewers.values()):
-                await viewer.end()  # the broadcast is over
+            # the broadcast is over: end every viewer, concurrently
+            await asyncio.gather(
+                *(viewer.end() for viewer in list(router.viewers.values())), return_exceptions=True
+            )
             await self.on_live(session.show_id, False)
         if router.publisher is None and not router.viewers:
             router.report()
@@ -238,8 +246,11 @@ class Relay:
                 pipe.close()
             if router.edge is not None:
                 await router.edge.end()
-        for session in list(self.sessions.values()):
-            try:
-                await session.end()
-            except Exception:
-                log.exception("closing session")
+        results = await asyncio.gather(
+            *(s.end() for s in list(self.sessions.values())), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("closing session: %r", result)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -78,7 +78,9 @@ async def answer(pc: RTCPeerConnection) -> dict[str, RTCRtpCodecParameters]:
     try:
         desc = await pc.createAnswer()
         await pc.setLocalDescription(desc)
-    except Exception as exc:  # aiortc fails here on inconsistent offers (e.g. a broken BUNDLE group)
+    except (
+        Exception
+    ) as exc:  # aiortc fails here on inconsistent offers (e.g. a broken BUNDLE group)
         raise MediaError(400, "bad_sdp", f"cannot answer the offer: {exc}") from exc
     chosen: dict[str, RTCRtpCodecParameters] = {}
     parsed = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)

@@ -40,6 +40,8 @@ class Session:
             self.connected.set()
             await self.on_connected()
         elif state in ("failed", "closed"):
+            if state == "failed":
+                log.warning("%s %s: ICE/DTLS failed", self.kind, self.id)
             await self.end()
 
     async def on_connected(self) -> None:

@@ -38,6 +38,9 @@ async def test_publish_view_and_leave(client: TestClient, make_show, guest_token
     await publisher.start()
     assert publisher.location and publisher.location.startswith(f"/whip/{show_id}/")
     assert await _status(client, show_id) == "live"
+    relay = client.app[RELAY]
+    session_id = publisher.location.rsplit("/", 1)[1]
+    assert await _wait(lambda: relay.sessions[session_id].connected.is_set(), 10)
 
     token = await guest_token(show_id)
     viewer = LightViewer()
@@ -51,7 +54,6 @@ async def test_publish_view_and_leave(client: TestClient, make_show, guest_token
     assert "liveshop_media_forward_latency_seconds" in metrics
 
     await viewer.leave(token)
-    relay = client.app[RELAY]
     assert await _wait(lambda: all(s.kind != "whep" for s in relay.sessions.values()), 5)
 
     await publisher.stop()

@@ -169,21 +169,35 @@ async def test_bad_input_and_conflicts(relay: Relay) -> None:
     try:
         await pub.publish(relay, "dup")
         await watcher.join(relay, "dup")
-        assert await _wait(lambda: len(watcher.frames) >= 5)
+        assert await _wait(lambda: len(watcher.frames) >= 5, 20)
         with pytest.raises(MediaError) as err:
             await second.publish(relay, "dup")
         assert err.value.status == 409 and err.value.code == "already_live"
         await third.publish(relay, "dup", replace=True)  # host takes over; viewers stay
         seen = len(watcher.frames)
-        assert await _wait(lambda: len(watcher.frames) >= seen + 20)
+        router = relay.routers["dup"]
+        consumers = [c for v in router.viewers.values() for c in v.consumers]
+        assert await _wait(lambda: len(watcher.frames) >= seen + 20, 20), (
+            [
+                (c.kind, c.state, c.packets, c.producer is router.producers.get(c.kind))
+                for c in consumers
+            ],
+            {
+                k: (p.packets_received, p.gop.keyframes if p.gop else None)
+                for k, p in router.producers.items()
+            },
+            len(watcher.frames) - seen,
+            getattr(watcher, "error", None),
+        )
         assert relay.routers["dup"].publisher.id == third.session_id
         assert pub.session_id not in relay.sessions
+        # the host ends the broadcast (WHIP DELETE): every viewer is ended, the router freed
+        await relay.get("dup", third.session_id, "whip").end()
+        assert await _wait(lambda: not any(s.show_id == "dup" for s in relay.sessions.values()), 10)
+        assert "dup" not in relay.routers
     finally:
         for peer in (pub, second, third, watcher):
             await peer.close()
-    # the publisher hung up: the broadcast ends for everyone and the router is freed
-    assert await _wait(lambda: not any(s.show_id == "dup" for s in relay.sessions.values()), 10)
-    assert "dup" not in relay.routers
 
 
 async def test_ice_that_never_completes_times_out(relay: Relay) -> None:
