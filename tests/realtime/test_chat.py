@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from server import keys
-from server.appkeys import REDIS
+from server.appkeys import REDIS, SETTINGS
 from server.chat import chat_per_minute, parse_id
 
 
@@ -23,7 +23,7 @@ async def test_chat_reaches_every_viewer_in_order(client, make_show, guest_token
         ids = [parse_id(c["id"]) for c in chats]
         assert ids == sorted(ids) and len(set(ids)) == 40
         assert all(c["role"] == "host" and c["ts"] > 0 for c in chats)
-    # Batching: 40 messages sent back-to-back arrive in far fewer frames.
+    # Batching: 40 messages sent back-to-back arrive in fewer frames (welcome and history included).
     assert json_viewer.frames < 40
 
 
@@ -46,6 +46,7 @@ async def test_chat_reply_history_and_counters(client, make_show, guest_token, c
 
 
 async def test_rate_limit_per_user_and_staff_exempt(client, make_show, guest_token, connect, mint):
+    client.app[SETTINGS].chat_rate = 0.5  # one token per 2 s: the burst cannot refill mid-test on a busy CPU
     show_id, host = await make_show()
     token = await guest_token(show_id)
     first = await connect(show_id, token)
@@ -54,7 +55,7 @@ async def test_rate_limit_per_user_and_staff_exempt(client, make_show, guest_tok
     assert codes == ["reply"] * 3
     limited = await second.request({"type": "chat", "text": "too fast"})
     assert limited["type"] == "error" and limited["code"] == "rate_limited"
-    assert 0 < limited["retry_after_ms"] <= 1000
+    assert 0 < limited["retry_after_ms"] <= 2000
     await asyncio.sleep(limited["retry_after_ms"] / 1000 + 0.05)
     assert (await second.request({"type": "chat", "text": "again"}))["type"] == "reply"
     mod_token, _ = await mint(show_id, host, "moderator", "Mo")
