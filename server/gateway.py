@@ -24,6 +24,7 @@ from .protocol import (
     CODECS,
     JSON,
     MAX_FRAME_BYTES,
+    MSGPACK,
     SUBPROTOCOLS,
     ModBan,
     ModDelete,
@@ -61,14 +62,15 @@ AUTH_CLOSE = {"unauthorized": 4001, "token_expired": 4001, "forbidden": 4003, "s
 async def _reject(ws: web.WebSocketResponse, exc: ApiError, close_code: int) -> web.WebSocketResponse:
     """Tell the client why (one ``error``) and close with ``close_code``."""
     message = {"type": "error", "id": None, "code": exc.code, "message": exc.message}
-    if ws.ws_protocol == "liveshop.msgpack":
-        from .protocol import MSGPACK
-
-        await ws.send_bytes(MSGPACK.encode(message))
-    else:
-        await ws.send_str(JSON.encode(message).decode())
     WS_CLOSES.labels(str(close_code)).inc()
-    await ws.close(code=close_code, message=exc.code.encode())
+    try:
+        if ws.ws_protocol == MSGPACK.name:
+            await ws.send_bytes(MSGPACK.encode(message))
+        else:
+            await ws.send_str(JSON.encode(message).decode())
+        await ws.close(code=close_code, message=exc.code.encode())
+    except (ConnectionError, RuntimeError):  # the peer is already gone
+        pass
     return ws
 
 
