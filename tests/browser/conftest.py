@@ -57,12 +57,20 @@ def browser() -> Iterator[Any]:
         pytest.skip(
             "Debian's chromium is not installed (apt-get install chromium; ./dev test does it)"
         )
-    with sync_api.sync_playwright() as playwright:
+    playwright = sync_api.sync_playwright().start()
+    try:
         browser = playwright.chromium.launch(
             executable_path=path, args=CHROMIUM_ARGS, headless=True
         )
-        yield browser
-        browser.close()
+        try:
+            yield browser
+        finally:
+            try:
+                browser.close()
+            except Exception:  # a crashed browser must not keep the driver (and its loop) alive
+                pass
+    finally:
+        playwright.stop()
 
 
 @pytest.fixture(scope="module")
