@@ -42,6 +42,7 @@ class _Track:
         self.parts: list[bytes] = []
         self.key = False
         self.started = self.kind == "audio"
+        self.last_seq: int | None = None
         self.is_key = KEYFRAME_DETECTORS.get(self.codec.mimeType.lower())
         self.state = 4  # consumer protocol: "live", so the producer keeps calling forward()
 
@@ -52,6 +53,17 @@ class _Track:
             log.exception("recording %s packet failed", self.kind)
 
     def _add(self, p: RtpPacket) -> None:
+        seq = p.sequence_number
+        if self.last_seq is not None:
+            if ((seq - self.last_seq) & 0xFFFF) >= 0x8000 or seq == self.last_seq:
+                return  # late or duplicate (a retransmission for the viewers): too late for the file
+            if seq != (self.last_seq + 1) & 0xFFFF and self.kind == "video":
+                # A lost packet: drop the frame being built and resume at the next keyframe,
+                # so the file never holds a frame the decoder cannot read.
+                self.parts = []
+                self.frame_ts = None
+                self.started = False
+        self.last_seq = seq
         if not self.started:
             if self.is_key is None or not self.is_key(p.payload):
                 return
