@@ -43,7 +43,8 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
         # Instant join at the edge too: from the GOP the origin piped, no new keyframe.
         assert pub.video.keyframes_forced == 0
-        assert edge.routers["piped"].producers["video"].gop.keyframes == 1
+        origin_gop = origin.routers["piped"].producers["video"].gop
+        assert 1 <= edge.routers["piped"].producers["video"].gop.keyframes <= origin_gop.keyframes
 
         # A PLI at the edge goes upstream (throttled at both ends) and reaches the publisher.
         edge.routers["piped"].producers["video"].request_keyframe()
