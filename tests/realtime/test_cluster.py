@@ -65,7 +65,7 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
                 except redis.ConnectionError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.skip("could not start a redis-server cluster node here (port taken?)")
+                        pytest.fail(f"redis-server cluster node on port {proc.args[2]} did not start")
                     time.sleep(0.05)
         share = SLOTS // 3
         for i, client in enumerate(clients):
