@@ -1,6 +1,6 @@
 -- Accept one danmaku atomically: ban/mute check, token bucket, append to the bounded history
 -- stream, count it, and publish it to every node (publish order = id order).
--- KEYS: 1 stream, 2 counters, 3 bucket, 4 muted, 5 banned, 6 per-second count, 7 epoch
+-- KEYS: 1 stream, 2 counters, 3 bucket, 4 muted, 5 banned, 6 per-second count, 7 epoch, 8 trimmed
 -- ARGV: 1 uid, 2 name, 3 role, 4 text, 5 maxlen, 6 rate/s, 7 burst, 8 exempt (0/1), 9 channel, 10 new epoch
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,6 +25,14 @@ if ARGV[8] == '0' then
   redis.call('PEXPIRE', KEYS[3], math.ceil(burst * 1000 / rate) + 1000)
 end
 redis.call('SETNX', KEYS[7], ARGV[10])
+-- Remember the newest entry the MAXLEN trim below removes: recovery is lossless for any client
+-- that saw it (moderators' XDEL removes entries too, but those are retracted, not lost).
+local maxlen = tonumber(ARGV[5])
+local len = redis.call('XLEN', KEYS[1])
+if len >= maxlen then
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen + 1)
+  redis.call('SET', KEYS[8], gone[#gone][1])
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '*',
   'uid', ARGV[1], 'name', ARGV[2], 'role', ARGV[3], 'text', ARGV[4], 'ts', tostring(now))
 redis.call('HINCRBY', KEYS[2], 'chat_messages', 1)

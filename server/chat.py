@@ -88,6 +88,7 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
             keys.banned(show_id),
             keys.chat_second(show_id, int(time.time())),
             keys.chat_epoch(show_id),
+            keys.chat_trimmed(show_id),
         ],
         args=[
             claims.user_id, claims.name, claims.role, text, settings.chat_history,
@@ -129,33 +130,22 @@ async def recent(app: web.Application, show_id: str, count: int = RECENT_ON_CONN
     return [entry_to_event(eid, fields) for eid, fields in reversed(entries)]
 
 
-def history_gap(since: str, client_epoch: str | None, epoch: str, first_id: str | None) -> dict[str, Any] | None:
+def history_gap(
+    since: str, client_epoch: str | None, epoch: str, first_id: str | None, trimmed_id: str | None
+) -> dict[str, Any] | None:
     """The ``history_lost`` event when messages after ``since`` may be missing, else None.
 
-    Trimming only removes the oldest entries: if ``since`` is not older than the first id still
-    kept, everything after it is still in the stream.
+    Only the MAXLEN trim loses history, and it records the newest id it removed (``trimmed_id``):
+    a client that had seen that id or a later one misses nothing. Comparing with the first id
+    still kept would be wrong for a client that joined an empty show (``since`` "0-0") or whose
+    next message was retracted by a moderator.
     """
     first = first_id or "0-0"
     if client_epoch != epoch:
         return {"type": "history_lost", "reason": "epoch_changed", "since": since, "epoch": epoch, "first_id": first}
-    if first_id is not None and parse_id(since) < parse_id(first_id):
+    if trimmed_id is not None and parse_id(since) < parse_id(trimmed_id):
         return {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": first}
     return None
-
-
-async def recover(
-    app: web.Application, show_id: str, since: str, client_epoch: str | None
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Messages after ``since`` and, when some may be missing, the ``history_lost`` event to send first."""
-    redis = app[REDIS]
-    stream = keys.chat_stream(show_id)
-    current = await epoch(app, show_id)
-    first = await redis.xrange(stream, count=1)
-    lost = history_gap(since, client_epoch, current, first[0][0] if first else None)
-    if lost is not None and lost["reason"] == "epoch_changed":
-        return await recent(app, show_id), lost
-    entries = await redis.xrange(stream, min="(" + since, count=app[SETTINGS].chat_history + 1)
-    return [entry_to_event(eid, fields) for eid, fields in entries], lost
 
 
 async def chat_per_minute(app: web.Application, show_id: str) -> int:

@@ -142,6 +142,7 @@ async def _welcome(
     pipe.hgetall(keys.pinned(show_id))
     if valid_since:
         pipe.xrange(stream, count=1)
+        pipe.get(keys.chat_trimmed(show_id))
         pipe.xrange(stream, min="(" + str(since), count=app[SETTINGS].chat_history + 1)
     banned, epoch, newest, nodes, peak, total_likes, pin, *recovery = await pipe.execute()
     if banned:
@@ -155,8 +156,8 @@ async def _welcome(
     recovered = False
     if since:
         if valid_since:
-            first, after = recovery
-            lost = chat.history_gap(since, client_epoch, epoch, first[0][0] if first else None)
+            first, trimmed, after = recovery
+            lost = chat.history_gap(since, client_epoch, epoch, first[0][0] if first else None, trimmed)
             history = recent if lost and lost["reason"] == "epoch_changed" else [chat.entry_to_event(*e) for e in after]
         else:
             lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": "0-0"}

@@ -51,6 +51,11 @@ def chat_epoch(show_id: str) -> str:
     return show_key(show_id, "chat", "epoch")
 
 
+def chat_trimmed(show_id: str) -> str:
+    """Id of the newest danmaku trimmed out of the history: a client that saw it or later lost nothing."""
+    return show_key(show_id, "chat", "trimmed")
+
+
 def chat_second(show_id: str, second: int) -> str:
     """Danmaku count in one wall-clock second (expires after ~2 min); summed for chat per minute."""
     return show_key(show_id, "chat", "sec", str(second))

@@ -72,3 +72,34 @@ async def test_history_lost_when_too_old_or_epoch_changed(client, make_show, con
     assert again.of_type("history_lost")[0]["reason"] == "epoch_changed"
     malformed = await connect(show_id, host, since="garbage", epoch=epoch)
     assert malformed.welcome["recovered"] is False and malformed.of_type("history_lost")
+
+
+async def test_joining_an_empty_show_then_recovering_loses_nothing(client, make_show, guest_token, connect):
+    """A viewer who joined before the first message holds last_id "0-0": recovery gives everything."""
+    show_id, host = await make_show()
+    viewer_token = await guest_token(show_id)
+    early = await connect(show_id, viewer_token)
+    assert early.welcome["last_id"] == "0-0"
+    epoch = early.welcome["epoch"]
+    await early.close()
+    sender = await connect(show_id, host)
+    for i in range(4):
+        await sender.request({"type": "chat", "text": f"m{i}"})
+    back = await connect(show_id, viewer_token, since="0-0", epoch=epoch)
+    await back.until(lambda c: len(c.chats()) == 4)
+    assert back.welcome["recovered"] is True and not back.of_type("history_lost")
+    assert [c["text"] for c in back.chats()] == [f"m{i}" for i in range(4)]
+
+
+async def test_a_retracted_oldest_message_is_not_lost_history(client, make_show, connect):
+    show_id, host = await make_show()
+    sender = await connect(show_id, host)
+    before = await sender.request({"type": "chat", "text": "kept-before"})
+    doomed = await sender.request({"type": "chat", "text": "retracted"})
+    await sender.request({"type": "chat", "text": "after"})
+    await sender.request({"type": "mod.delete", "message_id": before["msg_id"]})
+    await sender.request({"type": "mod.delete", "message_id": doomed["msg_id"]})
+    back = await connect(show_id, host, since=before["msg_id"], epoch=sender.welcome["epoch"])
+    await back.until(lambda c: len(c.chats()) == 1)
+    assert back.welcome["recovered"] is True and not back.of_type("history_lost")
+    assert [c["text"] for c in back.chats()] == ["after"]
