@@ -248,7 +248,7 @@ class HistoryLostEvent:
     """Recovery failed: messages since the given id are no longer (all) in history."""
 
     TYPE: ClassVar[str] = "history_lost"
-    reason: str = _f("`too_old` (trimmed) or `epoch_changed` (history was reset)")
+    reason: str = _f("`too_old` (messages after `since` were trimmed) or `epoch_changed` (history was reset)")
     since: str = _f("the id the client asked for")
     epoch: str = _f("the current epoch")
     first_id: str = _f("oldest id still in history (\"0-0\" if empty)")
@@ -274,10 +274,24 @@ class UserBannedEvent:
     by: str = _f("staff user id")
 
 
+@dataclass
+class ShowLiveEvent:
+    """A publisher went live on WHIP: players start WHEP at once instead of polling."""
+
+    TYPE: ClassVar[str] = "show.live"
+
+
+@dataclass
+class ShowEndedEvent:
+    """The publisher stopped: the show has ended."""
+
+    TYPE: ClassVar[str] = "show.ended"
+
+
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type, ...] = (
     ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
-    SkippedEvent, HistoryLostEvent, UserMutedEvent, UserBannedEvent,
+    SkippedEvent, HistoryLostEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
 )  # fmt: skip
 
 ERROR_CODES: dict[str, str] = {

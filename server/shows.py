@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import auth, keys
+from . import auth, events, keys
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, bad_request, not_found, read_json
 
@@ -92,9 +92,10 @@ async def create_show(
 
 
 async def set_live(app: web.Application, show_id: str, live: bool) -> None:
-    """Mark the show live (a publisher is on) or ended."""
+    """Mark the show live (a publisher is on) or ended, and tell every viewer."""
     fields = {"status": "live", "live_since": int(time.time() * 1000)} if live else {"status": "ended"}
     await app[REDIS].hset(keys.meta(show_id), mapping=fields)
+    await events.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
 
 
 async def handle_create(request: web.Request) -> web.Response:
