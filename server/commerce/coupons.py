@@ -37,6 +37,39 @@ async def get_coupon(app: web.Application, coupon_id: str) -> dict[str, Any]:
     return coupon
 
 
+# Expired coupons stay in the listing this long, so a late joiner still sees "ended" / their claim.
+RECENT_MS = 120_000
+
+
+async def list_coupons(app: web.Application, show_id: str, user_id: str) -> list[dict[str, Any]]:
+    """The show's coupons still claimable or ended less than :data:`RECENT_MS` ago, oldest first.
+
+    Each is the coupon of :func:`get_coupon` plus ``claimed`` / ``used`` for ``user_id``.
+    """
+    redis = app[REDIS]
+    now = time.time() * 1000
+    data = await redis.hgetall(ck.coupons(show_id))
+    coupons = []
+    for name, raw in data.items():
+        if not name.endswith(":def"):
+            continue
+        coupon = json.loads(raw)
+        if now >= coupon["expires_at"] + RECENT_MS:
+            continue
+        coupon["left"] = int(data.get(f"{coupon['id']}:left") or 0)
+        coupon["expired"] = now >= coupon["expires_at"]
+        coupons.append(coupon)
+    coupons.sort(key=lambda c: int(c["id"].rsplit(".c", 1)[1]))
+    if coupons:
+        states = await redis.hmget(
+            ck.coupon_claims(show_id), [f"{c['id']}|{user_id}" for c in coupons]
+        )
+        for coupon, state in zip(coupons, states, strict=True):
+            coupon["claimed"] = state is not None
+            coupon["used"] = bool(state and state.startswith("used"))
+    return coupons
+
+
 async def create_coupon(app: web.Application, show_id: str, body: dict[str, Any]) -> dict[str, Any]:
     title = fields.text(body, "title", 80, default="Live coupon") or "Live coupon"
     percent = fields.integer(body, "percent_off", 0, 100, default=0)
@@ -102,6 +135,13 @@ async def handle_create(request: web.Request) -> web.Response:
     return web.json_response({"coupon": coupon}, status=201)
 
 
+async def handle_list(request: web.Request) -> web.Response:
+    show_id = request.match_info["show_id"]
+    claims = await authenticate(request, show_id)
+    await get_show(request.app, show_id)
+    return web.json_response({"coupons": await list_coupons(request.app, show_id, claims.user_id)})
+
+
 async def handle_get(request: web.Request) -> web.Response:
     return web.json_response(
         {"coupon": await get_coupon(request.app, request.match_info["coupon_id"])}
@@ -120,6 +160,7 @@ async def ws_claim(app: web.Application, claims: Claims, message: dict[str, Any]
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/shows/{show_id}/coupons", handle_create)
+    app.router.add_get("/api/shows/{show_id}/coupons", handle_list)
     app.router.add_get("/api/coupons/{coupon_id}", handle_get)
     app.router.add_post("/api/coupons/{coupon_id}/claim", handle_claim)
     app[WS_HANDLERS]["coupon.claim"] = ws_claim

@@ -35,7 +35,7 @@ log = logging.getLogger("liveshop.lottery")
 
 ELIGIBILITY = ("present", "keyword", "buyers")
 PUBLIC = ("id", "show_id", "prize", "winners_count", "eligibility", "keyword", "commitment", "opens_at",
-          "closes_at", "status", "entrants_count", "entrants_hash", "winners", "drawn_at")  # fmt: skip
+          "closes_at", "status", "entrants_count", "entrants_hash", "winners", "winner_names", "drawn_at")  # fmt: skip
 
 
 def public(lottery: dict[str, Any]) -> dict[str, Any]:
@@ -137,13 +137,25 @@ async def _keyword_senders(
     return found
 
 
+async def _buyer_names(app: web.Application, show_id: str) -> dict[str, str]:
+    """Users who paid in this show → the name on their order (their id if none is found)."""
+    redis = app[REDIS]
+    people = {uid: uid for uid in await redis.smembers(ck.funnel(show_id, "paid"))}
+    for raw in (await redis.hgetall(ck.reservations(show_id))).values():
+        order = json.loads(raw)
+        uid, name = order.get("user_id"), order.get("name")
+        if uid in people and name:
+            people[uid] = str(name)
+    return people
+
+
 async def entrants_of(app: web.Application, lottery: dict[str, Any]) -> dict[str, str]:
     show_id = lottery["show_id"]
     redis = app[REDIS]
     if lottery["eligibility"] == "keyword":
         people = await _keyword_senders(app, show_id, lottery)
     elif lottery["eligibility"] == "buyers":
-        people = {uid: uid for uid in await redis.smembers(ck.funnel(show_id, "paid"))}
+        people = await _buyer_names(app, show_id)
     else:
         people = await _present_users(app, show_id)
         people.update(await redis.hgetall(ck.lottery_entries(show_id, lottery["id"])))
@@ -209,6 +221,8 @@ def proof(lottery: dict[str, Any]) -> dict[str, Any]:
         "entrants": lottery["entrants"],
         "entrants_hash": lottery["entrants_hash"],
         "winners": lottery["winners"],
+        # Display names, same order as ``winners``; not part of the verified data.
+        "winner_names": lottery.get("winner_names", lottery["winners"]),
     }
 
 

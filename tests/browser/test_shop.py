@@ -159,12 +159,7 @@ def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
     )
     assert status == 201, body
 
-    viewer = new_page(**MOBILE)
-    open_viewer(viewer, show, "Ana")
-    buy = viewer.get_by_role("button", name="Buy")
-    buy.wait_for()
-    viewer.locator("#giveaway", has_text="Gift card").wait_for()
-    # Coupons reach the viewers present when dropped (no coupon listing to catch up from).
+    # The coupon is dropped before the viewer joins: the page catches up from the coupon listing.
     status, body = show.api(
         "POST",
         f"/api/shows/{show.id}/coupons",
@@ -172,6 +167,13 @@ def test_mobile_viewer_layout(make_show: Any, new_page: Any) -> None:
         show.host_token,
     )
     assert status == 201, body
+
+    viewer = new_page(**MOBILE)
+    open_viewer(viewer, show, "Ana")
+    buy = viewer.get_by_role("button", name="Buy")
+    buy.wait_for()
+    viewer.locator("#giveaway", has_text="Gift card").wait_for()
+    viewer.locator("#coupon", has_text="WELCOME5").wait_for()
     viewer.get_by_role("button", name="Claim").wait_for()
     # No horizontal scroll at 390×844.
     widths = viewer.evaluate(

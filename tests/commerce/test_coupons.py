@@ -94,3 +94,43 @@ async def test_bad_coupon_input(shop: Any) -> None:
         assert status == 400 and body["error"]["code"] == "bad_field", bad
     viewer = await shop.buyer()
     assert (await shop.call("POST", path, viewer, percent_off=5, count=1))[0] == 403
+
+
+async def test_list_coupons_for_late_joiners(shop: Any, make_show: Any) -> None:
+    path = f"/api/shows/{shop.show_id}/coupons"
+    status, body = await shop.call(
+        "POST", path, shop.host_token, title="LATE5", percent_off=5, count=2
+    )
+    assert status == 201
+    coupon_id = body["coupon"]["id"]
+    late, other = await shop.buyer("Late"), await shop.buyer("Other")
+    status, body = await shop.call("GET", path, late)
+    assert status == 200
+    [listed] = body["coupons"]
+    assert listed["id"] == coupon_id and listed["title"] == "LATE5" and listed["percent_off"] == 5
+    assert listed["left"] == 2 and listed["expired"] is False and listed["claimed"] is False
+    assert (
+        listed["expires_at"]
+        == (await shop.call("GET", f"/api/coupons/{coupon_id}"))[1]["coupon"]["expires_at"]
+    )
+    assert (await shop.call("POST", f"/api/coupons/{coupon_id}/claim", late))[1][
+        "outcome"
+    ] == "claimed"
+    [mine] = (await shop.call("GET", path, late))[1]["coupons"]
+    assert mine["left"] == 1 and mine["claimed"] is True and mine["used"] is False
+    [theirs] = (await shop.call("GET", path, other))[1]["coupons"]
+    assert theirs["left"] == 1 and theirs["claimed"] is False
+    # Long-expired coupons are left out; recently expired ones stay, marked expired.
+    status, body = await shop.call(
+        "POST", path, shop.host_token, amount_off=100, count=1, expires_in_s=1
+    )
+    await asyncio.sleep(1.1)
+    coupons = (await shop.call("GET", path, late))[1]["coupons"]
+    assert [c["id"] for c in coupons] == [coupon_id, body["coupon"]["id"]]
+    assert coupons[1]["expired"] is True
+
+    status, body = await shop.call("GET", path)
+    assert status == 401
+    other_show, _ = await make_show("Other show")
+    status, body = await shop.call("GET", path, await shop.guest(other_show, "Stranger"))
+    assert status == 403

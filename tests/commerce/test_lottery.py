@@ -155,3 +155,39 @@ async def test_bad_lottery_input(shop: Any) -> None:
     assert (await shop.call("POST", path, viewer, prize="X"))[0] == 403
     status, body = await shop.call("GET", f"/api/shows/{shop.show_id}/lotteries")
     assert body["lotteries"] == []
+
+
+async def test_winner_names_are_stored_with_the_draw(shop: Any) -> None:
+    status, body = await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/lotteries", shop.host_token,
+        prize="Mug", winners=2, duration_s=60,
+    )  # fmt: skip
+    assert status == 201 and body["lottery"]["winner_names"] is None
+    lottery_id = body["lottery"]["id"]
+    tokens = {name: await shop.buyer(name) for name in ("Ana", "Bo")}
+    for token in tokens.values():
+        assert (await shop.call("POST", f"/api/lotteries/{lottery_id}/enter", token))[0] == 200
+    ids = {verify_token("test-secret", t).user_id: name for name, t in tokens.items()}
+    await shop.call("POST", f"/api/lotteries/{lottery_id}/draw", shop.host_token)
+    # After the draw (e.g. a studio reload) the names come with the public data, not only the event.
+    lottery = (await shop.call("GET", f"/api/lotteries/{lottery_id}"))[1]["lottery"]
+    assert sorted(lottery["winners"]) == sorted(ids)
+    assert lottery["winner_names"] == [ids[w] for w in lottery["winners"]]
+    listed = (await shop.call("GET", f"/api/shows/{shop.show_id}/lotteries"))[1]["lotteries"]
+    assert listed[-1]["winner_names"] == lottery["winner_names"]
+    proof = (await shop.call("GET", f"/api/lotteries/{lottery_id}/proof"))[1]
+    assert proof["winner_names"] == lottery["winner_names"] and verify(proof) == []
+
+    # Buyers giveaways take the name from the buyer's order.
+    sale = await shop.sale(quantity=2, per_user_limit=1)
+    buyer = await shop.buyer("Cleo")
+    rid = (await shop.buy(sale["id"], buyer, "k"))["reservation_id"]
+    assert (await shop.call("POST", f"/api/orders/{rid}/pay", buyer, key="p"))[0] == 200
+    body = (await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/lotteries", shop.host_token,
+        prize="Cap", winners=1, eligibility="buyers",
+    ))[1]  # fmt: skip
+    lottery_id = body["lottery"]["id"]
+    await shop.call("POST", f"/api/lotteries/{lottery_id}/draw", shop.host_token)
+    lottery = (await shop.call("GET", f"/api/lotteries/{lottery_id}"))[1]["lottery"]
+    assert lottery["winner_names"] == ["Cleo"]

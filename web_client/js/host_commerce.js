@@ -318,7 +318,8 @@ export class HostCommerce {
   async reloadLottery(id) {
     try {
       const { lottery } = await this.call(`/api/lotteries/${encodeURIComponent(id || this.lottery.id)}`);
-      if (this.lottery && this.lottery.id === lottery.id && this.lottery.winner_names) lottery.winner_names = this.lottery.winner_names;
+      // Drawn giveaways carry winner_names; older data may not, so keep the names from the event.
+      if (!lottery.winner_names && this.lottery && this.lottery.id === lottery.id && this.lottery.winner_names) lottery.winner_names = this.lottery.winner_names;
       this.showLottery(lottery);
     } catch {
       /* keep what we have */
@@ -362,7 +363,7 @@ export class HostCommerce {
     $("#ga-error").textContent = "";
     try {
       const { lottery } = await this.call(`/api/lotteries/${encodeURIComponent(this.lottery.id)}/draw`, { method: "POST", body: {} });
-      if (this.lottery.winner_names) lottery.winner_names = this.lottery.winner_names;
+      if (!lottery.winner_names && this.lottery.winner_names) lottery.winner_names = this.lottery.winner_names;
       this.showLottery(lottery);
     } catch (err) {
       $("#ga-error").textContent = errorText(err);

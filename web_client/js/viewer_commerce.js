@@ -52,6 +52,7 @@ export class ViewerCommerce {
     this.loadProducts();
     this.loadSales();
     this.loadLotteries();
+    this.loadCoupons();
   }
 
   // ------------------------------------------------------------ pinned products
@@ -344,6 +345,20 @@ export class ViewerCommerce {
   }
 
   // ------------------------------------------------------------ coupons
+  /** Catch up on coupons dropped before we joined (or while the socket was down). */
+  async loadCoupons() {
+    try {
+      const { coupons } = await this.call(`${this.base}/coupons`);
+      const open = coupons.filter((c) => !c.expired && !c.used && (c.claimed || c.left > 0));
+      const last = open[open.length - 1];
+      if (!last) return;
+      this.coupon = { ...last };
+      this.renderCoupon(true);
+    } catch {
+      /* no commerce or no token */
+    }
+  }
+
   showCoupon(coupon) {
     this.coupon = { ...coupon, claimed: false };
     this.renderCoupon(true);
