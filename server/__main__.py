@@ -65,7 +65,9 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port or None)
+        site = web.TCPSite(
+            runner, settings.host, settings.port, reuse_port=settings.reuse_port or None
+        )
         try:
             await site.start()
         except OSError as exc:

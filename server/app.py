@@ -57,7 +57,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=1024**2
+    )
     app[SETTINGS] = settings
     app[WS_HANDLERS] = {}
     app[DEMO_SEEDERS] = []

@@ -46,7 +46,9 @@ def parse_id(message_id: str) -> tuple[int, int]:
 
 def check_id(message_id: str, field: str = "message_id") -> str:
     if not STREAM_ID_RE.match(message_id):
-        raise bad_request("bad_field", f"{field} must be a message id like 1700000000000-0", field=field)
+        raise bad_request(
+            "bad_field", f"{field} must be a message id like 1700000000000-0", field=field
+        )
     return message_id
 
 
@@ -73,11 +75,15 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
         raise bad_request("bad_field", "text must not be empty", field="text")
     if len(text) > settings.chat_max_chars:
         CHAT_REJECTED.labels("too_long").inc()
-        raise bad_request("bad_field", f"text is longer than {settings.chat_max_chars} characters", field="text")
+        raise bad_request(
+            "bad_field", f"text is longer than {settings.chat_max_chars} characters", field="text"
+        )
     word = service.banned.find(text)
     if word is not None:
         CHAT_REJECTED.labels("banned_word").inc()
-        raise bad_request("banned_word", "your message contains a word that is not allowed", word=word)
+        raise bad_request(
+            "banned_word", "your message contains a word that is not allowed", word=word
+        )
     show_id = claims.show_id
     status, value, *rest = await service.script(
         keys=[
@@ -102,7 +108,9 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
     CHAT_REJECTED.labels(status).inc()
     if status == "rate_limited":
         CHAT_RATE_LIMITED.inc()
-        raise ApiError(429, "rate_limited", "you are sending messages too fast", retry_after_ms=int(value))
+        raise ApiError(
+            429, "rate_limited", "you are sending messages too fast", retry_after_ms=int(value)
+        )
     if status == "muted":
         raise ApiError(403, "muted", "you are muted", until=int(value))
     raise ApiError(403, "banned", "you are banned from this show")
@@ -124,7 +132,9 @@ async def last_id(app: web.Application, show_id: str) -> str:
     return entries[0][0] if entries else "0-0"
 
 
-async def recent(app: web.Application, show_id: str, count: int = RECENT_ON_CONNECT) -> list[dict[str, Any]]:
+async def recent(
+    app: web.Application, show_id: str, count: int = RECENT_ON_CONNECT
+) -> list[dict[str, Any]]:
     """The newest ``count`` messages, oldest first."""
     entries = await app[REDIS].xrevrange(keys.chat_stream(show_id), count=count)
     return [entry_to_event(eid, fields) for eid, fields in reversed(entries)]
@@ -142,9 +152,21 @@ def history_gap(
     """
     first = first_id or "0-0"
     if client_epoch != epoch:
-        return {"type": "history_lost", "reason": "epoch_changed", "since": since, "epoch": epoch, "first_id": first}
+        return {
+            "type": "history_lost",
+            "reason": "epoch_changed",
+            "since": since,
+            "epoch": epoch,
+            "first_id": first,
+        }
     if trimmed_id is not None and parse_id(since) < parse_id(trimmed_id):
-        return {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": first}
+        return {
+            "type": "history_lost",
+            "reason": "too_old",
+            "since": since,
+            "epoch": epoch,
+            "first_id": first,
+        }
     return None
 
 

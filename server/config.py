@@ -33,10 +33,15 @@ class Settings:
             "empty starts a private embedded Redis in the data dir"
         },
     )
-    redis_cluster: bool = field(default=False, metadata={"help": "treat --redis-url as Redis Cluster"})
-    data_dir: Path = field(default=Path("./data"), metadata={"help": "where Redis, the secret and recordings live"})
+    redis_cluster: bool = field(
+        default=False, metadata={"help": "treat --redis-url as Redis Cluster"}
+    )
+    data_dir: Path = field(
+        default=Path("./data"), metadata={"help": "where Redis, the secret and recordings live"}
+    )
     secret: str = field(
-        default="", metadata={"help": "token signing key (generated and kept in the data dir when absent)"}
+        default="",
+        metadata={"help": "token signing key (generated and kept in the data dir when absent)"},
     )
     demo: bool = field(default=False, metadata={"help": "create a demo show and print its URLs"})
     log_json: bool = field(default=False, metadata={"help": "one JSON object per log line"})
@@ -45,30 +50,47 @@ class Settings:
         default="", metadata={"help": "base URL printed in links (default http://HOST:PORT)"}
     )
     reuse_port: bool = field(
-        default=False, metadata={"help": "SO_REUSEPORT: several processes share one port (needs --redis-url)"}
+        default=False,
+        metadata={"help": "SO_REUSEPORT: several processes share one port (needs --redis-url)"},
     )
-    guest_per_minute: int = field(default=30, metadata={"help": "guest tokens per client IP per minute"})
+    guest_per_minute: int = field(
+        default=30, metadata={"help": "guest tokens per client IP per minute"}
+    )
     # Real-time layer.
     chat_max_chars: int = field(default=200, metadata={"help": "longest danmaku accepted"})
-    chat_rate: float = field(default=1.0, metadata={"help": "danmaku per second per viewer (token bucket rate)"})
+    chat_rate: float = field(
+        default=1.0, metadata={"help": "danmaku per second per viewer (token bucket rate)"}
+    )
     chat_burst: int = field(default=3, metadata={"help": "token bucket burst for danmaku"})
-    chat_history: int = field(default=1000, metadata={"help": "danmaku kept per show for reconnect recovery"})
+    chat_history: int = field(
+        default=1000, metadata={"help": "danmaku kept per show for reconnect recovery"}
+    )
     banned_words: list[str] = field(
         default_factory=list, metadata={"help": "extra banned words, comma separated"}
     )
     batch_ms: int = field(default=50, metadata={"help": "fan-out batching window in ms"})
     batch_max_ms: int = field(
-        default=150, metadata={"help": "longest the batching window may grow to when fan-out gets expensive"}
+        default=150,
+        metadata={"help": "longest the batching window may grow to when fan-out gets expensive"},
     )
     # Commerce.
-    reservation_ttl_s: int = field(default=300, metadata={"help": "how long a flash-sale reservation is held"})
-    payment_latency_ms: int = field(default=50, metadata={"help": "simulated payment provider latency"})
-    payment_failure_rate: float = field(default=0.0, metadata={"help": "simulated payment failure rate 0..1"})
+    reservation_ttl_s: int = field(
+        default=300, metadata={"help": "how long a flash-sale reservation is held"}
+    )
+    payment_latency_ms: int = field(
+        default=50, metadata={"help": "simulated payment provider latency"}
+    )
+    payment_failure_rate: float = field(
+        default=0.0, metadata={"help": "simulated payment failure rate 0..1"}
+    )
     # Media.
     ice_addresses: list[str] = field(
-        default_factory=list, metadata={"help": "ICE host addresses to gather, comma separated (default: host)"}
+        default_factory=list,
+        metadata={"help": "ICE host addresses to gather, comma separated (default: host)"},
     )
-    announced_address: str = field(default="", metadata={"help": "public address announced in ICE candidates"})
+    announced_address: str = field(
+        default="", metadata={"help": "public address announced in ICE candidates"}
+    )
     ice_servers: list[str] = field(
         default_factory=list, metadata={"help": "STUN/TURN URLs handed to clients, comma separated"}
     )
@@ -98,7 +120,9 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
     """Build Settings from flags (argv) over environment (env) over defaults."""
     env = dict(os.environ) if env is None else env
     defaults = Settings()
-    parser = argparse.ArgumentParser(prog="liveshop", description="liveshop live-commerce streaming server")
+    parser = argparse.ArgumentParser(
+        prog="liveshop", description="liveshop live-commerce streaming server"
+    )
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         env_name = "LIVESHOP_" + f.name.upper()
@@ -107,7 +131,9 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
             default = _convert(f.type, env[env_name])
         help_text = f"{f.metadata.get('help', '')} (env {env_name})"
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
         else:
             parser.add_argument(
                 flag,

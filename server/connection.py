@@ -105,7 +105,9 @@ class Connection:
     # ----------------------------------------------------------------- writing
 
     def _writable(self) -> bool:
-        return not self.transport.is_closing() and self.transport.get_write_buffer_size() < HIGH_WATER
+        return (
+            not self.transport.is_closing() and self.transport.get_write_buffer_size() < HIGH_WATER
+        )
 
     def _write(self, frame: bytes, events: int = 1) -> None:
         self.transport.write(frame)
@@ -180,7 +182,9 @@ class Connection:
         """Write what the transport accepts now; True when nothing is left queued."""
         while self._writable() and (self.backlog or self.skipped):
             if self.skipped:
-                notice = self.codec.frame({"type": "batch", "events": [{"type": "skipped", "count": self.skipped}]})
+                notice = self.codec.frame(
+                    {"type": "batch", "events": [{"type": "skipped", "count": self.skipped}]}
+                )
                 self.skipped = 0
                 self._write(notice)
                 continue
@@ -219,7 +223,11 @@ class Connection:
         keep: list[tuple[dict[str, Any], bool, bool]] = []
         for item in batch.items:
             event = item[0]
-            if self.floor is not None and event.get("type") == "chat" and isinstance(event.get("id"), str):
+            if (
+                self.floor is not None
+                and event.get("type") == "chat"
+                and isinstance(event.get("id"), str)
+            ):
                 try:
                     seen = parse_id(event["id"]) <= self.floor
                 except ValueError:  # not a stream id: not ours to deduplicate
@@ -248,7 +256,9 @@ class Connection:
 
     async def _close(self, code: int, message: str) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), timeout=CLOSE_WAIT_S)
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=message.encode()[:120]), timeout=CLOSE_WAIT_S
+            )
         except Exception:
             # A peer that reads nothing never lets the close frame out: drop the TCP connection.
             self.transport.abort()

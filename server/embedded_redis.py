@@ -131,7 +131,11 @@ class EmbeddedRedis:
             while True:
                 assert self.process is not None
                 if self.process.poll() is not None:
-                    tail = self.log_file.read_text(errors="replace")[-500:] if self.log_file.exists() else ""
+                    tail = (
+                        self.log_file.read_text(errors="replace")[-500:]
+                        if self.log_file.exists()
+                        else ""
+                    )
                     raise ConfigError(f"embedded redis-server exited at start: {tail.strip()}")
                 try:
                     # Loading a large AOF answers LOADING errors until done: wait for a real PONG.
@@ -141,7 +145,9 @@ class EmbeddedRedis:
                     pass
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise ConfigError(f"embedded redis-server did not answer within {timeout:.0f} s")
+                    raise ConfigError(
+                        f"embedded redis-server did not answer within {timeout:.0f} s"
+                    )
                 time.sleep(0.02)
         finally:
             client.close()

@@ -56,7 +56,9 @@ def conflict(code: str, message: str, **details: Any) -> ApiError:
 
 
 def json_error(status: int, code: str, message: str, **details: Any) -> web.Response:
-    return web.json_response({"error": ApiError(status, code, message, **details).to_dict()}, status=status)
+    return web.json_response(
+        {"error": ApiError(status, code, message, **details).to_dict()}, status=status
+    )
 
 
 @web.middleware

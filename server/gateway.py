@@ -50,16 +50,25 @@ FRAMES_PER_S = 30.0  # inbound frames per viewer connection (flood guard; staff 
 FRAMES_BURST = 60.0
 STRIKES_PER_S = 0.5  # forgiven bad inputs per second
 STRIKES_BURST = 10.0  # bad inputs tolerated in a row before closing 1008
-STRIKE_CODES = frozenset({"bad_frame", "bad_type", "unknown_type", "bad_field", "forbidden", "flood"})
+STRIKE_CODES = frozenset(
+    {"bad_frame", "bad_type", "unknown_type", "bad_field", "forbidden", "flood"}
+)
 KNOWN_TYPES = frozenset({"chat", "like", "ping", "mod.delete", "mod.mute", "mod.unmute", "mod.ban",
                          "mod.unban", "mod.pin", "mod.unpin"})  # fmt: skip
 HEARTBEAT_S = 60.0  # WebSocket ping interval; a peer silent for 1.5x this is dropped
 JOIN_SLOTS = web.AppKey("ws_join_slots", asyncio.Semaphore)
 DISPATCH_SLOTS = web.AppKey("ws_dispatch_slots", asyncio.Semaphore)
-AUTH_CLOSE = {"unauthorized": 4001, "token_expired": 4001, "forbidden": 4003, "show_not_found": 4004}
+AUTH_CLOSE = {
+    "unauthorized": 4001,
+    "token_expired": 4001,
+    "forbidden": 4003,
+    "show_not_found": 4004,
+}
 
 
-async def _reject(ws: web.WebSocketResponse, exc: ApiError, close_code: int) -> web.WebSocketResponse:
+async def _reject(
+    ws: web.WebSocketResponse, exc: ApiError, close_code: int
+) -> web.WebSocketResponse:
     """Tell the client why (one ``error``) and close with ``close_code``."""
     message = {"type": "error", "id": None, "code": exc.code, "message": exc.message}
     WS_CLOSES.labels(str(close_code)).inc()
@@ -79,7 +88,11 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     show_id = request.match_info["show_id"]
     ws = web.WebSocketResponse(
-        protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=HEARTBEAT_S, timeout=5
+        protocols=SUBPROTOCOLS,
+        max_msg_size=MAX_FRAME_BYTES,
+        compress=False,
+        heartbeat=HEARTBEAT_S,
+        timeout=5,
     )
     await ws.prepare(request)
     codec = CODECS.get(ws.ws_protocol or "", JSON)
@@ -121,7 +134,11 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
 
 
 async def _welcome(
-    app: web.Application, conn: Connection, show: dict[str, Any], since: str | None, client_epoch: str | None
+    app: web.Application,
+    conn: Connection,
+    show: dict[str, Any],
+    since: str | None,
+    client_epoch: str | None,
 ) -> None:
     """Write the welcome and the first batch (recent or recovered chat), then go live without gap or overlap.
 
@@ -150,17 +167,31 @@ async def _welcome(
     if epoch is None:
         epoch = await chat.epoch(app, show_id)
     recent = [chat.entry_to_event(eid, fields) for eid, fields in reversed(newest)]
-    viewers = presence.live_total(nodes, int(time.time() * 1000))  # no TIME: keyless commands split cluster pipelines
+    viewers = presence.live_total(
+        nodes, int(time.time() * 1000)
+    )  # no TIME: keyless commands split cluster pipelines
     events: list[dict[str, Any]] = []
     floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
     recovered = False
     if since:
         if valid_since:
             first, trimmed, after = recovery
-            lost = chat.history_gap(since, client_epoch, epoch, first[0][0] if first else None, trimmed)
-            history = recent if lost and lost["reason"] == "epoch_changed" else [chat.entry_to_event(*e) for e in after]
+            lost = chat.history_gap(
+                since, client_epoch, epoch, first[0][0] if first else None, trimmed
+            )
+            history = (
+                recent
+                if lost and lost["reason"] == "epoch_changed"
+                else [chat.entry_to_event(*e) for e in after]
+            )
         else:
-            lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch, "first_id": "0-0"}
+            lost = {
+                "type": "history_lost",
+                "reason": "too_old",
+                "since": since,
+                "epoch": epoch,
+                "first_id": "0-0",
+            }
             history = recent
         if lost is not None:
             events.append(lost)
@@ -181,7 +212,9 @@ async def _welcome(
         "viewers": viewers,
         "peak": max(int(peak or 0), viewers),
         "likes": int(total_likes or 0),
-        "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")} if pin.get("id") else None,
+        "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")}
+        if pin.get("id")
+        else None,
         "codec": conn.codec.name,
         "limits": {
             "chat_max_chars": settings.chat_max_chars,
@@ -211,13 +244,20 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
                 message = decode(msg.data)
                 rid = request_id(message)
                 kind = message["type"]
-                WS_MESSAGES_IN.labels(kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other").inc()
+                WS_MESSAGES_IN.labels(
+                    kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other"
+                ).inc()
                 result = await dispatch(app, conn.claims, message)
                 if rid is not None:
                     conn.send_message({**(result or {}), "type": "reply", "id": rid})
             except (ProtocolError, ApiError) as exc:
                 code = exc.code
-                error: dict[str, Any] = {"type": "error", "id": rid, "code": code, "message": exc.message}
+                error: dict[str, Any] = {
+                    "type": "error",
+                    "id": rid,
+                    "code": code,
+                    "message": exc.message,
+                }
                 if isinstance(exc, ApiError) and exc.details:
                     error.update(exc.details)
                     error["details"] = exc.details
@@ -233,7 +273,9 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
             except Exception:
                 log.exception("message handling failed")
                 WS_ERRORS.labels("internal").inc()
-                conn.send_message({"type": "error", "id": rid, "code": "internal", "message": "internal error"})
+                conn.send_message(
+                    {"type": "error", "id": rid, "code": "internal", "message": "internal error"}
+                )
         elif msg.type == WSMsgType.ERROR:
             WS_CLOSES.labels(str(ws.close_code or 1011)).inc()
             break
@@ -242,7 +284,9 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
         await conn.close_task
 
 
-async def dispatch(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any] | None:
+async def dispatch(
+    app: web.Application, claims: Claims, message: dict[str, Any]
+) -> dict[str, Any] | None:
     """Run one decoded client message; returns reply fields or raises ApiError/ProtocolError."""
     kind = message["type"]
     handler = app[WS_HANDLERS].get(kind)

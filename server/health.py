@@ -22,8 +22,14 @@ HTTP_SECONDS = Histogram(
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+async def metrics_middleware(
+    request: web.Request, handler: web.RequestHandler
+) -> web.StreamResponse:
+    route = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    )
     started = time.perf_counter()
     status = 500
     try:
@@ -43,7 +49,10 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         redis = request.app[REDIS]
         await asyncio.wait_for(redis.ping(), timeout=2)
-        body["redis"] = {"ok": True, "version": await asyncio.wait_for(server_version(redis), timeout=2)}
+        body["redis"] = {
+            "ok": True,
+            "version": await asyncio.wait_for(server_version(redis), timeout=2),
+        }
     except Exception as exc:  # any Redis failure means unhealthy, whatever its type
         body["status"] = "unavailable"
         body["redis"] = {"ok": False, "error": str(exc) or type(exc).__name__}
@@ -52,10 +61,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-

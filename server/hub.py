@@ -91,7 +91,14 @@ class Hub:
         if event.get("type") == "user.banned" and event.get("banned"):
             for conn in list(self.conns):
                 if conn.user_id == event.get("user_id"):
-                    conn.send_message({"type": "error", "id": None, "code": "banned", "message": "you were banned from this show"})
+                    conn.send_message(
+                        {
+                            "type": "error",
+                            "id": None,
+                            "code": "banned",
+                            "message": "you were banned from this show",
+                        }
+                    )
                     conn.close(1008, "banned")
         if not self.pending:
             self.first_at = time.monotonic()
@@ -251,11 +258,15 @@ class Hubs:
             return
         joined, hub.joined = hub.joined, {}
         left, hub.left = hub.left, set()
-        counts = await presence.report(self.app, hub.show_id, self.node_id, len(hub.conns), joined, left)
+        counts = await presence.report(
+            self.app, hub.show_id, self.node_id, len(hub.conns), joined, left
+        )
         if hub.conns and (counts != hub.presence or now - hub.presence_sent_at > PRESENCE_RESEND_S):
             hub.presence = counts
             hub.presence_sent_at = now
-            hub.on_event({"type": "presence", "viewers": counts[0], "peak": counts[1]}, False, False)
+            hub.on_event(
+                {"type": "presence", "viewers": counts[0], "peak": counts[1]}, False, False
+            )
 
     async def _backlog_loop(self) -> None:
         """Retry backlogged connections every batch window; close the stuck ones."""

@@ -17,11 +17,17 @@ from .events import publish
 AUDIT_MAXLEN = 10000
 
 
-async def audit(app: web.Application, claims: Claims, action: str, target: str, **extra: Any) -> str:
+async def audit(
+    app: web.Application, claims: Claims, action: str, target: str, **extra: Any
+) -> str:
     """Append one action to the show's audit stream; returns its id."""
     fields = {"action": action, "by": claims.user_id, "by_name": claims.name, "target": target,
               "ts": int(time.time() * 1000), **{k: str(v) for k, v in extra.items()}}  # fmt: skip
-    return str(await app[REDIS].xadd(keys.audit(claims.show_id), fields, maxlen=AUDIT_MAXLEN, approximate=True))
+    return str(
+        await app[REDIS].xadd(
+            keys.audit(claims.show_id), fields, maxlen=AUDIT_MAXLEN, approximate=True
+        )
+    )
 
 
 async def is_banned(app: web.Application, show_id: str, user_id: str) -> bool:
@@ -105,7 +111,9 @@ async def pin(app: web.Application, claims: Claims, message_id: str) -> dict[str
     claims.require(STAFF)
     show_id = claims.show_id
     check_id(message_id)
-    entries = await app[REDIS].xrange(keys.chat_stream(show_id), min=message_id, max=message_id, count=1)
+    entries = await app[REDIS].xrange(
+        keys.chat_stream(show_id), min=message_id, max=message_id, count=1
+    )
     if not entries:
         raise not_found("not_found", "no such message (or it is too old)")
     chat = entry_to_event(*entries[0])

@@ -125,7 +125,8 @@ class ModUnpin:
 
 
 CLIENT_MESSAGES: dict[str, type] = {
-    cls.TYPE: cls for cls in (Chat, Like, Ping, ModDelete, ModMute, ModUnmute, ModBan, ModUnban, ModPin, ModUnpin)
+    cls.TYPE: cls
+    for cls in (Chat, Like, Ping, ModDelete, ModMute, ModUnmute, ModBan, ModUnban, ModPin, ModUnpin)
 }
 STAFF_MESSAGES = frozenset(t for t in CLIENT_MESSAGES if t.startswith("mod."))
 
@@ -140,7 +141,7 @@ class Welcome:
     user: dict = _f("`{id, name, role}` of this connection")
     show: dict = _f("the show: `{id, title, host_name, status, created_at, live_since}`")
     epoch: str = _f("chat history epoch; pass it back with `since` to recover")
-    last_id: str = _f("id of the newest chat message in history (\"0-0\" if none)")
+    last_id: str = _f('id of the newest chat message in history ("0-0" if none)')
     recovered: bool = _f("true when `since` was given and every missed message follows")
     viewers: int = _f("current viewers of the show (all nodes)")
     peak: int = _f("peak concurrent viewers")
@@ -248,10 +249,12 @@ class HistoryLostEvent:
     """Recovery failed: messages since the given id are no longer (all) in history."""
 
     TYPE: ClassVar[str] = "history_lost"
-    reason: str = _f("`too_old` (messages after `since` were trimmed) or `epoch_changed` (history was reset)")
+    reason: str = _f(
+        "`too_old` (messages after `since` were trimmed) or `epoch_changed` (history was reset)"
+    )
     since: str = _f("the id the client asked for")
     epoch: str = _f("the current epoch")
-    first_id: str = _f("oldest id still in history (\"0-0\" if empty)")
+    first_id: str = _f('oldest id still in history ("0-0" if empty)')
 
 
 @dataclass
@@ -362,7 +365,9 @@ def validate(message: dict[str, Any]) -> Any:
             raise ProtocolError("bad_field", f"{name} must be {kind.__name__}", name)
         meta = spec.metadata
         if kind is int and not (meta.get("min", value) <= value <= meta.get("max", value)):
-            raise ProtocolError("bad_field", f"{name} must be {meta.get('min')}..{meta.get('max')}", name)
+            raise ProtocolError(
+                "bad_field", f"{name} must be {meta.get('min')}..{meta.get('max')}", name
+            )
         if kind is str:
             if len(value) > meta.get("max_len", MAX_FRAME_BYTES):
                 raise ProtocolError("bad_field", f"{name} is too long", name)
@@ -462,7 +467,9 @@ def _table(cls: type) -> list[str]:
         rows += ["| field | type | required | notes |", "|---|---|---|---|"]
         for spec in specs:
             required = "yes" if spec.default is MISSING else f"no (default {spec.default!r})"
-            rows.append(f"| `{spec.name}` | {_type_name(cls, spec.name)} | {required} | {spec.metadata.get('doc', '')} |")
+            rows.append(
+                f"| `{spec.name}` | {_type_name(cls, spec.name)} | {required} | {spec.metadata.get('doc', '')} |"
+            )
         rows.append("")
     return rows
 

@@ -64,13 +64,15 @@ async def create_show(
     app: web.Application, title: str, host_name: str, show_id: str | None = None
 ) -> tuple[dict[str, Any], str, bool]:
     """Create the show (or return the existing one with that id). Returns (show, host token, created)."""
-    show_id = check_show_id(show_id) if show_id else secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")
+    show_id = (
+        check_show_id(show_id)
+        if show_id
+        else secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")
+    )
     redis = app[REDIS]
     now_ms = int(time.time() * 1000)
     host_id = "host_" + show_id
-    created = bool(
-        await redis.hsetnx(keys.meta(show_id), "id", show_id)
-    )
+    created = bool(await redis.hsetnx(keys.meta(show_id), "id", show_id))
     if created:
         await redis.hset(
             keys.meta(show_id),
@@ -93,7 +95,9 @@ async def create_show(
 
 async def set_live(app: web.Application, show_id: str, live: bool) -> None:
     """Mark the show live (a publisher is on) or ended, and tell every viewer."""
-    fields = {"status": "live", "live_since": int(time.time() * 1000)} if live else {"status": "ended"}
+    fields = (
+        {"status": "live", "live_since": int(time.time() * 1000)} if live else {"status": "ended"}
+    )
     await app[REDIS].hset(keys.meta(show_id), mapping=fields)
     await events.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
 
@@ -137,8 +141,17 @@ async def handle_mint_token(request: web.Request) -> web.Response:
     if not isinstance(ttl, int) or not 60 <= ttl <= 30 * 24 * 3600:
         raise bad_request("bad_field", "ttl_s must be an integer from 60 to 2592000", field="ttl_s")
     user_id = auth.new_user_id("m" if role == "moderator" else "v")
-    token = auth.issue(request.app[SETTINGS].secret, show_id=show_id, role=role, name=name, user_id=user_id, ttl_s=ttl)
-    return web.json_response({"token": token, "user_id": user_id, "role": role, "name": name}, status=201)
+    token = auth.issue(
+        request.app[SETTINGS].secret,
+        show_id=show_id,
+        role=role,
+        name=name,
+        user_id=user_id,
+        ttl_s=ttl,
+    )
+    return web.json_response(
+        {"token": token, "user_id": user_id, "role": role, "name": name}, status=201
+    )
 
 
 async def handle_guest(request: web.Request) -> web.Response:
@@ -153,13 +166,19 @@ async def handle_guest(request: web.Request) -> web.Response:
     if count == 1:
         await redis.expire(bucket, 120)
     if count > settings.guest_per_minute:
-        raise ApiError(429, "rate_limited", "too many guest tokens from this address; wait a minute")
+        raise ApiError(
+            429, "rate_limited", "too many guest tokens from this address; wait a minute"
+        )
     body = await read_json(request)
     user_id = auth.new_user_id("g")
     default_name = "Guest " + user_id[-4:]
     name = _clean_text(body.get("name"), "name", MAX_NAME, default=default_name)
-    token = auth.issue(settings.secret, show_id=show_id, role="viewer", name=name, user_id=user_id, guest=True)
-    return web.json_response({"token": token, "user_id": user_id, "role": "viewer", "name": name}, status=201)
+    token = auth.issue(
+        settings.secret, show_id=show_id, role="viewer", name=name, user_id=user_id, guest=True
+    )
+    return web.json_response(
+        {"token": token, "user_id": user_id, "role": "viewer", "name": name}, status=201
+    )
 
 
 def setup(app: web.Application) -> None:

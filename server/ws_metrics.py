@@ -6,10 +6,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WS_CONNECTIONS = Gauge("liveshop_ws_connections", "open WebSocket connections on this node")
 WS_CONNECTS = Counter("liveshop_ws_connects_total", "WebSocket connections accepted", ["codec"])
-WS_CLOSES = Counter("liveshop_ws_closes_total", "WebSocket connections closed by the server", ["code"])
+WS_CLOSES = Counter(
+    "liveshop_ws_closes_total", "WebSocket connections closed by the server", ["code"]
+)
 WS_MESSAGES_IN = Counter("liveshop_ws_messages_in_total", "client messages received", ["type"])
 WS_FRAMES_OUT = Counter("liveshop_ws_frames_out_total", "frames written to clients")
-WS_EVENTS_OUT = Counter("liveshop_ws_events_out_total", "events delivered to clients (frames × events)")
+WS_EVENTS_OUT = Counter(
+    "liveshop_ws_events_out_total", "events delivered to clients (frames × events)"
+)
 WS_ERRORS = Counter("liveshop_ws_errors_total", "error replies sent", ["code"])
 WS_DROPPED = Counter("liveshop_ws_dropped_total", "chat events dropped for slow viewers")
 WS_SLOW_CLOSED = Counter("liveshop_ws_slow_closed_total", "connections closed 1013 as stuck")
@@ -27,4 +31,6 @@ WS_WRITE_SECONDS = Histogram(
 )  # fmt: skip
 CHAT_MESSAGES = Counter("liveshop_chat_messages_total", "danmaku accepted on this node")
 CHAT_REJECTED = Counter("liveshop_chat_rejected_total", "danmaku refused", ["reason"])
-CHAT_RATE_LIMITED = Counter("liveshop_chat_rate_limited_total", "danmaku refused by the per-user rate limit")
+CHAT_RATE_LIMITED = Counter(
+    "liveshop_chat_rate_limited_total", "danmaku refused by the per-user rate limit"
+)

@@ -54,7 +54,9 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings) -> TestClient:
+async def client(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings
+) -> TestClient:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return await aiohttp_client(create_app(settings))
 
@@ -107,7 +109,9 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def http_json(url: str, method: str = "GET", body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+def http_json(
+    url: str, method: str = "GET", body: dict | None = None, token: str | None = None
+) -> tuple[int, dict]:
     """Blocking JSON request for process-level tests (no event loop needed)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -122,16 +126,32 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, token: st
 
 
 def start_server(
-    data_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None, wait: bool = True
+    data_dir: Path,
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
 ) -> ServerProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
-    argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     argv += ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "100000", *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=full_env
+        )
     server = ServerProcess(f"http://127.0.0.1:{port}", port, data_dir, proc, log_path, list(args))
     if wait:
         deadline = time.monotonic() + 30

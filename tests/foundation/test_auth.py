@@ -15,12 +15,20 @@ SECRET = "s3cret"
 def test_token_round_trip_carries_identity() -> None:
     token = auth.issue(SECRET, show_id="s1", role="moderator", name="Mia", user_id="m_1")
     claims = auth.verify(SECRET, token, "s1")
-    assert (claims.user_id, claims.name, claims.role, claims.show_id) == ("m_1", "Mia", "moderator", "s1")
+    assert (claims.user_id, claims.name, claims.role, claims.show_id) == (
+        "m_1",
+        "Mia",
+        "moderator",
+        "s1",
+    )
     assert claims.is_staff
     assert claims.exp > time.time()
 
 
-@pytest.mark.parametrize("mangle", [lambda t: t[:-2] + "xx", lambda t: "x" + t, lambda t: t.replace(".", ""), lambda t: ""])
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda t: t[:-2] + "xx", lambda t: "x" + t, lambda t: t.replace(".", ""), lambda t: ""],
+)
 def test_tampered_tokens_are_rejected(mangle) -> None:
     token = auth.issue(SECRET, show_id="s1", role="viewer", name="V")
     with pytest.raises(ApiError) as err:

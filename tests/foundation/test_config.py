@@ -11,12 +11,21 @@ from server.config import Settings, parse_settings
 
 def test_defaults() -> None:
     settings = parse_settings([], env={})
-    assert (settings.host, settings.port, settings.redis_url, settings.data_dir) == ("127.0.0.1", 8080, "", Path("./data"))
+    assert (settings.host, settings.port, settings.redis_url, settings.data_dir) == (
+        "127.0.0.1",
+        8080,
+        "",
+        Path("./data"),
+    )
     assert settings.demo is False
 
 
 def test_environment_then_flags() -> None:
-    env = {"LIVESHOP_PORT": "9000", "LIVESHOP_DEMO": "true", "LIVESHOP_ICE_ADDRESSES": "127.0.0.1, 10.0.0.2"}
+    env = {
+        "LIVESHOP_PORT": "9000",
+        "LIVESHOP_DEMO": "true",
+        "LIVESHOP_ICE_ADDRESSES": "127.0.0.1, 10.0.0.2",
+    }
     settings = parse_settings([], env=env)
     assert settings.port == 9000 and settings.demo is True
     assert settings.ice_addresses == ["127.0.0.1", "10.0.0.2"]

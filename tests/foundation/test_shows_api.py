@@ -16,7 +16,11 @@ async def test_create_get_and_list_show(client) -> None:
     assert resp.status == 201
     body = await resp.json()
     show = body["show"]
-    assert show["title"] == "Sneaker drop" and show["host_name"] == "Ann" and show["status"] == "upcoming"
+    assert (
+        show["title"] == "Sneaker drop"
+        and show["host_name"] == "Ann"
+        and show["status"] == "upcoming"
+    )
     claims = auth.verify("test-secret", body["host_token"], show["id"])
     assert claims.role == "host"
     got = await (await client.get(f"/api/shows/{show['id']}")).json()
@@ -26,11 +30,17 @@ async def test_create_get_and_list_show(client) -> None:
 
 
 async def test_create_show_rejects_bad_input(client) -> None:
-    for payload, code in [({"title": ""}, "bad_field"), ({"title": "x" * 500}, "bad_field"), ({"id": "../etc"}, "bad_show_id")]:
+    for payload, code in [
+        ({"title": ""}, "bad_field"),
+        ({"title": "x" * 500}, "bad_field"),
+        ({"id": "../etc"}, "bad_show_id"),
+    ]:
         resp = await client.post("/api/shows", json=payload)
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == code
-    resp = await client.post("/api/shows", data=b"{not json", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/shows", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
     resp = await client.post("/api/shows", data=b"[1,2]")
     assert (await resp.json())["error"]["code"] == "bad_json"
@@ -51,24 +61,36 @@ async def test_unknown_show_is_404(client) -> None:
 async def test_host_mints_moderator_token_viewer_cannot(client, make_show, guest_token) -> None:
     show_id, host_token = await make_show()
     resp = await client.post(
-        f"/api/shows/{show_id}/tokens", json={"role": "moderator", "name": "Op"}, headers={"Authorization": f"Bearer {host_token}"}
+        f"/api/shows/{show_id}/tokens",
+        json={"role": "moderator", "name": "Op"},
+        headers={"Authorization": f"Bearer {host_token}"},
     )
     assert resp.status == 201
     minted = await resp.json()
     assert auth.verify("test-secret", minted["token"], show_id).role == "moderator"
     viewer = await guest_token(show_id)
-    resp = await client.post(f"/api/shows/{show_id}/tokens", json={"role": "moderator"}, headers={"Authorization": f"Bearer {viewer}"})
+    resp = await client.post(
+        f"/api/shows/{show_id}/tokens",
+        json={"role": "moderator"},
+        headers={"Authorization": f"Bearer {viewer}"},
+    )
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
     resp = await client.post(f"/api/shows/{show_id}/tokens", json={"role": "moderator"})
     assert resp.status == 401
-    resp = await client.post(f"/api/shows/{show_id}/tokens", json={"role": "host"}, headers={"Authorization": f"Bearer {host_token}"})
+    resp = await client.post(
+        f"/api/shows/{show_id}/tokens",
+        json={"role": "host"},
+        headers={"Authorization": f"Bearer {host_token}"},
+    )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_role"
 
 
 async def test_host_token_of_one_show_is_useless_on_another(client, make_show) -> None:
     _, host_a = await make_show()
     show_b, _ = await make_show()
-    resp = await client.post(f"/api/shows/{show_b}/tokens", json={}, headers={"Authorization": f"Bearer {host_a}"})
+    resp = await client.post(
+        f"/api/shows/{show_b}/tokens", json={}, headers={"Authorization": f"Bearer {host_a}"}
+    )
     assert resp.status == 403
 
 
@@ -79,7 +101,9 @@ async def test_guest_tokens_are_rate_limited_per_ip(aiohttp_client, settings: Se
     show_id = show["show"]["id"]
     statuses = []
     for _ in range(3):
-        statuses.append((await limited.post(f"/api/shows/{show_id}/guest", json={"name": "Zoe"})).status)
+        statuses.append(
+            (await limited.post(f"/api/shows/{show_id}/guest", json={"name": "Zoe"})).status
+        )
     # The per-minute bucket is shared by every test from 127.0.0.1: only the last can be asserted exactly.
     assert statuses[-1] == 429
 
@@ -94,7 +118,9 @@ async def test_healthz_is_503_when_redis_goes_away(aiohttp_client, tmp_path: Pat
     embedded = EmbeddedRedis(tmp_path / "r")
     url = embedded.start()
     try:
-        client = await aiohttp_client(create_app(Settings(redis_url=url, data_dir=tmp_path / "d", secret="x")))
+        client = await aiohttp_client(
+            create_app(Settings(redis_url=url, data_dir=tmp_path / "d", secret="x"))
+        )
         assert (await client.get("/healthz")).status == 200
     finally:
         embedded.stop()

@@ -68,12 +68,16 @@ class WsClient:
         while not predicate(self):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out; events={self.events[-5:]} errors={self.errors[-3:]}")
+                raise AssertionError(
+                    f"timed out; events={self.events[-5:]} errors={self.errors[-3:]}"
+                )
             try:
                 if await self._read(left) is None:
                     if predicate(self):
                         return
-                    raise AssertionError(f"connection closed ({self.ws.close_code}); errors={self.errors[-3:]}")
+                    raise AssertionError(
+                        f"connection closed ({self.ws.close_code}); errors={self.errors[-3:]}"
+                    )
             except TimeoutError:
                 pass
 
@@ -113,7 +117,9 @@ async def connect(client: TestClient) -> Any:
     """``await connect(show_id, token, codec=..., since=..., epoch=...)`` against the in-process app."""
     opened: list[WsClient] = []
 
-    async def make(show_id: str, token: str, codec: str = "liveshop.json", **query: str) -> WsClient:
+    async def make(
+        show_id: str, token: str, codec: str = "liveshop.json", **query: str
+    ) -> WsClient:
         extra = "".join(f"&{k}={v}" for k, v in query.items())
         ws = await open_ws(client, f"/ws/{show_id}?token={token}{extra}", codec)
         opened.append(ws)
@@ -129,7 +135,9 @@ async def connect(client: TestClient) -> Any:
 def mint(client: TestClient) -> Callable[..., Awaitable[tuple[str, str]]]:
     """``await mint(show_id, host_token, role, name)`` → (token, user_id)."""
 
-    async def make(show_id: str, host_token: str, role: str = "viewer", name: str = "V") -> tuple[str, str]:
+    async def make(
+        show_id: str, host_token: str, role: str = "viewer", name: str = "V"
+    ) -> tuple[str, str]:
         resp = await client.post(
             f"/api/shows/{show_id}/tokens", json={"role": role, "name": name},
             headers={"Authorization": f"Bearer {host_token}"},

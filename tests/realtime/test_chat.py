@@ -46,7 +46,9 @@ async def test_chat_reply_history_and_counters(client, make_show, guest_token, c
 
 
 async def test_rate_limit_per_user_and_staff_exempt(client, make_show, guest_token, connect, mint):
-    client.app[SETTINGS].chat_rate = 0.5  # one token per 2 s: the burst cannot refill mid-test on a busy CPU
+    client.app[
+        SETTINGS
+    ].chat_rate = 0.5  # one token per 2 s: the burst cannot refill mid-test on a busy CPU
     show_id, host = await make_show()
     token = await guest_token(show_id)
     first = await connect(show_id, token)
@@ -94,5 +96,7 @@ async def test_prometheus_metrics_exposed(client, make_show, guest_token, connec
         "liveshop_ws_fanout_seconds_bucket", "liveshop_chat_messages_total",
     ):  # fmt: skip
         assert name in text, name
-    limited = [line for line in text.splitlines() if line.startswith("liveshop_chat_rate_limited_total ")]
+    limited = [
+        line for line in text.splitlines() if line.startswith("liveshop_chat_rate_limited_total ")
+    ]
     assert limited and float(limited[0].split()[1]) >= 1

@@ -54,7 +54,9 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ))  # fmt: skip
     try:
         clients = [
-            redis.Redis(host="127.0.0.1", port=p, decode_responses=True, socket_timeout=5, retry=None)
+            redis.Redis(
+                host="127.0.0.1", port=p, decode_responses=True, socket_timeout=5, retry=None
+            )
             for p in ports
         ]
         for client, proc in zip(clients, procs, strict=True):
@@ -65,7 +67,9 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
                 except redis.ConnectionError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"redis-server cluster node on port {proc.args[2]} did not start")
+                        pytest.fail(
+                            f"redis-server cluster node on port {proc.args[2]} did not start"
+                        )
                     time.sleep(0.05)
         share = SLOTS // 3
         for i, client in enumerate(clients):
@@ -87,7 +91,9 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_url, tmp_path):
     settings = Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster")
     node_a = await aiohttp_client(create_app(settings))
-    node_b = await aiohttp_client(create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster")))
+    node_b = await aiohttp_client(
+        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+    )
     resp = await node_a.post("/api/shows", json={"title": "on a cluster"})
     assert resp.status == 201, await resp.text()
     body = await resp.json()
@@ -99,7 +105,10 @@ async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_ur
     await sender.request({"type": "chat", "text": "k19"})
     await viewer.until(lambda c: len(c.chats()) == 20, 10)
     assert [c["text"] for c in viewer.chats()] == [f"k{i}" for i in range(20)]
-    back = await open_ws(node_b, f"/ws/{show_id}?token={host}&since={viewer.chats()[9]['id']}&epoch={viewer.welcome['epoch']}")
+    back = await open_ws(
+        node_b,
+        f"/ws/{show_id}?token={host}&since={viewer.chats()[9]['id']}&epoch={viewer.welcome['epoch']}",
+    )
     assert back.welcome["recovered"] is True
     assert [c["text"] for c in back.chats()] == [f"k{i}" for i in range(10, 20)]
     await sender.send({"type": "like", "count": 7})

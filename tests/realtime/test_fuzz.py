@@ -16,15 +16,40 @@ from .conftest import open_ws
 
 pytestmark = pytest.mark.slow
 
-TYPES = ["chat", "like", "ping", "mod.delete", "mod.mute", "mod.ban", "mod.pin", "mod.unpin", "buy", "x", ""]
+TYPES = [
+    "chat",
+    "like",
+    "ping",
+    "mod.delete",
+    "mod.mute",
+    "mod.ban",
+    "mod.pin",
+    "mod.unpin",
+    "buy",
+    "x",
+    "",
+]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(),
     st.text(max_size=300), st.binary(max_size=50),
 )  # fmt: skip
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 messages = st.fixed_dictionaries(
     {"type": st.sampled_from(TYPES) | values},
-    optional={"id": values, "text": values, "count": values, "user_id": values, "minutes": values, "message_id": values},
+    optional={
+        "id": values,
+        "text": values,
+        "count": values,
+        "user_id": values,
+        "minutes": values,
+        "message_id": values,
+    },
 )
 frames = st.one_of(
     st.binary(max_size=300).map(lambda b: ("bytes", b)),
@@ -36,7 +61,9 @@ frames = st.one_of(
 
 @pytest.fixture
 def fuzz_server(server_proc, redis_url):
-    server = server_proc("--redis-url", redis_url, "--secret", "fuzz", "--chat-rate", "1000", "--chat-burst", "1000")
+    server = server_proc(
+        "--redis-url", redis_url, "--secret", "fuzz", "--chat-rate", "1000", "--chat-burst", "1000"
+    )
     status, body = http_json(server.url + "/api/shows", "POST", {"title": "fuzz"})
     assert status == 201
     yield server, body["show"]["id"], body["host_token"]
@@ -55,7 +82,9 @@ async def _send_all(url: str, batch: list[tuple[str, object]]) -> None:
                 break
             try:
                 if kind == "json":
-                    await ws.send_json(payload, dumps=lambda o: __import__("json").dumps(o, default=repr))
+                    await ws.send_json(
+                        payload, dumps=lambda o: __import__("json").dumps(o, default=repr)
+                    )
                 elif kind == "text":
                     await ws.send_str(payload)  # type: ignore[arg-type]
                 else:
@@ -74,11 +103,17 @@ async def _send_all(url: str, batch: list[tuple[str, object]]) -> None:
         await ws.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batch=st.lists(frames, min_size=1, max_size=6), as_host=st.booleans())
 def test_fuzzed_frames_never_crash_the_server(fuzz_server, batch, as_host):
     server, show_id, host = fuzz_server
-    token = host if as_host else http_json(server.url + f"/api/shows/{show_id}/guest", "POST", {})[1]["token"]
+    token = (
+        host
+        if as_host
+        else http_json(server.url + f"/api/shows/{show_id}/guest", "POST", {})[1]["token"]
+    )
     asyncio.run(asyncio.wait_for(_send_all(_ws(server, show_id, token), batch), 20))
     assert server.proc.poll() is None
 

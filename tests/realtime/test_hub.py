@@ -10,7 +10,9 @@ from server.hub import HUBS
 from server.presence import viewer_counts
 
 
-async def test_idle_hub_unsubscribes_and_comes_back(client, make_show, guest_token, connect, monkeypatch):
+async def test_idle_hub_unsubscribes_and_comes_back(
+    client, make_show, guest_token, connect, monkeypatch
+):
     monkeypatch.setattr(hub_module, "IDLE_UNSUBSCRIBE_S", 0.2)
     show_id, host = await make_show()
     hubs = client.app[HUBS]

@@ -35,8 +35,16 @@ async def test_delete_and_pin_broadcast(client, make_show, guest_token, connect,
     pin = await moderator.request({"type": "mod.pin", "message_id": a["msg_id"]})
     assert pin["type"] == "reply"
     await viewer.until(lambda c: bool(c.of_type("chat.pin")))
-    assert viewer.of_type("chat.pin")[0] == {"type": "chat.pin", "id": a["msg_id"], "uid": viewer.welcome["user"]["id"], "name": "Ann", "text": "keep me"}
-    assert (await moderator.request({"type": "mod.delete", "message_id": b["msg_id"]}))["type"] == "reply"
+    assert viewer.of_type("chat.pin")[0] == {
+        "type": "chat.pin",
+        "id": a["msg_id"],
+        "uid": viewer.welcome["user"]["id"],
+        "name": "Ann",
+        "text": "keep me",
+    }
+    assert (await moderator.request({"type": "mod.delete", "message_id": b["msg_id"]}))[
+        "type"
+    ] == "reply"
     await viewer.until(lambda c: bool(c.of_type("chat.delete")))
     assert viewer.of_type("chat.delete")[0]["id"] == b["msg_id"]
     missing = await moderator.request({"type": "mod.delete", "message_id": b["msg_id"]})
@@ -50,7 +58,11 @@ async def test_delete_and_pin_broadcast(client, make_show, guest_token, connect,
     assert (await moderator.request({"type": "mod.unpin"}))["type"] == "reply"
     await viewer.until(lambda c: bool(c.of_type("chat.unpin")))
     audit = await client.app[REDIS].xrange(keys.audit(show_id))
-    assert [(e[1]["action"], e[1]["by_name"]) for e in audit] == [("pin", "Mo"), ("delete", "Mo"), ("unpin", "Mo")]
+    assert [(e[1]["action"], e[1]["by_name"]) for e in audit] == [
+        ("pin", "Mo"),
+        ("delete", "Mo"),
+        ("unpin", "Mo"),
+    ]
 
 
 async def test_mute_and_ban(client, make_show, guest_token, connect):
@@ -67,7 +79,9 @@ async def test_mute_and_ban(client, make_show, guest_token, connect):
     await hoster.until(lambda c: bool(c.of_type("user.muted")))  # staff-only event
     assert (await hoster.request({"type": "mod.unmute", "user_id": uid}))["until"] == 0
     assert (await troll.request({"type": "chat", "text": "sorry"}))["type"] == "reply"
-    assert (await hoster.request({"type": "mod.mute", "user_id": host, "minutes": 1}))["type"] == "error"
+    assert (await hoster.request({"type": "mod.mute", "user_id": host, "minutes": 1}))[
+        "type"
+    ] == "error"
 
     assert (await hoster.request({"type": "mod.ban", "user_id": uid}))["banned"] is True
     await troll.until(lambda c: c.ws.closed, 5)
@@ -77,7 +91,10 @@ async def test_mute_and_ban(client, make_show, guest_token, connect):
     first = await rejoin.receive_json()
     assert first["code"] == "banned"
     closing = await rejoin.receive()
-    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and rejoin.close_code == 1008
+    assert (
+        closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        and rejoin.close_code == 1008
+    )
     # Staff-only events never reach viewers; the bystander's connection is untouched.
     await bystander.pump(0.2)
     assert not bystander.of_type("user.banned") and not bystander.of_type("user.muted")

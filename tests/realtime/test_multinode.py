@@ -32,7 +32,9 @@ async def test_two_nodes_fan_out_in_order_and_share_presence(server_proc, redis_
         on_b = await open_ws(session, ws_url(node_b, show_id, guest["token"]), "liveshop.msgpack")
         for i in range(49):
             await sender.send({"type": "chat", "text": f"n{i}"})
-        await sender.request({"type": "chat", "text": "n49"})  # one connection's messages run in order
+        await sender.request(
+            {"type": "chat", "text": "n49"}
+        )  # one connection's messages run in order
         reply = await on_b.request({"type": "chat", "text": "from b"})
         assert reply["type"] == "reply"
         for viewer in (on_a, on_b, sender):

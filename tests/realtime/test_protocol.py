@@ -54,7 +54,13 @@ async def test_bad_input_gets_error_codes_then_1008(client, make_show, guest_tok
     await abuser.send({"type": "chat", "id": 2, "text": ["x"]})
     await abuser.send({"id": 3})
     await abuser.until(lambda c: len(c.errors) >= 5)
-    assert [e["code"] for e in abuser.errors[:5]] == ["bad_frame", "bad_frame", "unknown_type", "bad_field", "bad_type"]
+    assert [e["code"] for e in abuser.errors[:5]] == [
+        "bad_frame",
+        "bad_frame",
+        "unknown_type",
+        "bad_field",
+        "bad_type",
+    ]
     assert abuser.replies[2]["field"] == "text"
     for _ in range(30):
         if abuser.ws.closed:
@@ -83,7 +89,9 @@ async def test_bad_token_closes_4001(client, make_show, token, code, close):
     ws = await client.ws_connect(f"/ws/{show_id}?token={token}", protocols=("liveshop.json",))
     assert (await ws.receive_json())["code"] == code
     msg = await ws.receive()
-    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == close
+    assert (
+        msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == close
+    )
 
 
 async def test_token_for_other_show_and_unknown_show(client, make_show):

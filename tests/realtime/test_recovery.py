@@ -74,7 +74,9 @@ async def test_history_lost_when_too_old_or_epoch_changed(client, make_show, con
     assert malformed.welcome["recovered"] is False and malformed.of_type("history_lost")
 
 
-async def test_joining_an_empty_show_then_recovering_loses_nothing(client, make_show, guest_token, connect):
+async def test_joining_an_empty_show_then_recovering_loses_nothing(
+    client, make_show, guest_token, connect
+):
     """A viewer who joined before the first message holds last_id "0-0": recovery gives everything."""
     show_id, host = await make_show()
     viewer_token = await guest_token(show_id)

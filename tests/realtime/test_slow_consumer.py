@@ -18,7 +18,9 @@ from server.hub import HUBS
 BIG = "x" * 20_000
 
 
-async def raw_ws(host: str, port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def raw_ws(
+    host: str, port: int, path: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket client that reads only when asked: tiny receive buffer, tiny stream limit."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -50,7 +52,9 @@ def server_conn(app, user_id: str) -> connection.Connection:
     return next(c for c in app[HUBS].connections if c.user_id == user_id)
 
 
-async def test_stalled_viewer_is_isolated_bounded_and_told_what_it_skipped(client, make_show, guest_token, connect):
+async def test_stalled_viewer_is_isolated_bounded_and_told_what_it_skipped(
+    client, make_show, guest_token, connect
+):
     show_id, host = await make_show()
     fast = await connect(show_id, await guest_token(show_id, "Fast"))
     token = await guest_token(show_id, "Slow")
@@ -61,14 +65,19 @@ async def test_stalled_viewer_is_isolated_bounded_and_told_what_it_skipped(clien
     latencies = []
     for round_ in range(40):
         for i in range(20):
-            await publish(app, show_id, {"type": "chat", "id": f"{round_}-{i}", "text": BIG}, droppable=True)
+            await publish(
+                app, show_id, {"type": "chat", "id": f"{round_}-{i}", "text": BIG}, droppable=True
+            )
         marker = f"m{round_}"
         sent_at = time.monotonic()
         await publish(app, show_id, {"type": "sale.stock", "marker": marker})
         await fast.until(lambda c, m=marker: any(e.get("marker") == m for e in c.events), 5)
         latencies.append(time.monotonic() - sent_at)
         # Droppable chat is held for at most MAX_BACKLOG batches; older batches keep only undroppable events.
-        assert sum(1 for q in slow.backlog if q.batch is not None and not q.essential) <= connection.MAX_BACKLOG
+        assert (
+            sum(1 for q in slow.backlog if q.batch is not None and not q.essential)
+            <= connection.MAX_BACKLOG
+        )
     assert max(latencies) < 2.0, latencies  # generous for a busy shared CPU; typically ~50 ms
     assert len([e for e in fast.events if e.get("type") == "chat"]) == 800
     assert slow.skipped > 0 or any(q.essential for q in slow.backlog)
