@@ -121,7 +121,11 @@ class Ticker:
             before = timers.phase.get(sale_id)
             timers.phase[sale_id] = status
             if status == "ended":
-                if before in ("scheduled", "live"):  # a new leader does not replay old ends
+                # Each end is announced exactly once, by whichever node first sees it ended: also a
+                # sale that ended before this leader ever saw it live (short sales, leader changes).
+                if before != "ended" and await self.app[REDIS].hsetnx(
+                    ck.sales(show_id), f"{sale_id}:end_announced", 1
+                ):
                     await publish(self.app, show_id, ended_event(sale))
                 continue
             if status == "scheduled":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,20 @@ class EventLog:
     async def of(self, kind: str, quiet_s: float = 0.3) -> list[dict[str, Any]]:
         await self.drain(quiet_s)
         return [e for e in self.seen if e.get("type") == kind]
+
+    async def wait_for(
+        self, kind: str, timeout_s: float = 10.0, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Events of ``kind`` (with the given field values) once at least one arrived, or [] at the deadline."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            found = [
+                e
+                for e in await self.of(kind, quiet_s=0.1)
+                if all(e.get(f) == v for f, v in match.items())
+            ]
+            if found or asyncio.get_running_loop().time() > deadline:
+                return found
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ async def test_not_started_and_ended(shop: Any, events: Any) -> None:
     assert (await shop.buy(now["id"], viewer, "k2"))["outcome"] == "ended"
     assert (await shop.get_sale(now["id"]))["status"] == "ended"
     assert [e["sale_id"] for e in await events.of("sale.started")] == [now["id"]]
-    assert now["id"] in [e["sale_id"] for e in await events.of("sale.ended", quiet_s=1.0)]
+    assert await events.wait_for("sale.ended", sale_id=now["id"])
 
 
 async def test_host_can_end_early(shop: Any) -> None:
@@ -140,3 +140,26 @@ async def test_websocket_handlers(shop: Any) -> None:
         shop.client.app, claims, {"product_id": shop.product_id}
     )
     assert clicked == {"product_id": shop.product_id, "clicked": True}
+
+
+async def test_an_end_no_leader_saw_coming_is_announced_exactly_once(
+    shop: Any, events: Any
+) -> None:
+    """Another node holds the show's timer lease for the sale's whole life, then goes away: the
+    next leader, which never saw the sale live, still announces its end, once."""
+    from server.appkeys import REDIS
+    from server.commerce import keys as ck
+
+    redis = shop.client.app[REDIS]
+    await redis.set(ck.leader(shop.show_id), "node-elsewhere", px=60_000)
+    short = await shop.sale(quantity=1, duration_s=1)
+    await asyncio.sleep(1.2)
+    assert (await shop.get_sale(short["id"]))["status"] == "ended"
+    assert await events.of("sale.ended") == []  # nobody leads: nothing announced yet
+    await redis.delete(ck.leader(shop.show_id))
+    assert len(await events.wait_for("sale.ended", sale_id=short["id"])) == 1
+    await asyncio.sleep(0.5)  # further ticks must not announce it again
+    assert (
+        len([e for e in await events.of("sale.ended", quiet_s=0.5) if e["sale_id"] == short["id"]])
+        == 1
+    )
