@@ -8,8 +8,9 @@ origin publish or play.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,13 +20,29 @@ from media.ice import IceConfig
 from media.relay import Relay, RelayConfig
 
 from .appkeys import SETTINGS
-from .auth import authenticate
+from .auth import ANY_ROLE, authenticate
 from .errors import ApiError
 from .shows import check_show_id, set_live
 
 log = logging.getLogger("liveshop.media_api")
 
 RELAY = web.AppKey("media_relay", Relay)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def media_errors(handler: Handler) -> Handler:
+    """The relay's rejections (MediaError) become the API's JSON errors, with their code."""
+
+    @functools.wraps(handler)
+    async def translated(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MediaError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+
+    return translated
+
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -34,7 +51,7 @@ CORS = {
     "Access-Control-Expose-Headers": "Location, Link",
     "Access-Control-Max-Age": "600",
 }
-STAFF = frozenset({"host"})
+HOST_ONLY = frozenset({"host"})
 
 
 def _relay_config(app: web.Application) -> RelayConfig:
@@ -90,13 +107,10 @@ def _created(
 
 async def handle_whip(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF)
+    await authenticate(request, show_id, HOST_ONLY)
     offer = await _read_offer(request)
     replace = request.query.get("replace", "") in ("1", "true", "yes")
-    try:
-        session = await request.app[RELAY].publish(show_id, offer, replace=replace)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    session = await request.app[RELAY].publish(show_id, offer, replace=replace)
     return _created(request, "whip", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
@@ -104,23 +118,15 @@ async def handle_whep(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id)
     offer = await _read_offer(request)
-    try:
-        session = await request.app[RELAY].view(show_id, offer, claims.user_id)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    session = await request.app[RELAY].view(show_id, offer, claims.user_id)
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
 async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(
-        request, show_id, STAFF if kind == "whip" else frozenset({"host", "moderator", "viewer"})
-    )
-    try:
-        session = request.app[RELAY].get(show_id, request.match_info["session_id"], kind)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    session = request.app[RELAY].get(show_id, request.match_info["session_id"], kind)
     await session.end()
     return web.Response(status=200, headers=CORS)
 
@@ -136,21 +142,15 @@ async def handle_options(request: web.Request) -> web.Response:
 
 async def handle_recording_start(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF)
-    try:
-        recorder = request.app[RELAY].start_recording(show_id)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await authenticate(request, show_id, HOST_ONLY)
+    recorder = request.app[RELAY].start_recording(show_id)
     return web.json_response({"recording": {"name": recorder.name, "recording": True}}, status=201)
 
 
 async def handle_recording_stop(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF)
-    try:
-        path = request.app[RELAY].stop_recording(show_id)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await authenticate(request, show_id, HOST_ONLY)
+    path = request.app[RELAY].stop_recording(show_id)
     return web.json_response(
         {"recording": {"name": path.name, "bytes": path.stat().st_size, "recording": False}}
     )
@@ -158,21 +158,15 @@ async def handle_recording_stop(request: web.Request) -> web.Response:
 
 async def handle_recording_list(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF)
-    try:
-        recordings = request.app[RELAY].list_recordings(show_id)
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await authenticate(request, show_id, HOST_ONLY)
+    recordings = request.app[RELAY].list_recordings(show_id)
     return web.json_response({"recordings": recordings})
 
 
 async def handle_recording_get(request: web.Request) -> web.StreamResponse:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, STAFF)
-    try:
-        path = request.app[RELAY].recording_path(show_id, request.match_info["name"])
-    except MediaError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    await authenticate(request, show_id, HOST_ONLY)
+    path = request.app[RELAY].recording_path(show_id, request.match_info["name"])
     return web.FileResponse(
         path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
     )
@@ -180,13 +174,13 @@ async def handle_recording_get(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(relay_ctx)
-    app.router.add_post("/whip/{show_id}", handle_whip)
-    app.router.add_post("/whep/{show_id}", handle_whep)
+    app.router.add_post("/whip/{show_id}", media_errors(handle_whip))
+    app.router.add_post("/whep/{show_id}", media_errors(handle_whep))
     app.router.add_route("OPTIONS", "/whip/{show_id}", handle_options)
     app.router.add_route("OPTIONS", "/whep/{show_id}", handle_options)
     app.router.add_route("OPTIONS", "/{kind:whip|whep}/{show_id}/{session_id}", handle_options)
-    app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", handle_delete)
-    app.router.add_post("/api/shows/{show_id}/recordings", handle_recording_start)
-    app.router.add_post("/api/shows/{show_id}/recordings/stop", handle_recording_stop)
-    app.router.add_get("/api/shows/{show_id}/recordings", handle_recording_list)
-    app.router.add_get("/api/shows/{show_id}/recordings/{name}", handle_recording_get)
+    app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", media_errors(handle_delete))
+    app.router.add_post("/api/shows/{show_id}/recordings", media_errors(handle_recording_start))
+    app.router.add_post("/api/shows/{show_id}/recordings/stop", media_errors(handle_recording_stop))
+    app.router.add_get("/api/shows/{show_id}/recordings", media_errors(handle_recording_list))
+    app.router.add_get("/api/shows/{show_id}/recordings/{name}", media_errors(handle_recording_get))
