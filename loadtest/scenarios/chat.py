@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 from ..client import create_show
 from ..metrics import record_us, summary_ms
 from .base import GO, Scenario, WorkerEnv
-from .common import AnySocket, ChatReceiver, chat_text, join, left, ramp_at
+from .common import DRAIN_S, AnySocket, ChatReceiver, chat_text, join, left, ramp_at
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
-
-DRAIN_S = 1.5  # the drain ends once no delivery arrived for this long
 
 
 class ChatScenario(Scenario):

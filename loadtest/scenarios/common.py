@@ -15,6 +15,8 @@ from .base import WorkerEnv
 
 AnySocket = ShowSocket | LeanShowSocket
 
+DRAIN_S = 1.5  # a scenario's drain ends once no delivery arrived for this long
+
 
 def open_socket(
     env: WorkerEnv,

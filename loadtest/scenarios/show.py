@@ -32,14 +32,12 @@ from ..invariants import (
 )
 from ..metrics import summary_ms
 from .base import GO, SLOT_2, Scenario, WorkerEnv
-from .common import AnySocket, ChatReceiver, chat_text, join, left, ramp_at
+from .common import DRAIN_S, AnySocket, ChatReceiver, chat_text, join, left, ramp_at
 from .flash_sale import create_sale, fetch_orders, start_monotonic
 from .lottery import create_lottery, draw_and_prove, judge_draw
 
 if TYPE_CHECKING:
     from ..runner import Aggregate, Controller
-
-DRAIN_S = 1.5  # the drain ends once no delivery arrived for this long
 
 
 class ShowScenario(Scenario):
