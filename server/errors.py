@@ -55,12 +55,6 @@ def conflict(code: str, message: str, **details: Any) -> ApiError:
     return ApiError(409, code, message, **details)
 
 
-def json_error(status: int, code: str, message: str, **details: Any) -> web.Response:
-    return web.json_response(
-        {"error": ApiError(status, code, message, **details).to_dict()}, status=status
-    )
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn ApiError and aiohttp's HTTP errors into ``{"error": {"code", "message"}}`` JSON."""
