@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import struct
 import time
 from typing import Any
@@ -26,6 +27,20 @@ log = logging.getLogger("liveshop.media.pipe")
 
 _HDR = struct.Struct("!BBHII")
 SR_EVERY_S = 1.0
+# The GOP priming is sent in one burst: the edge's socket must hold a whole GOP (a 2 s GOP
+# of 720p at 1.5 Mbps is ≈ 400 kB; the kernel default is 208 kB). Capped by net.core.rmem_max.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _udp_socket(host: str, buffer_option: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, buffer_option, SOCKET_BUFFER_BYTES)
+    except OSError:
+        pass  # the kernel default still works, with a less reliable instant join at the edge
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -75,28 +90,34 @@ class PipeOrigin:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        local = "127.0.0.1" if self.edge[0] in ("127.0.0.1", "localhost") else "0.0.0.0"
         await loop.create_datagram_endpoint(
-            lambda: self.endpoint,
-            local_addr=(
-                "127.0.0.1" if self.edge[0] in ("127.0.0.1", "localhost") else "0.0.0.0",
-                0,
-            ),
+            lambda: self.endpoint, sock=_udp_socket(local, socket.SO_SNDBUF)
         )
+        self.attach(self.producers)
+        self._task = asyncio.ensure_future(self._sender_reports())
+
+    def attach(self, producers: dict[str, Producer]) -> None:
+        """Pipe these producers from now on: at start, and when a publisher is replaced."""
+        for track in self.tracks:
+            if track in track.producer.consumers:  # type: ignore[comparison-overlap]
+                track.producer.consumers.remove(track)  # type: ignore[arg-type]
+        self.producers = producers
+        self.tracks = []
         self._control(
             {
                 "type": "hello",
                 "show": self.show_id,
-                "tracks": [_describe(p) for p in self.producers.values()],
+                "tracks": [_describe(p) for p in producers.values()],
             }
         )
-        for producer in self.producers.values():
+        for producer in producers.values():
             track = _PipeTrack(self, producer)
             self.tracks.append(track)
             if producer.gop is not None:
                 for p in producer.gop.snapshot():  # the edge starts with a keyframe cached
                     track.forward(p)
             producer.consumers.append(track)  # type: ignore[arg-type]
-        self._task = asyncio.ensure_future(self._sender_reports())
 
     def _send(self, data: bytes) -> None:
         if self.endpoint.transport is not None:
@@ -164,13 +185,16 @@ class PipeEdge:
         self.origin: tuple[str, int] | None = None
         self.ready = asyncio.Event()
         self.ended = False
+        self._ending: asyncio.Future[None] | None = None
         self._on_ready = on_ready
         self._on_bye = on_bye
         self._gop_max_packets = gop_max_packets
 
     async def bind(self, host: str = "127.0.0.1") -> int:
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self.endpoint, local_addr=(host, 0))
+        await loop.create_datagram_endpoint(
+            lambda: self.endpoint, sock=_udp_socket(host, socket.SO_RCVBUF)
+        )
         assert self.endpoint.transport is not None
         return int(self.endpoint.transport.get_extra_info("sockname")[1])
 
@@ -196,33 +220,12 @@ class PipeEdge:
         except ValueError:
             return
         kind = message.get("type")
-        if kind == "hello" and not self.producers:
-            self.origin = addr
-            for track in message["tracks"]:
-                codec = RTCRtpCodecParameters(
-                    mimeType=track["mime"],
-                    clockRate=track["clock"],
-                    channels=track.get("channels"),
-                    payloadType=track["pt"],
-                    parameters=track.get("params", {}),
-                )
-                producer = Producer(
-                    self.show_id,
-                    track["kind"],
-                    codec,
-                    None,
-                    self._gop_max_packets,
-                    upstream_keyframe=self._ask_keyframe,
-                )
-                self.producers[track["kind"]] = producer
-                if codec.payloadType is not None:
-                    self.by_pt[codec.payloadType] = producer
-            self.ready.set()
-            self._on_ready(self)
+        if kind == "hello" and not self.ended:
+            self._on_hello(message, addr)
         elif kind == "sr":
-            producer = self.producers.get(message.get("kind", ""))
-            if producer is not None:
-                producer.sr = (
+            target = self.producers.get(message.get("kind", ""))
+            if target is not None:
+                target.sr = (
                     int(message["ntp"]),
                     int(message["rtp"]),
                     time.time() - float(message.get("age", 0)),
@@ -230,19 +233,48 @@ class PipeEdge:
         elif kind == "bye":
             asyncio.ensure_future(self.end())
 
+    def _on_hello(self, message: dict[str, Any], addr: tuple[str, int]) -> None:
+        """The first hello, or a replacement publisher's: new producers, viewers move over."""
+        self.origin = addr
+        producers: dict[str, Producer] = {}
+        by_pt: dict[int, Producer] = {}
+        for track in message["tracks"]:
+            codec = RTCRtpCodecParameters(
+                mimeType=track["mime"],
+                clockRate=track["clock"],
+                channels=track.get("channels"),
+                payloadType=track["pt"],
+                parameters=track.get("params", {}),
+            )
+            producer = Producer(
+                self.show_id,
+                track["kind"],
+                codec,
+                None,
+                self._gop_max_packets,
+                upstream_keyframe=self._ask_keyframe,
+            )
+            producers[track["kind"]] = producer
+            if codec.payloadType is not None:
+                by_pt[codec.payloadType] = producer
+        self.producers, self.by_pt, self.by_ssrc = producers, by_pt, {}
+        self.ready.set()
+        self._on_ready(self)
+
     def _ask_keyframe(self) -> None:
         if self.origin is not None and self.endpoint.transport is not None:
             self.endpoint.transport.sendto(b'{"type": "pli"}', self.origin)
 
     async def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        for producer in self.producers.values():
-            producer.close()
-        if self.endpoint.transport is not None:
-            self.endpoint.transport.close()
-        await self._on_bye(self)
+        """Close the producers and the socket, then the owner's ``on_bye``; every caller waits."""
+        if self._ending is None:
+            self.ended = True
+            for producer in self.producers.values():
+                producer.close()
+            if self.endpoint.transport is not None:
+                self.endpoint.transport.close()
+            self._ending = asyncio.ensure_future(self._on_bye(self))
+        await asyncio.shield(self._ending)
 
 
 def _describe(producer: Producer) -> dict[str, Any]:

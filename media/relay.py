@@ -20,6 +20,7 @@ from .whip import PublisherSession
 log = logging.getLogger("liveshop.media.relay")
 
 OnLive = Callable[[str, bool], Awaitable[None]]
+OnEnded = Callable[[Session], None]
 
 
 async def _ignore_live(show_id: str, live: bool) -> None:
@@ -38,11 +39,17 @@ class RelayConfig:
 class Relay:
     """Accepts publishers and viewers, and closes everything on shutdown."""
 
-    def __init__(self, config: RelayConfig | None = None, on_live: OnLive = _ignore_live) -> None:
+    def __init__(
+        self,
+        config: RelayConfig | None = None,
+        on_live: OnLive = _ignore_live,
+        on_ended: OnEnded | None = None,
+    ) -> None:
         self.config = config or RelayConfig()
         self.config.ice.apply()
         self.rtc_config = self.config.ice.rtc_configuration()
         self.on_live = on_live
+        self.on_ended = on_ended  # told of every session that ends, for whatever reason
         self.routers: dict[str, Router] = {}
         self.sessions: dict[str, Session] = {}
         self._report_task: asyncio.Task[None] | None = None
@@ -58,6 +65,24 @@ class Relay:
         if router is None:
             router = self.routers[show_id] = Router(show_id)
         return router
+
+    def live_router(self, show_id: str) -> Router:
+        """The router of a show whose publisher is here and sending; 409 ``not_live`` otherwise."""
+        router = self.routers.get(show_id)
+        if router is None or router.publisher is None or not router.producers:
+            raise MediaError(409, "not_live", "this show is not live")
+        return router
+
+    def _forget_if_idle(self, router: Router) -> None:
+        """Drop a router with nothing left in it (never a newer one of the same show)."""
+        if (
+            router.publisher is None
+            and router.edge is None
+            and not router.viewers
+            and self.routers.get(router.show_id) is router
+        ):
+            router.report()
+            del self.routers[router.show_id]
 
     def start(self) -> None:
         if self._report_task is None:
@@ -105,9 +130,7 @@ class Relay:
     # ------------------------------------------------------------------ WHEP
     async def view(self, show_id: str, offer_sdp: str, viewer_id: str) -> ViewerSession:
         """Accept a viewer of a live show; 409 ``not_live`` otherwise."""
-        router = self.routers.get(show_id)
-        if router is None or router.publisher is None or not router.producers:
-            raise MediaError(409, "not_live", "this show is not live")
+        router = self.live_router(show_id)
         if len(router.viewers) >= self.config.max_viewers_per_show:
             raise MediaError(503, "show_full", "too many viewers on this node")
         session = ViewerSession(router, viewer_id, self.rtc_config, self._session_ended)
@@ -126,16 +149,28 @@ class Relay:
     # ------------------------------------------------------------------ origin → edge
     async def pipe_to(self, show_id: str, edge: tuple[str, int]) -> PipeOrigin:
         """Origin side: pipe a live show's producers to an edge relay listening at ``edge``."""
-        router = self.routers.get(show_id)
-        if router is None or not router.producers:
-            raise MediaError(409, "not_live", "this show is not live")
+        router = self.live_router(show_id)
         pipe = PipeOrigin(show_id, router.producers, edge)
         await pipe.start()
         router.pipes.append(pipe)
         return pipe
 
+    def close_pipe(self, pipe: PipeOrigin) -> None:
+        """Origin side: stop piping to an edge (it is told ``bye``)."""
+        pipe.close()
+        router = self.routers.get(pipe.show_id)
+        if router is not None and pipe in router.pipes:
+            router.pipes.remove(pipe)
+
     async def accept_pipe(self, show_id: str, host: str = "127.0.0.1") -> tuple[PipeEdge, int]:
-        """Edge side: listen for an origin's pipe; viewers can join once its hello arrives."""
+        """Edge side: listen for an origin's pipe; viewers can join once its hello arrives.
+
+        A pipe already feeding the show here is ended first (with its viewers): the origin
+        that asks for a new one has forgotten the old.
+        """
+        existing = self.routers.get(show_id)
+        if existing is not None and existing.edge is not None:
+            await existing.edge.end()
         router = self.router(show_id)
         if router.publisher is not None:
             raise MediaError(409, "already_live", "this show already has a publisher here")
@@ -146,13 +181,16 @@ class Relay:
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:
+            if router.edge is edge:
+                router.edge = None
             if router.publisher is edge:  # type: ignore[comparison-overlap]
                 router.publisher = None
                 router.clear_producers()
-                for viewer in list(router.viewers.values()):
-                    await viewer.end()
-            if router.publisher is None and not router.viewers:
-                self.routers.pop(show_id, None)
+                await asyncio.gather(
+                    *(viewer.end() for viewer in list(router.viewers.values())),
+                    return_exceptions=True,
+                )
+            self._forget_if_idle(router)
 
         edge = PipeEdge(show_id, on_ready, on_bye, self.config.gop_max_packets)
         port = await edge.bind(host)
@@ -168,9 +206,7 @@ class Relay:
     def start_recording(self, show_id: str) -> Recorder:
         """Start remuxing the show's forwarded packets to a file (no re-encode)."""
         directory = self._recordings_dir(show_id)
-        router = self.routers.get(show_id)
-        if router is None or not router.producers:
-            raise MediaError(409, "not_live", "this show is not live")
+        router = self.live_router(show_id)
         if router.recorder is not None:
             raise MediaError(409, "already_recording", "this show is already being recorded")
         router.recorder = Recorder(show_id, directory, router.producers)
@@ -214,6 +250,8 @@ class Relay:
 
     async def _session_ended(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        if self.on_ended is not None:
+            self.on_ended(session)
         router = self.routers.get(session.show_id)
         if router is None:
             return
@@ -233,9 +271,7 @@ class Relay:
                 *(viewer.end() for viewer in list(router.viewers.values())), return_exceptions=True
             )
             await self.on_live(session.show_id, False)
-        if router.publisher is None and not router.viewers:
-            router.report()
-            self.routers.pop(session.show_id, None)
+        self._forget_if_idle(router)
 
     async def close(self) -> None:
         if self._report_task is not None:

@@ -39,6 +39,8 @@ class Router:
                 new = producers.get(consumer.kind)
                 if new is not None and consumer.producer is not None:
                     consumer.attach(new)
+        for pipe in self.pipes:  # edges carry on with the replacement publisher too
+            pipe.attach(producers)
         for producer in old.values():
             producer.close()
         metrics.PUBLISHERS.labels(self.show_id).set(1 if producers else 0)
