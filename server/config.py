@@ -96,6 +96,13 @@ class Settings:
     )
     udp_port_min: int = field(default=0, metadata={"help": "lowest UDP port for media (0: any)"})
     udp_port_max: int = field(default=0, metadata={"help": "highest UDP port for media (0: any)"})
+    media_workers: int = field(
+        default=0,
+        metadata={
+            "help": "worker processes serving viewers, fed from this process's publishers "
+            "(0: this process serves them)"
+        },
+    )
 
     @property
     def base_url(self) -> str:

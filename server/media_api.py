@@ -3,7 +3,8 @@
 ``POST /whip/{show}`` (host token) and ``POST /whep/{show}`` (any token of the show) take
 an ``application/sdp`` offer and answer ``201 Created`` with the SDP answer and a
 ``Location``; ``DELETE`` on that location ends the session. CORS lets a page on another
-origin publish or play.
+origin publish or play. With ``--media-workers N`` viewers are served by worker processes
+(``media.worker_pool``); publishers and recordings stay in this process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 from media.errors import MediaError
 from media.ice import IceConfig
 from media.relay import Relay, RelayConfig
+from media.worker_pool import WorkerOptions, WorkerPool
 
 from .appkeys import SETTINGS
 from .auth import ANY_ROLE, authenticate
@@ -27,6 +29,7 @@ from .shows import check_show_id, set_live
 log = logging.getLogger("liveshop.media_api")
 
 RELAY = web.AppKey("media_relay", Relay)
+WORKERS = web.AppKey("media_workers", WorkerPool)  # only with --media-workers N > 0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,18 +76,38 @@ def _relay_config(app: web.Application) -> RelayConfig:
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Create the relay; on shutdown close every peer connection."""
+    """Create the relay (and the media workers); on shutdown stop them, close every peer connection."""
+    settings = app[SETTINGS]
+    pool: WorkerPool | None = None
 
     async def on_live(show_id: str, live: bool) -> None:
+        if not live and pool is not None:
+            pool.show_ended(show_id)
         try:
             await set_live(app, show_id, live)
         except Exception:
             log.exception("set_live(%s, %s) failed", show_id, live)
 
-    relay = Relay(_relay_config(app), on_live=on_live)
+    config = _relay_config(app)
+    relay = Relay(config, on_live=on_live)
     app[RELAY] = relay
-    yield
-    await relay.close()
+    if settings.media_workers > 0:
+        options = WorkerOptions(
+            ice=config.ice,
+            connect_timeout_s=config.connect_timeout_s,
+            gop_max_packets=config.gop_max_packets,
+            max_viewers_per_show=config.max_viewers_per_show,
+            log_level=settings.log_level,
+            log_json=settings.log_json,
+        )
+        pool = app[WORKERS] = WorkerPool(relay, settings.media_workers, options)
+        await pool.start()
+    try:
+        yield
+    finally:
+        if pool is not None:
+            await pool.close()
+        await relay.close()
 
 
 async def _read_offer(request: web.Request) -> str:
@@ -118,6 +141,10 @@ async def handle_whep(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id)
     offer = await _read_offer(request)
+    pool = request.app.get(WORKERS)
+    if pool is not None:
+        session_id, answer = await pool.view(show_id, offer, claims.user_id)
+        return _created(request, "whep", show_id, session_id, answer)
     session = await request.app[RELAY].view(show_id, offer, claims.user_id)
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
@@ -126,8 +153,12 @@ async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
-    session = request.app[RELAY].get(show_id, request.match_info["session_id"], kind)
-    await session.end()
+    session_id = request.match_info["session_id"]
+    pool = request.app.get(WORKERS)
+    if kind == "whep" and pool is not None and pool.owns(session_id):
+        await pool.end_viewer(show_id, session_id)
+    else:
+        await request.app[RELAY].get(show_id, session_id, kind).end()
     return web.Response(status=200, headers=CORS)
 
 
