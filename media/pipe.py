@@ -199,6 +199,8 @@ class PipeEdge:
         return int(self.endpoint.transport.get_extra_info("sockname")[1])
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if addr != self.origin and self.origin is not None:
+            return  # once the hello came, only the origin's socket feeds this edge
         if data[:1] == b"{":
             self._on_control(data, addr)
             return
