@@ -134,8 +134,10 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
         assert sorted(_viewers_per_worker(base).values()) == [1, 2]
         assert await _wait(  # the workers' own series, relabelled (reported about once a second)
-            lambda: set(_metric(base, "liveshop_media_worker_packets_sent_total"))
-            >= {f'kind="video",show="{show_id}",worker="{w}"' for w in "01"},
+            lambda: (
+                set(_metric(base, "liveshop_media_worker_packets_sent_total"))
+                >= {f'kind="video",show="{show_id}",worker="{w}"' for w in "01"}
+            ),
             5,
         )
 
