@@ -42,6 +42,8 @@ CALL_TIMEOUT_S = 20.0
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 RESTART_MIN_S, RESTART_MAX_S = 0.5, 30.0
+# A viewer refused for one of these is offered to another worker (or, last, the main process).
+RETRY_ELSEWHERE = frozenset({"worker_lost", "worker_timeout", "edge_not_ready", "show_full"})
 TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = str(Path(__file__).resolve().parent.parent)  # on the workers' path: ``-m media.worker``
 
@@ -283,7 +285,7 @@ class WorkerPool:
         tried: set[int] = set()
         while True:
             worker = self._pick(tried)
-            if worker is None:  # no worker up: serve the viewer here, as without workers
+            if worker is None:  # no worker up, or none took the viewer: serve it here
                 session = await self.relay.view(show_id, offer_sdp, viewer_id)
                 return session.id, session.answer  # type: ignore[attr-defined]
             tried.add(worker.index)
@@ -295,7 +297,7 @@ class WorkerPool:
             except MediaError as exc:
                 if exc.code == "edge_not_ready":
                     self._drop_pipe(worker, show_id)
-                if exc.code not in ("worker_lost", "worker_timeout", "edge_not_ready"):
+                if exc.code not in RETRY_ELSEWHERE:
                     raise
                 log.warning("viewer not placed on worker %d: %s", worker.index, exc.code)
             finally:
