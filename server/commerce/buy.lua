@@ -1,7 +1,8 @@
 -- Decide a micro-batch of flash-sale buy attempts atomically, one after the other.
 -- KEYS: 1 sales, 2 sale_users, 3 buy_keys, 4 reservations, 5 expiries, 6 orders stream,
 --       7 counters, 8 funnel:reserved, 9 seq
--- ARGV: 1 show id, 2 reservation ttl (ms), 3 n, then n × (sale id, user id, name, key)
+-- ARGV: 1 show id, 2 reservation ttl (ms), 3 n, 4 msgpack array of n × (sale id, user id, name, key)
+--       (one packed argument: the caller encodes a batch in one C call instead of 4n arguments)
 -- Returns n outcomes: "reserved|RID|EXPIRES_MS", "sold_out", "limit_reached", "not_started",
 -- "ended" or "unknown_sale". A key already seen for (sale, user) returns its first outcome.
 local t = redis.call('TIME')
@@ -9,12 +10,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local show = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local attempts = cmsgpack.unpack(ARGV[4])
 local sales = {}
 local out = {}
 local reserved = 0
 for i = 0, n - 1 do
-  local b = 4 + i * 4
-  local sid, uid, name, key = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local b = 1 + i * 4
+  local sid, uid, name, key = attempts[b], attempts[b + 1], attempts[b + 2], attempts[b + 3]
   local s = sales[sid]
   if s == nil then
     local f = redis.call('HMGET', KEYS[1], sid .. ':start', sid .. ':end', sid .. ':limit', sid .. ':left',

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from .. import auth
@@ -225,11 +226,14 @@ class BuyBatcher:
                         return
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             ttl_ms = self.app[SETTINGS].reservation_ttl_s * 1000
-            args: list[Any] = [self.show_id, ttl_ms, len(batch)]
+            attempts: list[str] = []
             for sale_id, user_id, name, key, _ in batch:
-                args += (sale_id, user_id, name, key)
+                attempts += (sale_id, user_id, name, key)
             try:
-                outcomes = await script(keys=self.keys, args=args)
+                outcomes = await script(
+                    keys=self.keys,
+                    args=[self.show_id, ttl_ms, len(batch), msgpack.packb(attempts)],
+                )
             except Exception as exc:  # the Redis call failed: every attempt in it gets the error
                 log.warning("buy batch failed: %s", exc)
                 for *_, future in batch:
