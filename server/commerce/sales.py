@@ -196,7 +196,7 @@ class BuyBatcher:
         self.keys = ck.buy_script_keys(show_id)
         self.pending: list[tuple[str, str, str, str, asyncio.Future[str]]] = []
         self.wake = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: set[asyncio.Task[None]] = set()  # a runner removes itself when it exits
         self.batches = 0
         self.touched = 0.0
         self.attempts = 0
@@ -206,12 +206,10 @@ class BuyBatcher:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.pending.append((sale_id, user_id, name, key, future))
         self.wake.set()
-        if len(self.tasks) < IN_FLIGHT or any(task.done() for task in self.tasks):
-            self.tasks = [task for task in self.tasks if not task.done()]
-            while len(self.tasks) < IN_FLIGHT:
-                self.tasks.append(
-                    asyncio.create_task(self.run(), name=f"buy-batcher-{self.show_id}")
-                )
+        while len(self.tasks) < IN_FLIGHT:
+            task = asyncio.create_task(self.run(), name=f"buy-batcher-{self.show_id}")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return await future
 
     async def run(self) -> None:
@@ -223,6 +221,8 @@ class BuyBatcher:
                     await asyncio.wait_for(self.wake.wait(), IDLE_EXIT_S)
                 except TimeoutError:
                     if not self.pending:
+                        # Leave the set in this same step: any later decide() starts a new runner.
+                        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
                         return
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             ttl_ms = self.app[SETTINGS].reservation_ttl_s * 1000
@@ -248,12 +248,12 @@ class BuyBatcher:
                 continue
             self.batches += 1
             self.attempts += len(batch)
-            if time.monotonic() - self.touched > 5:
-                self.touched = time.monotonic()
-                await touch(self.app, self.show_id)
             for (*_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
+            if time.monotonic() - self.touched > 5:  # after answering: no batch waits for it
+                self.touched = time.monotonic()
+                await touch(self.app, self.show_id)
 
 
 BATCHERS = web.AppKey("buy_batchers", dict[str, BuyBatcher])
@@ -335,15 +335,16 @@ async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHERS] = {}
     yield
     for batcher in app[BATCHERS].values():
-        for task in batcher.tasks:
+        for task in list(batcher.tasks):
             task.cancel()
 
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(batchers_ctx)
+    # Routes sharing the /api/sales prefix are tried in registration order: the hot one first.
+    app.router.add_post("/api/sales/{sale_id}/buy", handle_buy)
     app.router.add_post("/api/shows/{show_id}/sales", handle_create)
     app.router.add_get("/api/shows/{show_id}/sales", handle_list)
     app.router.add_get("/api/sales/{sale_id}", handle_get)
     app.router.add_post("/api/sales/{sale_id}/end", handle_end)
-    app.router.add_post("/api/sales/{sale_id}/buy", handle_buy)
     app[WS_HANDLERS]["buy"] = ws_buy
