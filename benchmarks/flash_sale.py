@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import os
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import msgpack  # noqa: E402
+
+from loadtest.lean_ws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, encode_frame  # noqa: E402
 from server import auth  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
 
@@ -145,6 +150,200 @@ def client_main(args: tuple[int, str, str, str, int, int, int, float, int], out:
     out.put((latencies, dict(outcomes), first + offset, last + offset))
 
 
+# --------------------------------------------------------------------------- WebSocket buyers
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+WS_CONNECT_AT_ONCE = 64  # handshakes in flight per client process while buyers join
+FD_LIMIT_MARGIN = 600  # descriptors a process keeps for Redis, logs, pipes
+
+
+class BuyerSocket(asyncio.Protocol):
+    """One connected buyer (msgpack subprotocol), frames parsed in ``data_received``.
+
+    No task and no future per frame: the welcome resolves ``joined``, a ``reply``/``error`` to
+    the buy (id 1) calls ``on_decision``; batches (presence, sale stock) are decoded and ignored.
+    """
+
+    def __init__(self, request: bytes, on_decision: Any, broadcasts: Counter[str]) -> None:
+        self.request = request
+        self.on_decision = on_decision
+        self.broadcasts = broadcasts  # events received in batches, by type (shared per process)
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.fail(bytes(buf[:12]).decode("latin-1"))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            opcode, length, header = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, header = (buf[pos + 2] << 8) | buf[pos + 3], 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, header = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < header + length:
+                break
+            payload = bytes(buf[pos + header : pos + header + length])
+            pos += header + length
+            if opcode == OP_BINARY:
+                self.on_frame(msgpack.unpackb(payload))
+            elif opcode == OP_PING and self.transport is not None:
+                self.transport.write(encode_frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                self.fail(f"closed {int.from_bytes(payload[:2], 'big') if payload else 1005}")
+        if pos:
+            del buf[:pos]
+
+    def on_frame(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "welcome":
+            if not self.joined.done():
+                self.joined.set_result(None)
+        elif kind == "batch":
+            for event in message.get("events", ()):
+                self.broadcasts[event.get("type")] += 1
+        elif kind in ("reply", "error") and message.get("id") == 1:
+            self.on_decision(self, message)
+        elif kind == "error" and not self.joined.done():
+            self.fail(str(message.get("code")))
+
+    def fail(self, why: str) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(RuntimeError(why))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(RuntimeError(f"connection lost: {exc}"))
+
+
+async def connect_buyer(
+    port: int, source_ip: str, path: str, on_decision: Any, broadcasts: Counter[str]
+) -> BuyerSocket:
+    """Open one buyer's WebSocket from ``source_ip`` (its own ephemeral port range) and wait for the welcome."""
+    loop = asyncio.get_running_loop()
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: liveshop.msgpack\r\n\r\n"
+    ).encode()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source_ip, 0))
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        _, buyer = await loop.create_connection(
+            lambda: BuyerSocket(request, on_decision, broadcasts), sock=sock
+        )
+    except BaseException:
+        sock.close()
+        raise
+    await asyncio.wait_for(buyer.joined, 60)
+    return buyer
+
+
+async def ws_stampede(
+    port: int, sale_id: str, show_id: str, tokens: list[str], source_ip: str, in_flight: int,
+    ready: Any, go: Any,
+) -> tuple[list[float], Counter[str], float, float, int]:  # fmt: skip
+    """Connect every buyer (untimed), report ready, wait for the start time, then each buyer sends
+    one buy frame; at most ``in_flight`` attempts of this process are outstanding at a time."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    done: asyncio.Future[None] = loop.create_future()
+    frame = msgpack.packb({"type": "buy", "id": 1, "sale_id": sale_id, "key": "k1"})
+    buyers: list[BuyerSocket] = []
+    queue: list[BuyerSocket] = []
+    broadcasts: Counter[str] = Counter()
+
+    def send_next() -> None:
+        buyer = queue.pop()
+        buyer.sent_at = time.perf_counter()
+        assert buyer.transport is not None
+        buyer.transport.write(buyer.frame)  # type: ignore[attr-defined]
+
+    def on_decision(buyer: BuyerSocket, message: dict[str, Any]) -> None:
+        latencies.append((time.perf_counter() - buyer.sent_at) * 1000)
+        outcomes[message["outcome"] if message["type"] == "reply" else message["code"]] += 1
+        if queue:
+            send_next()
+        elif len(latencies) == len(buyers) and not done.done():
+            done.set_result(None)
+
+    gate = asyncio.Semaphore(WS_CONNECT_AT_ONCE)
+
+    async def join(token: str) -> BuyerSocket | None:
+        async with gate:
+            try:
+                path = f"/ws/{show_id}?token={token}"
+                return await connect_buyer(port, source_ip, path, on_decision, broadcasts)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                print(f"buyer failed to join: {exc}", file=sys.stderr)
+                return None
+
+    buyers = [b for b in await asyncio.gather(*(join(t) for t in tokens)) if b is not None]
+    for buyer in buyers:
+        buyer.frame = encode_frame(OP_BINARY, frame)  # type: ignore[attr-defined]  # masked now, not in the timed part
+    queue = list(reversed(buyers))
+    ready.put(len(buyers))
+    start_at = await loop.run_in_executor(None, go.get)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    broadcasts.clear()  # count only what arrives during the stampede
+    first = time.perf_counter()
+    for _ in range(min(in_flight, len(queue))):
+        send_next()
+    if buyers:
+        await asyncio.wait_for(done, 300)
+    last = time.perf_counter()
+    for buyer in buyers:
+        if buyer.transport is not None:
+            buyer.transport.abort()
+    return latencies, outcomes, first, last, len(tokens) - len(buyers), dict(broadcasts)
+
+
+def ws_client_main(args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
+    port, sale_id, show_id, secret, first_index, count, in_flight, source_ip = args
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    tokens = [
+        auth.issue(secret, show_id=show_id, role="viewer", name=f"Buyer {i}", user_id=f"b{i}")
+        for i in range(first_index, first_index + count)
+    ]
+    latencies, outcomes, first, last, failed, broadcasts = asyncio.run(
+        ws_stampede(port, sale_id, show_id, tokens, source_ip, in_flight, ready, go)
+    )
+    offset = time.time() - time.perf_counter()
+    out.put((latencies, dict(outcomes), first + offset, last + offset, failed, broadcasts))
+
+
 def cpu_busy_s() -> float:
     """CPU-seconds the whole machine spent busy (all processes) since boot, from /proc/stat."""
     fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -162,6 +361,17 @@ def proc_cpu_s(pids: list[int]) -> float:
         except OSError:
             pass
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes, in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(open(f"/proc/{pid}/statm").read().split()[1])
+        except OSError:
+            pass
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -184,30 +394,49 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
     )["sale"]  # fmt: skip
     port = int(url.rsplit(":", 1)[1])
     share = opts.buyers // opts.clients
-    start_at = time.time() + 2.0 + opts.buyers / 40_000  # after every worker minted its tokens
+    counts = [share] * (opts.clients - 1) + [opts.buyers - share * (opts.clients - 1)]
     queue: Any = mp.Queue()
     workers = []
-    for c in range(opts.clients):
-        count = share if c < opts.clients - 1 else opts.buyers - share * (opts.clients - 1)
-        args = (
-            port,
-            sale["id"],
-            show_id,
-            secret,
-            c * share,
-            count,
-            opts.connections,
-            start_at,
-            opts.pipeline,
-        )
-        workers.append(mp.Process(target=client_main, args=(args, queue)))
+    joined, ready_s, server_rss_mb = opts.buyers, 0.0, 0.0
+    if opts.transport == "http":
+        start_at = time.time() + 2.0 + opts.buyers / 40_000  # after every worker minted its tokens
+        for c, count in enumerate(counts):
+            args = (port, sale["id"], show_id, secret, c * share, count, opts.connections, start_at,
+                    opts.pipeline)  # fmt: skip
+            workers.append(mp.Process(target=client_main, args=(args, queue)))
+        for w in workers:
+            w.start()
+    else:
+        ready: Any = mp.Queue()
+        gos = [mp.Queue() for _ in counts]
+        for c, count in enumerate(counts):
+            # Each client connects from its own 127.0.x.y: its own ephemeral port range.
+            source_ip = f"127.0.{1 + c // 200}.{10 + c % 200}"
+            args = (port, sale["id"], show_id, secret, c * share, count, opts.connections,
+                    source_ip)  # fmt: skip
+            workers.append(mp.Process(target=ws_client_main, args=(args, ready, gos[c], queue)))
+        joining = time.time()
+        for w in workers:
+            w.start()
+        joined = sum(ready.get() for _ in workers)  # every buyer connected and welcomed, untimed
+        ready_s = time.time() - joining
+        if not opts.json:
+            print(
+                f"{joined} buyers joined in {ready_s:.1f} s; stampede in {opts.settle} s",
+                flush=True,
+            )
+        time.sleep(opts.settle)  # let the join storm's presence updates drain
+        server_rss_mb = proc_rss_mb(pids[: opts.servers])
     busy_before, ours_before, wall_before = cpu_busy_s(), proc_cpu_s(pids), time.time()
     redis_before = proc_cpu_s(pids[opts.servers :])
-    for w in workers:
-        w.start()
     client_pids = [w.pid for w in workers if w.pid]
+    client_before = proc_cpu_s(client_pids) if opts.transport == "ws" else 0.0
+    if opts.transport == "ws":
+        start_at = time.time() + 0.5
+        for go in gos:
+            go.put(start_at)
     results = [queue.get() for _ in workers]
-    client_cpu = proc_cpu_s(client_pids)
+    client_cpu = proc_cpu_s(client_pids) - client_before
     busy, ours, wall = (
         cpu_busy_s() - busy_before,
         proc_cpu_s(pids) - ours_before,
@@ -233,7 +462,20 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    return {
+    result: dict[str, Any] = {"transport": opts.transport}
+    if opts.transport == "ws":
+        result["connected_buyers"] = joined
+        result["join_failures"] = sum(r[4] for r in results)
+        result["join_s"] = round(ready_s, 1)
+        result["server_rss_mb"] = round(server_rss_mb)
+        received: Counter[str] = Counter()
+        for r in results:
+            received.update(r[5])
+        # Broadcast events every connected buyer received while the stampede ran (fan-out load).
+        result["broadcast_events_per_buyer"] = {
+            kind: round(n / max(joined, 1), 2) for kind, n in received.items()
+        }
+    return result | {
         "attempts": len(latencies),
         "seconds": round(elapsed, 3),
         "attempts_per_s": round(len(latencies) / elapsed),
@@ -257,7 +499,8 @@ def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) 
         "exact": state["sold"] + state["reserved"]
         == opts.units
         == outcomes.get("reserved", 0)
-        == listed,
+        == listed
+        and len(latencies) == joined,
     }
 
 
@@ -301,9 +544,8 @@ async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> di
 
     async def unbatched(claim: auth.Claims) -> dict[str, Any]:
         async with gate:  # 50 Redis connections, one EVALSHA per attempt
-            raw = await script(
-                keys=keys, args=[show_id, 300_000, 1, sale["id"], claim.user_id, claim.name, "k1"]
-            )
+            attempt = msgpack.packb([sale["id"], claim.user_id, claim.name, "k1"])
+            raw = await script(keys=keys, args=[show_id, 300_000, 1, attempt])
         return sales.outcome_body(sale["id"], raw[0])
 
     async def buyer_loop() -> None:
@@ -338,6 +580,22 @@ async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> di
     }
 
 
+def check_descriptors(opts: argparse.Namespace) -> None:
+    """Each WebSocket buyer holds a descriptor in a client and in a server process: fail early, clearly."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))  # children inherit the hard limit
+    per_client = -(-opts.buyers // opts.clients)
+    per_server = -(-opts.buyers // opts.servers) * 1.05  # SO_REUSEPORT spreads by hash, not exactly
+    usable = limit - FD_LIMIT_MARGIN
+    if per_client > usable or per_server > usable:
+        sys.exit(
+            f"{opts.buyers} connected buyers need {per_client} descriptors per client and about "
+            f"{per_server:.0f} per server process; the limit is {limit}: raise --clients/--servers"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -347,7 +605,18 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="server processes sharing the port")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument(
-        "--connections", type=int, default=64, help="keep-alive connections per client process"
+        "--transport", choices=("http", "ws"), default="http",
+        help="http: POST /api/sales/{id}/buy; ws: every buyer is a connected viewer sending one buy frame",
+    )  # fmt: skip
+    parser.add_argument(
+        "--connections", type=int, default=64,
+        help="http: keep-alive connections per client process; ws: attempts in flight per client process",
+    )  # fmt: skip
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="ws: seconds between the last join and the stampede",
     )
     parser.add_argument(
         "--pipeline", type=int, default=1, help="HTTP/1.1 requests in flight per connection"
@@ -365,6 +634,8 @@ def main() -> None:
         "--concurrency", type=int, default=2000, help="in-flight attempts for --core"
     )
     opts = parser.parse_args()
+    if opts.transport == "ws":
+        check_descriptors(opts)
     secret = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="flashbench-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -401,6 +672,7 @@ def main() -> None:
         "units": opts.units,
         "servers": opts.servers,
         "clients": opts.clients,
+        "transport": opts.transport,
         "connections_per_client": opts.connections,
         "pipeline": opts.pipeline,
         "cpus": os.cpu_count(),
