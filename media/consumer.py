@@ -14,7 +14,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("liveshop.media.consumer")
 
-_HDR = struct.Struct("!BBHII")
 _U16 = struct.Struct("!H")
 MASK32 = 0xFFFFFFFF
 CATCH_UP_CHUNK = 48  # cached packets sent per loop turn when a late joiner catches up
@@ -83,11 +82,12 @@ class Consumer:
         self.first_sent_at: float | None = None
         self._squash: dict[int, int] = {}
         self._pending: list[RtpPacket] = []
-        self._write: Callable[[bytes], None] | None = None
+        self._send: Callable[[bytes, int, int, int, int, int], None] | None = None
         self._write_rtcp: Callable[[bytes], None] | None = None
         self._lsr: int | None = None
         self._lsr_time = 0.0
         self._reported = (0, 0, 0, 0)
+        self._series: tuple[Any, ...] | None = None
         self._task: asyncio.Task[None] | None = None
         park_sender(sender, self._on_rtcp, self._rtcp_loop, self._on_start)
 
@@ -107,7 +107,7 @@ class Consumer:
         writers = fast_rtp_writer(self.sender.transport)
         if writers is None:
             return False
-        self._write, self._write_rtcp = writers
+        self._send, self._write_rtcp = writers
         return True
 
     def attach(self, producer: Producer) -> None:
@@ -154,15 +154,13 @@ class Consumer:
             self.packets += 1
             return
         payload = p.payload
-        self._write(  # type: ignore[misc]
-            _HDR.pack(
-                0x80,
-                (p.marker << 7) | self.pt,
-                (p.sequence_number + self.seq_off) & 0xFFFF,
-                (p.timestamp + self.ts_off) & MASK32,
-                self.ssrc,
-            )
-            + payload
+        self._send(  # type: ignore[misc]
+            payload,
+            p.marker,
+            self.pt,
+            (p.sequence_number + self.seq_off) & 0xFFFF,
+            (p.timestamp + self.ts_off) & MASK32,
+            self.ssrc,
         )
         self.packets += 1
         self.octets += len(payload)
@@ -217,15 +215,8 @@ class Consumer:
     def _send_cached(self, p: RtpPacket) -> None:
         ts = self._squash.get(p.timestamp, (p.timestamp + self.ts_off) & MASK32)
         payload = p.payload
-        self._write(  # type: ignore[misc]
-            _HDR.pack(
-                0x80,
-                (p.marker << 7) | self.pt,
-                (p.sequence_number + self.seq_off) & 0xFFFF,
-                ts,
-                self.ssrc,
-            )
-            + payload
+        self._send(  # type: ignore[misc]
+            payload, p.marker, self.pt, (p.sequence_number + self.seq_off) & 0xFFFF, ts, self.ssrc
         )
         self.packets += 1
         self.octets += len(payload)
@@ -261,7 +252,8 @@ class Consumer:
         """Answer a generic NACK (RFC 4585 §6.2.1) from the producer's packet history."""
         producer = self.producer
         self.nacks += len(lost)
-        if producer is None or self._write is None or self.state not in (LIVE, CATCHUP):
+        send = self._send
+        if producer is None or send is None or self.state not in (LIVE, CATCHUP):
             return
         for seq in lost:
             p = producer.history.get((seq - self.seq_off) & 0xFFFF)
@@ -270,15 +262,17 @@ class Consumer:
             ts = self._squash.get(p.timestamp, (p.timestamp + self.ts_off) & MASK32)
             if self.rtx_pt is not None:
                 # RFC 4588 §4: RTX payload = original sequence number + original payload.
-                data = (
-                    _HDR.pack(0x80, (p.marker << 7) | self.rtx_pt, self.rtx_seq, ts, self.rtx_ssrc)
-                    + _U16.pack(seq)
-                    + p.payload
+                send(
+                    _U16.pack(seq) + p.payload,
+                    p.marker,
+                    self.rtx_pt,
+                    self.rtx_seq,
+                    ts,
+                    self.rtx_ssrc,
                 )
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
-                data = _HDR.pack(0x80, (p.marker << 7) | self.pt, seq, ts, self.ssrc) + p.payload
-            self._write(data)
+                send(p.payload, p.marker, self.pt, seq, ts, self.ssrc)
             self.retransmits += 1
 
     # ------------------------------------------------------------------ RTCP out
@@ -322,23 +316,33 @@ class Consumer:
             self._write_rtcp(packets)
 
     def report(self) -> None:
-        """Publish counter deltas and per-viewer gauges."""
-        show, kind = self.show_id, self.kind
+        """Publish counter deltas and per-viewer gauges (labelled series looked up once)."""
+        if self._series is None:
+            show, viewer, kind = self.show_id, self.viewer_id, self.kind
+            self._series = (
+                metrics.PACKETS_SENT.labels(show, kind),
+                metrics.BYTES_SENT.labels(show, kind),
+                metrics.NACKS_RECEIVED.labels(show),
+                metrics.RETRANSMITS.labels(show),
+                metrics.VIEWER_PACKETS.labels(show, viewer, kind),
+                metrics.VIEWER_LOSS.labels(show, viewer, kind),
+            )
+        sent, sent_bytes, nacked, resent, viewer_packets, viewer_loss = self._series
         packets, octets, nacks, rtx = self._reported
         if self.packets - packets:
-            metrics.PACKETS_SENT.labels(show, kind).inc(self.packets - packets)
-            metrics.BYTES_SENT.labels(show, kind).inc(self.octets - octets)
+            sent.inc(self.packets - packets)
+            sent_bytes.inc(self.octets - octets)
         if self.nacks - nacks:
-            metrics.NACKS_RECEIVED.labels(show).inc(self.nacks - nacks)
+            nacked.inc(self.nacks - nacks)
         if self.retransmits - rtx:
-            metrics.RETRANSMITS.labels(show).inc(self.retransmits - rtx)
+            resent.inc(self.retransmits - rtx)
         self._reported = (self.packets, self.octets, self.nacks, self.retransmits)
-        metrics.VIEWER_PACKETS.labels(show, self.viewer_id, kind).set(self.packets)
-        metrics.VIEWER_LOSS.labels(show, self.viewer_id, kind).set(self.fraction_lost)
+        viewer_packets.set(self.packets)
+        viewer_loss.set(self.fraction_lost)
         if self.rtt is not None:
-            metrics.VIEWER_RTT.labels(show, self.viewer_id, kind).set(self.rtt)
-        if self.remb is not None and kind == "video":
-            metrics.VIEWER_REMB.labels(show, self.viewer_id).set(self.remb)
+            metrics.VIEWER_RTT.labels(self.show_id, self.viewer_id, self.kind).set(self.rtt)
+        if self.remb is not None and self.kind == "video":
+            metrics.VIEWER_REMB.labels(self.show_id, self.viewer_id).set(self.remb)
 
     def close(self) -> None:
         if self.state == CLOSED:
@@ -346,5 +350,5 @@ class Consumer:
         self.report()
         self.detach()
         self.state = CLOSED
-        self._write = None
+        self._send = None
         self._write_rtcp = None

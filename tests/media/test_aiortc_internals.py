@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import struct
 from pathlib import Path
 
 import aiortc
+import pytest
+from pylibsrtp import Policy, Session
 
-from media.aiortc_internals import AIORTC_VERSION, check_internals
+from media.aiortc_internals import AIORTC_VERSION, check_internals, rtp_writer
 
 
 def test_internals_present() -> None:
@@ -30,3 +34,55 @@ def test_only_one_module_touches_internals() -> None:
         and re.search(r"_RTCRtp\w+__|\._tx_srtp|\._nominated|\._handle_rtp", p.read_text())
     ]
     assert offenders == []
+
+
+def _srtp_pair() -> tuple[Session, Session, Session]:
+    """Two identical outbound sessions (fresh replay state each) and the matching inbound one."""
+
+    def session(direction: str) -> Session:
+        policy = Policy(
+            key=bytes(range(44)),
+            ssrc_type=getattr(Policy, direction),
+            srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+        )
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        return Session(policy)
+
+    return (
+        session("SSRC_ANY_OUTBOUND"),
+        session("SSRC_ANY_OUTBOUND"),
+        session("SSRC_ANY_INBOUND"),
+    )
+
+
+def test_rtp_writer_sends_what_pylibsrtp_would() -> None:
+    ours, reference, inbound = _srtp_pair()
+    sent: list[tuple[bytes, object]] = []
+    addr = ("127.0.0.1", 9)
+    write = rtp_writer(ours, lambda data, to: sent.append((bytes(data), to)), addr)
+    del ours  # the writer alone must keep the libsrtp context alive
+    gc.collect()
+    packets = [
+        (bytes(range(256)) * 5, 1, 96, 0xFFFF, 0xFFFFFFFF, 0x1234),
+        (b"\x10\x00\x9d", 0, 111, 0, 0, 0xCAFEBABE),
+        (bytes(1100), 1, 97, 7, 90000, 0x1234),
+    ]
+    for payload, marker, pt, seq, ts, ssrc in packets:
+        write(payload, marker, pt, seq, ts, ssrc)
+    expected = [
+        struct.pack("!BBHII", 0x80, marker << 7 | pt, seq, ts, ssrc) + payload
+        for payload, marker, pt, seq, ts, ssrc in packets
+    ]
+    assert [to for _, to in sent] == [addr] * len(packets)
+    assert [data for data, _ in sent] == [reference.protect(plain) for plain in expected]
+    assert [inbound.unprotect(data) for data, _ in sent] == expected
+
+
+def test_rtp_writer_refuses_an_oversized_payload() -> None:
+    ours, _, _ = _srtp_pair()
+    sent: list[bytes] = []
+    write = rtp_writer(ours, lambda data, to: sent.append(data), ("127.0.0.1", 9))
+    with pytest.raises(ValueError):
+        write(bytes(1600), 0, 96, 1, 1, 1)
+    assert sent == []
