@@ -10,6 +10,14 @@ request sent → last answer received), p50/p99 decision latency as seen by the 
 outcome counts, then checks the server's own records: sold + reserved must equal the units and
 ``GET /api/shows/{id}/orders`` must list exactly that many orders. ``--rounds`` repeats the
 stampede on fresh sales and reports the medians.
+
+``--transport ws``: every buyer is a connected viewer instead. Each client process connects its
+buyers (distinct users, each from the client's own 127.0.x.y, joined and welcomed outside the
+timed part), then each buyer sends one ``buy`` frame, at most ``--connections`` outstanding per
+client process; attempts/s runs from the first frame sent to the last decision received. The
+report adds the broadcast events every buyer received meanwhile (the fan-out the sale causes).
+Each buyer holds a descriptor in a client and a server process: the per-process limit decides
+how many ``--clients``/``--servers`` a given ``--buyers`` needs (checked before starting).
 """
 
 from __future__ import annotations
