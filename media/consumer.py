@@ -84,6 +84,7 @@ class Consumer:
         self._pending: list[RtpPacket] = []
         self._send: Callable[[bytes, int, int, int, int, int], None] | None = None
         self._write_rtcp: Callable[[bytes], None] | None = None
+        self._close_output: Callable[[], None] | None = None
         self._lsr: int | None = None
         self._lsr_time = 0.0
         self._reported = (0, 0, 0, 0)
@@ -104,10 +105,12 @@ class Consumer:
 
     def connect(self) -> bool:
         """Bind to the viewer's SRTP session and ICE pair (after DTLS is connected)."""
-        writers = fast_rtp_writer(self.sender.transport)
-        if writers is None:
+        if self._send is not None:
+            return True
+        output = fast_rtp_writer(self.sender.transport)
+        if output is None:
             return False
-        self._send, self._write_rtcp = writers
+        self._send, self._write_rtcp, self._close_output = output
         return True
 
     def attach(self, producer: Producer) -> None:
@@ -352,3 +355,6 @@ class Consumer:
         self.state = CLOSED
         self._send = None
         self._write_rtcp = None
+        if self._close_output is not None:
+            self._close_output()
+            self._close_output = None

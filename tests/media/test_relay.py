@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 
 import pytest
@@ -28,6 +29,10 @@ async def _wait(predicate, within: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.02)  # noqa: ASYNC110
     return predicate()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def _rss() -> int:
@@ -236,6 +241,7 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
     await asyncio.sleep(0.3)
     gc.collect()
     tasks_before, pcs_before = len(asyncio.all_tasks()), live(RTCPeerConnection)
+    fds_before = _open_fds()
     await cycles(100)
     gc.collect()
     mem_before = _rss()  # growth of the second hundred tells a leak from allocator warm-up
@@ -251,6 +257,8 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
     assert await _wait(lambda: len(asyncio.all_tasks()) <= tasks_before, 5), (
         len(asyncio.all_tasks()) - tasks_before
     )
+    # each viewer's RTP socket is a duplicate the consumer must close
+    assert await _wait(lambda: _open_fds() <= fds_before, 5), _open_fds() - fds_before
     grown = _rss() - mem_before
     assert grown < 6 * 1024 * 1024, grown  # a leaked pair of peer connections is ~0.3 MB
     await pub.close()
