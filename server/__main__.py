@@ -17,6 +17,7 @@ from .app import create_app
 from .config import Settings, parse_settings
 from .demo import ensure_demo
 from .errors import ConfigError
+from .gc_policy import collector_policy
 from .logs import setup_logging
 
 log = logging.getLogger("liveshop")
@@ -85,7 +86,8 @@ async def serve(settings: Settings) -> None:
                 f"  viewer page : {urls['viewer_url']}\n",
                 flush=True,
             )
-        await stop.wait()
+        async with collector_policy(settings.gc_thaw_s):
+            await stop.wait()
         log.info("shutting down")
     finally:
         await runner.cleanup()

@@ -96,6 +96,14 @@ class Settings:
     )
     udp_port_min: int = field(default=0, metadata={"help": "lowest UDP port for media (0: any)"})
     udp_port_max: int = field(default=0, metadata={"help": "highest UDP port for media (0: any)"})
+    gc_thaw_s: float = field(
+        default=600,
+        metadata={
+            "help": "freeze the survivors of each full garbage collection and reclaim them every "
+            "this many seconds, so full collections do not stall a node with many viewers "
+            "(0: Python's default collector)"
+        },
+    )
     media_workers: int = field(
         default=0,
         metadata={

@@ -66,6 +66,10 @@ def test_starts_on_embedded_redis_and_answers_health_and_metrics(server_proc) ->
         assert resp.headers["Content-Type"].startswith("text/plain")
     assert "process_cpu_seconds_total" in text
     assert 'liveshop_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    frozen = [line for line in text.splitlines() if line.startswith("liveshop_gc_frozen_objects ")]
+    assert (
+        frozen and float(frozen[0].split()[1]) > 10_000
+    )  # start-up state is out of the collector's reach
 
 
 def test_data_survives_restart_through_aof(server_proc, tmp_path: Path) -> None:
