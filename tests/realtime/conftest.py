@@ -25,6 +25,17 @@ class WsClient:
         self.errors: list[dict[str, Any]] = []
         self.frames = 0
         self._next_id = 0
+        self._close_frame_code: int | None = None
+
+    @property
+    def close_code(self) -> int | None:
+        """The code in the server's close frame (what a browser reports).
+
+        aiohttp's ``ws.close_code`` turns into 1006 when the server drops TCP right after its
+        close frame, before our reply is written — which aiohttp's server does when it closes a
+        socket that another task is reading (RFC 6455 §7.1.1 lets the server close TCP first).
+        """
+        return self._close_frame_code if self._close_frame_code is not None else self.ws.close_code
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.codec == "liveshop.msgpack":
@@ -39,6 +50,8 @@ class WsClient:
         elif msg.type == aiohttp.WSMsgType.TEXT:
             data = __import__("json").loads(msg.data)
         else:
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                self._close_frame_code = msg.data
             return None
         self.frames += 1
         kind = data.get("type")
@@ -76,7 +89,7 @@ class WsClient:
                     if predicate(self):
                         return
                     raise AssertionError(
-                        f"connection closed ({self.ws.close_code}); errors={self.errors[-3:]}"
+                        f"connection closed ({self.close_code}); errors={self.errors[-3:]}"
                     )
             except TimeoutError:
                 pass

@@ -85,7 +85,7 @@ async def test_mute_and_ban(client, make_show, guest_token, connect):
 
     assert (await hoster.request({"type": "mod.ban", "user_id": uid}))["banned"] is True
     await troll.until(lambda c: c.ws.closed, 5)
-    assert troll.ws.close_code == 1008
+    assert troll.close_code == 1008
     assert any(e["code"] == "banned" for e in troll.errors)
     rejoin = await client.ws_connect(f"/ws/{show_id}?token={token}", protocols=("liveshop.json",))
     first = await rejoin.receive_json()

@@ -67,7 +67,7 @@ async def test_bad_input_gets_error_codes_then_1008(client, make_show, guest_tok
             break
         await abuser.ws.send_str("{")
     await abuser.until(lambda c: c.ws.closed, 5)
-    assert abuser.ws.close_code == 1008
+    assert abuser.close_code == 1008
     assert (await bystander.request({"type": "ping"}))["type"] == "reply"
     assert not bystander.errors
 
@@ -77,7 +77,7 @@ async def test_oversized_frame_closes_1009(client, make_show, guest_token, conne
     viewer = await connect(show_id, await guest_token(show_id))
     await viewer.ws.send_str('{"type":"chat","text":"' + "a" * 70_000 + '"}')
     await viewer.until(lambda c: c.ws.closed, 5)
-    assert viewer.ws.close_code == 1009
+    assert viewer.close_code == 1009
 
 
 @pytest.mark.parametrize(
