@@ -138,18 +138,23 @@ async def fire(
     return latencies, outcomes, first, time.perf_counter()
 
 
-def client_main(args: tuple[int, str, str, str, int, int, int, float, int], out: Any) -> None:
-    port, sale_id, show_id, secret, first_index, count, connections, start_at, pipeline = args
+def _start_client(secret: str, show_id: str, first_index: int, count: int) -> list[str]:
+    """In a client process: uvloop, and its buyers' tokens (minted outside the timed part)."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    tokens = [
+    return [
         auth.issue(secret, show_id=show_id, role="viewer", name=f"Buyer {i}", user_id=f"b{i}")
         for i in range(first_index, first_index + count)
     ]
+
+
+def client_main(args: tuple[int, str, str, str, int, int, int, float, int], out: Any) -> None:
+    port, sale_id, show_id, secret, first_index, count, connections, start_at, pipeline = args
+    tokens = _start_client(secret, show_id, first_index, count)
     latencies, outcomes, first, last = asyncio.run(
         fire(port, sale_id, tokens, connections, start_at)
     )
@@ -335,16 +340,7 @@ async def ws_stampede(
 
 def ws_client_main(args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
     port, sale_id, show_id, secret, first_index, count, in_flight, source_ip = args
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    tokens = [
-        auth.issue(secret, show_id=show_id, role="viewer", name=f"Buyer {i}", user_id=f"b{i}")
-        for i in range(first_index, first_index + count)
-    ]
+    tokens = _start_client(secret, show_id, first_index, count)
     latencies, outcomes, first, last, failed, broadcasts = asyncio.run(
         ws_stampede(port, sale_id, show_id, tokens, source_ip, in_flight, ready, go)
     )
