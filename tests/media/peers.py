@@ -11,6 +11,18 @@ from aiortc.mediastreams import MediaStreamTrack
 from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
 from media.relay import Relay
 
+SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)  # a cheap stream to encode in tests
+
+
+async def wait_until(predicate, within: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``within`` seconds pass; its last value."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)  # noqa: ASYNC110
+    return predicate()
+
 
 class TestViewer:
     """An aiortc viewer that decodes every frame (aiortc's normal receive path)."""

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from aiohttp.test_utils import TestClient
 
 from media.light_viewer import LightViewer
 from media.publish import Publisher, PublishOptions
 from server.media_api import RELAY
 
-SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)
-
-
-async def _wait(predicate, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)  # noqa: ASYNC110
-    return predicate()
+from .peers import SMALL, wait_until
 
 
 def _base(client: TestClient) -> str:
@@ -40,24 +28,24 @@ async def test_publish_view_and_leave(client: TestClient, make_show, guest_token
     assert await _status(client, show_id) == "live"
     relay = client.app[RELAY]
     session_id = publisher.location.rsplit("/", 1)[1]
-    assert await _wait(lambda: relay.sessions[session_id].connected.is_set(), 10)
+    assert await wait_until(lambda: relay.sessions[session_id].connected.is_set(), 10)
 
     token = await guest_token(show_id)
     viewer = LightViewer()
     await viewer.join(_base(client), show_id, token)
     assert viewer.location and f"/whep/{show_id}/" in viewer.location
-    assert await _wait(lambda: viewer.counters["video"].first_keyframe_at is not None)
-    assert await _wait(lambda: viewer.counters["audio"].packets > 10)
+    assert await wait_until(lambda: viewer.counters["video"].first_keyframe_at is not None)
+    assert await wait_until(lambda: viewer.counters["audio"].packets > 10)
     assert viewer.counters["video"].mime_type == "video/VP8"
 
     metrics = await (await client.get("/metrics")).text()
     assert "liveshop_media_forward_latency_seconds" in metrics
 
     await viewer.leave(token)
-    assert await _wait(lambda: all(s.kind != "whep" for s in relay.sessions.values()), 5)
+    assert await wait_until(lambda: all(s.kind != "whep" for s in relay.sessions.values()), 5)
 
     await publisher.stop()
-    assert await _wait(lambda: not relay.sessions, 5)
+    assert await wait_until(lambda: not relay.sessions, 5)
     assert await _status(client, show_id) == "ended"
 
 

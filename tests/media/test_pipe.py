@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from media.publish import PublishOptions
 from media.relay import Relay, RelayConfig
 
-from .peers import TestPublisher, TestViewer
-
-SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)
-
-
-async def _wait(predicate, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)  # noqa: ASYNC110
-    return predicate()
+from .peers import SMALL, TestPublisher, TestViewer, wait_until
 
 
 async def test_edge_viewers_decode_and_join_instantly() -> None:
@@ -28,16 +14,18 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
     viewers: list[TestViewer] = []
     try:
         await pub.publish(origin, "piped")
-        assert await _wait(lambda: origin.routers["piped"].producers["video"].packets_received > 30)
+        assert await wait_until(
+            lambda: origin.routers["piped"].producers["video"].packets_received > 30
+        )
         pipe_edge, port = await edge.accept_pipe("piped")
         await origin.pipe_to("piped", ("127.0.0.1", port))
-        assert await _wait(lambda: pipe_edge.ready.is_set(), 5)
+        assert await wait_until(lambda: pipe_edge.ready.is_set(), 5)
 
         for i in range(2):
             v = TestViewer()
             await v.join(edge, "piped", f"edge{i}")
             viewers.append(v)
-        assert await _wait(
+        assert await wait_until(
             lambda: all(len(v.frames) >= 15 and v.audio_frames > 0 for v in viewers), 15
         )
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
@@ -48,11 +36,11 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
 
         # A PLI at the edge goes upstream (throttled at both ends) and reaches the publisher.
         edge.routers["piped"].producers["video"].request_keyframe()
-        assert await _wait(lambda: pub.video.keyframes_forced == 1, 5)
+        assert await wait_until(lambda: pub.video.keyframes_forced == 1, 5)
 
         # The broadcast ends at the origin: the edge's viewers are ended too.
         await origin.get("piped", pub.session_id, "whip").end()
-        assert await _wait(lambda: not edge.sessions and "piped" not in edge.routers, 5)
+        assert await wait_until(lambda: not edge.sessions and "piped" not in edge.routers, 5)
     finally:
         for v in viewers:
             await v.close()

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from media.publish import Publisher, PublishOptions
 
-SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)
+from .peers import SMALL
 
 
 @pytest.mark.parametrize(

@@ -17,18 +17,7 @@ from media.light_viewer import LightViewer
 from media.publish import PublishOptions
 from media.relay import Relay, RelayConfig
 
-from .peers import TestPublisher, TestViewer
-
-SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)
-
-
-async def _wait(predicate, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)  # noqa: ASYNC110
-    return predicate()
+from .peers import SMALL, TestPublisher, TestViewer, wait_until
 
 
 def _open_fds() -> int:
@@ -58,7 +47,7 @@ async def test_viewers_decode_frames(relay: Relay, codec: str) -> None:
     try:
         for i, v in enumerate(viewers):
             await v.join(relay, "show1", f"v{i}")
-        assert await _wait(
+        assert await wait_until(
             lambda: all(len(v.frames) >= 20 and v.audio_frames >= 5 for v in viewers), 15
         )
         for v in viewers:
@@ -76,11 +65,11 @@ async def test_late_joiner_starts_from_cached_keyframe(relay: Relay) -> None:
     await pub.publish(relay, "late")
     first = TestViewer()
     await first.join(relay, "late")
-    assert await _wait(lambda: len(first.frames) >= 30)  # ~1 s into a 10 s GOP
+    assert await wait_until(lambda: len(first.frames) >= 30)  # ~1 s into a 10 s GOP
     late = TestViewer()
     try:
         await late.join(relay, "late")
-        assert await _wait(lambda: late.first_frame_at is not None, 5)
+        assert await wait_until(lambda: late.first_frame_at is not None, 5)
         # First frame long before the 10 s keyframe interval; from DTLS-up it is the cached
         # keyframe's decode time (benchmarks/media_relay.py measures the ≤ 300 ms target).
         assert late.ttff is not None and late.ttff < 5.0, late.ttff
@@ -88,7 +77,7 @@ async def test_late_joiner_starts_from_cached_keyframe(relay: Relay) -> None:
         producer = relay.routers["late"].producers["video"]
         assert producer.gop is not None and producer.gop.keyframes == 1  # no new keyframe needed
         assert pub.video.keyframes_forced == 0
-        assert await _wait(lambda: len(late.frames) >= 10)
+        assert await wait_until(lambda: len(late.frames) >= 10)
     finally:
         await first.close()
         await late.close()
@@ -102,7 +91,7 @@ async def test_pli_throttled_to_one_per_second(relay: Relay) -> None:
     try:
         for v in viewers:
             await v.join(relay, "pli")
-        assert await _wait(lambda: all(len(v.frames) >= 3 for v in viewers))
+        assert await wait_until(lambda: all(len(v.frames) >= 3 for v in viewers))
         producer = relay.routers["pli"].producers["video"]
         consumers = [c for s in relay.routers["pli"].viewers.values() for c in s.consumers]
         started = time.monotonic()
@@ -111,11 +100,11 @@ async def test_pli_throttled_to_one_per_second(relay: Relay) -> None:
                 receiver = next(t.receiver for t in v.pc.getTransceivers() if t.kind == "video")
                 await request_keyframe(receiver, c.ssrc)
             await asyncio.sleep(0.15)
-        assert await _wait(lambda: sum(c.plis for c in consumers) == 40, 3)
+        assert await wait_until(lambda: sum(c.plis for c in consumers) == 40, 3)
         elapsed = time.monotonic() - started
         assert producer.pli_sent <= int(elapsed) + 1
         assert producer.pli_throttled >= 40 - producer.pli_sent
-        assert await _wait(lambda: pub.video.keyframes_forced >= 1, 3)
+        assert await wait_until(lambda: pub.video.keyframes_forced >= 1, 3)
         assert pub.video.keyframes_forced <= int(elapsed) + 1
     finally:
         for v in viewers:
@@ -129,11 +118,11 @@ async def test_nack_recovery_under_loss(relay: Relay) -> None:
     viewer = TestViewer()
     try:
         await viewer.join(relay, "loss")
-        assert await _wait(lambda: len(viewer.frames) >= 5)
+        assert await wait_until(lambda: len(viewer.frames) >= 5)
         consumer = next(iter(relay.routers["loss"].viewers.values())).consumers[0]
         consumer.drop_rate = 0.05  # induced loss on first transmission
         before = len(viewer.frames)
-        assert await _wait(lambda: len(viewer.frames) >= before + 60, 15)
+        assert await wait_until(lambda: len(viewer.frames) >= before + 60, 15)
         assert consumer.nacks > 0 and consumer.retransmits > 0
         assert consumer.rtx_pt is not None  # answered as RTX (RFC 4588)
         assert pub.video.keyframes_forced <= 3  # losses repaired, not papered over with keyframes
@@ -174,7 +163,7 @@ async def test_bad_input_and_conflicts(relay: Relay) -> None:
     try:
         await pub.publish(relay, "dup")
         await watcher.join(relay, "dup")
-        assert await _wait(lambda: len(watcher.frames) >= 5, 20)
+        assert await wait_until(lambda: len(watcher.frames) >= 5, 20)
         with pytest.raises(MediaError) as err:
             await second.publish(relay, "dup")
         assert err.value.status == 409 and err.value.code == "already_live"
@@ -182,7 +171,7 @@ async def test_bad_input_and_conflicts(relay: Relay) -> None:
         seen = len(watcher.frames)
         router = relay.routers["dup"]
         consumers = [c for v in router.viewers.values() for c in v.consumers]
-        assert await _wait(lambda: len(watcher.frames) >= seen + 20, 20), (
+        assert await wait_until(lambda: len(watcher.frames) >= seen + 20, 20), (
             [
                 (c.kind, c.state, c.packets, c.producer is router.producers.get(c.kind))
                 for c in consumers
@@ -198,7 +187,9 @@ async def test_bad_input_and_conflicts(relay: Relay) -> None:
         assert pub.session_id not in relay.sessions
         # the host ends the broadcast (WHIP DELETE): every viewer is ended, the router freed
         await relay.get("dup", third.session_id, "whip").end()
-        assert await _wait(lambda: not any(s.show_id == "dup" for s in relay.sessions.values()), 10)
+        assert await wait_until(
+            lambda: not any(s.show_id == "dup" for s in relay.sessions.values()), 10
+        )
         assert "dup" not in relay.routers
     finally:
         for peer in (pub, second, third, watcher):
@@ -212,7 +203,7 @@ async def test_ice_that_never_completes_times_out(relay: Relay) -> None:
     viewer = TestViewer()
     session = await relay.view("t", await viewer.offer(), "v")  # never applies the answer
     assert session.id in relay.sessions
-    assert await _wait(lambda: session.id not in relay.sessions, 5)
+    assert await wait_until(lambda: session.id not in relay.sessions, 5)
     assert session.ended and session.pc.connectionState == "closed"
     await viewer.close()
     await pub.close()
@@ -226,7 +217,7 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
         v = LightViewer()
         session = await relay.view("cyc", await v.offer(), "v")
         await v.answer(session.answer)  # type: ignore[attr-defined]
-        assert await _wait(lambda: v.counters["video"].packets > 0, 10)
+        assert await wait_until(lambda: v.counters["video"].packets > 0, 10)
         await session.end()
         await v.pc.close()
 
@@ -254,11 +245,11 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
     assert [s for s in relay.sessions.values() if s.kind == "whep"] == []
     assert live(Consumer) == 0
     assert live(RTCPeerConnection) == pcs_before
-    assert await _wait(lambda: len(asyncio.all_tasks()) <= tasks_before, 5), (
+    assert await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, 5), (
         len(asyncio.all_tasks()) - tasks_before
     )
     # each viewer's RTP socket is a duplicate the consumer must close
-    assert await _wait(lambda: _open_fds() <= fds_before, 5), _open_fds() - fds_before
+    assert await wait_until(lambda: _open_fds() <= fds_before, 5), _open_fds() - fds_before
     grown = _rss() - mem_before
     assert grown < 6 * 1024 * 1024, grown  # a leaked pair of peer connections is ~0.3 MB
     await pub.close()

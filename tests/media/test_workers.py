@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
 
 from ..conftest import ServerProcess, http_json
-from .peers import TestViewer
+from .peers import TestViewer, wait_until
 
 SMALL = PublishOptions(codec="vp8", width=320, height=240, fps=30, bitrate=400_000)
 
@@ -56,15 +55,6 @@ async def _delete(base: str, location: str, token: str) -> int:
         http.delete(base + location, headers={"Authorization": f"Bearer {token}"}) as resp,
     ):
         return resp.status
-
-
-async def _wait(predicate, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)  # noqa: ASYNC110
-    return predicate()
 
 
 def _metric(base: str, name: str) -> dict[str, float]:
@@ -127,18 +117,20 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
             await viewer.join_http(base, show_id, token)
         # Least-loaded placement: both workers serve, the third viewer goes to either.
         assert {v.worker for v in viewers} == {"w0", "w1"}
-        assert await _wait(lambda: all(len(v.frames) >= 10 for v in viewers), 20), [
+        assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 20), [
             len(v.frames) for v in viewers
         ]
-        assert await _wait(lambda: all(v.audio_frames > 0 for v in viewers), 5)
+        assert await wait_until(lambda: all(v.audio_frames > 0 for v in viewers), 5)
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
         assert sorted(_viewers_per_worker(base).values()) == [1, 2]
-        assert await _wait(  # the workers' own series, relabelled (reported about once a second)
-            lambda: (
-                set(_metric(base, "liveshop_media_worker_packets_sent_total"))
-                >= {f'kind="video",show="{show_id}",worker="{w}"' for w in "01"}
-            ),
-            5,
+        assert (
+            await wait_until(  # the workers' own series, relabelled (reported about once a second)
+                lambda: (
+                    set(_metric(base, "liveshop_media_worker_packets_sent_total"))
+                    >= {f'kind="video",show="{show_id}",worker="{w}"' for w in "01"}
+                ),
+                5,
+            )
         )
 
         # The origin records while workers serve.
@@ -154,24 +146,24 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
         leaving = viewers.pop()
         before = _viewers_per_worker(base)[leaving.worker[1:]]
         assert await _delete(base, leaving.location, tokens.pop()) == 200
-        assert await _wait(
+        assert await wait_until(
             lambda: _viewers_per_worker(base).get(leaving.worker[1:], 0) == before - 1, 5
         )
-        assert await _wait(lambda: leaving.pc.connectionState == "closed", 10)
+        assert await wait_until(lambda: leaving.pc.connectionState == "closed", 10)
         assert await _delete(base, leaving.location, tokens[0]) == 404
         await leaving.close()
 
         # A replacement publisher reaches the workers' viewers through the same pipes.
         await replacement.start(replace=True)
         counts = [len(v.frames) for v in viewers]
-        assert await _wait(
+        assert await wait_until(
             lambda: all(len(v.frames) >= c + 30 for v, c in zip(viewers, counts, strict=True)), 20
         )
 
         # The broadcast ends at the origin: every worker's viewers are ended too.
         await replacement.stop()
-        assert await _wait(lambda: all(v.pc.connectionState == "closed" for v in viewers), 15)
-        assert await _wait(lambda: sum(_viewers_per_worker(base).values()) == 0, 5)
+        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in viewers), 15)
+        assert await wait_until(lambda: sum(_viewers_per_worker(base).values()) == 0, 5)
         assert http_json(f"{base}/api/shows/{show_id}")[1]["show"]["status"] == "ended"
     finally:
         for viewer in viewers:
@@ -192,7 +184,7 @@ async def test_a_killed_worker_loses_only_its_viewers(server_proc) -> None:
         for _ in range(2):
             viewers.append(WhepViewer())
             await viewers[-1].join_http(base, show_id, _guest(base, show_id))
-        assert await _wait(lambda: all(len(v.frames) >= 5 for v in viewers), 20)
+        assert await wait_until(lambda: all(len(v.frames) >= 5 for v in viewers), 20)
         pids = _worker_pids(base)
         victim = next(v for v in viewers if v.worker == "w0")
         survivor = next(v for v in viewers if v.worker == "w1")
@@ -200,18 +192,18 @@ async def test_a_killed_worker_loses_only_its_viewers(server_proc) -> None:
         os.kill(pids["0"], signal.SIGKILL)
         # The server serves on; the other worker's viewer keeps decoding.
         frames = len(survivor.frames)
-        assert await _wait(lambda: len(survivor.frames) >= frames + 30, 10)
+        assert await wait_until(lambda: len(survivor.frames) >= frames + 30, 10)
         assert http_json(base + "/healthz")[0] == 200
         assert victim.worker == "w0"  # its viewer is lost with it; the pool forgets it
-        assert await _wait(lambda: _viewers_per_worker(base).get("0", 0) == 0, 5)
+        assert await wait_until(lambda: _viewers_per_worker(base).get("0", 0) == 0, 5)
         # New viewers get frames (on the surviving worker, or on worker 0 once restarted).
         late = [WhepViewer(), WhepViewer()]
         viewers += late
         for viewer in late:
             await viewer.join_http(base, show_id, _guest(base, show_id))
-        assert await _wait(lambda: all(len(v.frames) >= 10 for v in late), 20)
+        assert await wait_until(lambda: all(len(v.frames) >= 10 for v in late), 20)
         # Worker 0 comes back as a new process.
-        assert await _wait(lambda: _worker_pids(base).get("0", 0) not in (0, pids["0"]), 15)
+        assert await wait_until(lambda: _worker_pids(base).get("0", 0) not in (0, pids["0"]), 15)
         assert _metric(base, "liveshop_media_worker_restarts_total")['worker="0"'] == 1
     finally:
         for viewer in viewers:
@@ -221,7 +213,7 @@ async def test_a_killed_worker_loses_only_its_viewers(server_proc) -> None:
     # SIGTERM stops the server and every worker with it.
     pids = _worker_pids(base)
     assert server.stop(signal.SIGTERM) == 0
-    assert await _wait(lambda: not any(_alive(pid) for pid in pids.values()), 5), pids
+    assert await wait_until(lambda: not any(_alive(pid) for pid in pids.values()), 5), pids
 
 
 async def test_workers_die_with_a_killed_server(server_proc) -> None:
@@ -229,4 +221,4 @@ async def test_workers_die_with_a_killed_server(server_proc) -> None:
     pids = _worker_pids(server.url)
     assert len(pids) == 2 and all(_alive(pid) for pid in pids.values())
     server.stop(signal.SIGKILL)
-    assert await _wait(lambda: not any(_alive(pid) for pid in pids.values()), 5), pids
+    assert await wait_until(lambda: not any(_alive(pid) for pid in pids.values()), 5), pids
