@@ -140,17 +140,42 @@ class OrderConsumer:
             not self.stopped
         ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
             try:
-                claim = 30_000 if time.monotonic() - self.last_claim > 10 else 0
-                if claim:
+                shows = await active_shows(self.app)
+                if time.monotonic() - self.last_claim > 10:
                     self.last_claim = time.monotonic()
-                for show_id in await active_shows(self.app):
-                    await self.consume(show_id, claim_idle_ms=claim)
+                    for show_id in shows:
+                        await self.consume(show_id, claim_idle_ms=30_000)
+                else:
+                    await self.poll(shows)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("order consumer pass failed")
                 await asyncio.sleep(1)
             await asyncio.sleep(0.1)
+
+    async def poll(self, shows: list[str]) -> None:
+        """Read every show's new entries in one pipeline (a node serves many idle shows)."""
+        for show_id in shows:
+            await self.ensure_group(show_id)
+        async with self.app[REDIS].pipeline(transaction=False) as pipe:
+            for show_id in shows:
+                stream = base.orders_stream(show_id)
+                pipe.xreadgroup(GROUP, self.name, {stream: ">"}, count=READ_COUNT)
+            replies = await pipe.execute(raise_on_error=False)
+        for show_id, reply in zip(shows, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                if "NOGROUP" not in str(reply):
+                    raise reply
+                self.groups.discard(show_id)  # the stream went away: create it again next pass
+                continue
+            entries = reply[0][1] if reply else []
+            if entries:
+                # Versions make the order of application free; the lock is catch_up's.
+                async with self.locks.setdefault(show_id, asyncio.Lock()):
+                    await self._apply(show_id, entries)
+            if len(entries) == READ_COUNT:
+                await self.consume(show_id)
 
 
 CONSUMER = web.AppKey("order_consumer", OrderConsumer)

@@ -102,16 +102,27 @@ async def get_sale(app: web.Application, sale_id: str) -> dict[str, Any]:
 
 
 async def list_sales(app: web.Application, show_id: str) -> list[dict[str, Any]]:
-    redis = app[REDIS]
-    count = int(await redis.hget(ck.seq(show_id), "sale") or 0)
-    ids = [f"{show_id}.s{n}" for n in range(1, count + 1)]
-    if not ids:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for sale_id in ids:
-            pipe.hmget(ck.sales(show_id), [f"{sale_id}:{name}" for name in SALE_FIELDS])
-        rows = await pipe.execute()
-    return [sale for sale_id, raw in zip(ids, rows, strict=True) if (sale := _view(sale_id, raw))]
+    count = int(await app[REDIS].hget(ck.seq(show_id), "sale") or 0)
+    return (await sales_of(app, {show_id: count}))[show_id]
+
+
+async def sales_of(app: web.Application, counts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """The sales of several shows, given each show's sale count (its ``sale`` sequence), in one pipeline."""
+    ids = {
+        show_id: [f"{show_id}.s{n}" for n in range(1, count + 1)]
+        for show_id, count in counts.items()
+    }
+    if not any(ids.values()):
+        return {show_id: [] for show_id in ids}
+    async with app[REDIS].pipeline(transaction=False) as pipe:
+        for show_id, sale_ids in ids.items():
+            for sale_id in sale_ids:
+                pipe.hmget(ck.sales(show_id), [f"{sale_id}:{name}" for name in SALE_FIELDS])
+        rows = iter(await pipe.execute())
+    return {
+        show_id: [sale for sale_id in sale_ids if (sale := _view(sale_id, next(rows)))]
+        for show_id, sale_ids in ids.items()
+    }
 
 
 async def create_sale(app: web.Application, show_id: str, body: dict[str, Any]) -> dict[str, Any]:

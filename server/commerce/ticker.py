@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from . import keys as ck
 from .activity import active_shows
 from .lottery import draw_due
 from .orders import settle_stale_payment
-from .sales import countdown_event, ended_event, list_sales, started_event
+from .sales import countdown_event, ended_event, sales_of, started_event
 from .scripts import SCRIPTS
 from .stats import show_stats
 
@@ -38,6 +39,7 @@ SWEEP_EVERY_S = 0.5
 DRAW_EVERY_S = 1.0
 LEASE_MS = 3000
 SWEEP_BATCH = 500
+CONCURRENT_SHOWS = 32  # shows whose timers run at once (each uses one pooled Redis connection)
 LEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -62,8 +64,8 @@ class Ticker:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.node = "node-" + secrets.token_hex(4)
-        self.lease = app[REDIS].register_script(LEASE_LUA)
         self.shows: dict[str, ShowTimers] = {}
+        self.limit = asyncio.Semaphore(CONCURRENT_SHOWS)
         self.stopped = False
 
     async def loop(self) -> None:
@@ -72,35 +74,73 @@ class Ticker:
         ):  # a flag too: a cancel swallowed inside a Redis call must not keep us alive
             started = time.monotonic()
             try:
-                for show_id in await active_shows(self.app):
-                    if await self.lease(keys=[ck.leader(show_id)], args=[self.node, LEASE_MS]):
-                        await self.tick(show_id)
-                    else:
-                        self.shows.pop(show_id, None)
+                failed = await self.round()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("commerce tick failed")
+                failed = True
+            if failed:
                 await asyncio.sleep(1)
             await asyncio.sleep(max(0.01, TICK_S - (time.monotonic() - started)))
 
-    async def tick(self, show_id: str) -> None:
+    async def round(self) -> bool:
+        """Tick every active show this node leads; True when some show's tick failed.
+
+        A node may lead hundreds of shows, so the per-tick reads go out in two pipelines whatever
+        the number of shows (leases with sale counts, then the sales), and shows tick side by side.
+        """
+        shows = await active_shows(self.app)
+        for gone in self.shows.keys() - set(shows):
+            del self.shows[gone]
+        if not shows:
+            return False
+        async with self.app[REDIS].pipeline(transaction=False) as pipe:
+            for show_id in shows:
+                # EVAL, not EVALSHA: a pipeline (also a Cluster one) cannot load a missing script.
+                pipe.eval(LEASE_LUA, 1, ck.leader(show_id), self.node, LEASE_MS)
+                pipe.hget(ck.seq(show_id), "sale")
+            replies = await pipe.execute()
+        counts = {}
+        for show_id, held, count in zip(shows, replies[::2], replies[1::2], strict=True):
+            if held:
+                counts[show_id] = int(count or 0)
+            else:
+                self.shows.pop(show_id, None)
+        sales = await sales_of(self.app, counts)
+        ticks = [self.tick(show_id, show_sales) for show_id, show_sales in sales.items()]
+        return any(await asyncio.gather(*ticks))
+
+    async def tick(self, show_id: str, sales: list[dict[str, Any]]) -> bool:
+        """One show's timers; True when they failed (logged; the other shows go on)."""
         timers = self.shows.setdefault(show_id, ShowTimers())
-        now = time.monotonic()
-        if now - timers.sweep_at >= SWEEP_EVERY_S:
-            timers.sweep_at = now
-            await self.sweep(show_id)
-        await self.sale_events(show_id, timers, now)
-        if now - timers.draw_at >= DRAW_EVERY_S:
-            timers.draw_at = now
-            await draw_due(self.app, show_id)
-        if now - timers.stats_at >= STATS_EVERY_S:
-            timers.stats_at = now
-            stats = await show_stats(self.app, show_id)
-            signature = json.dumps({k: v for k, v in stats.items() if k != "at"}, sort_keys=True)
-            if signature != timers.stats_sig or stats["viewers"]:
-                timers.stats_sig = signature
-                await publish(self.app, show_id, {"type": "stats", **stats}, staff_only=True)
+        async with self.limit:
+            try:
+                now = time.monotonic()
+                if now - timers.sweep_at >= SWEEP_EVERY_S:
+                    timers.sweep_at = now
+                    await self.sweep(show_id)
+                await self.sale_events(show_id, timers, sales, now)
+                if now - timers.draw_at >= DRAW_EVERY_S:
+                    timers.draw_at = now
+                    await draw_due(self.app, show_id)
+                if now - timers.stats_at >= STATS_EVERY_S:
+                    timers.stats_at = now
+                    await self.stats(show_id, timers)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("commerce tick failed for show %s", show_id)
+                return True
+            return False
+
+    async def stats(self, show_id: str, timers: ShowTimers) -> None:
+        """Host stats, pushed while something changes or someone watches."""
+        stats = await show_stats(self.app, show_id)
+        signature = json.dumps({k: v for k, v in stats.items() if k != "at"}, sort_keys=True)
+        if signature != timers.stats_sig or stats["viewers"]:
+            timers.stats_sig = signature
+            await publish(self.app, show_id, {"type": "stats", **stats}, staff_only=True)
 
     async def sweep(self, show_id: str) -> None:
         """Expire due reservations; settle payments whose node died."""
@@ -113,10 +153,12 @@ class Ticker:
             if int(expired) < SWEEP_BATCH:
                 return
 
-    async def sale_events(self, show_id: str, timers: ShowTimers, now: float) -> None:
+    async def sale_events(
+        self, show_id: str, timers: ShowTimers, sales: list[dict[str, Any]], now: float
+    ) -> None:
         """Countdown every second, started/ended on a phase change, stock left when it changed."""
         stock_due = now - timers.stock_at >= STOCK_EVERY_S
-        for sale in await list_sales(self.app, show_id):
+        for sale in sales:
             sale_id, status = sale["id"], sale["status"]
             before = timers.phase.get(sale_id)
             timers.phase[sale_id] = status

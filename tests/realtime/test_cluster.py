@@ -115,3 +115,46 @@ async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_ur
     await viewer.until(lambda c: any(e["total"] == 7 for e in c.of_type("likes")), 5)
     for ws in (sender, viewer, back):
         await ws.close()
+
+
+async def test_flash_sale_on_a_cluster(aiohttp_client, cluster_url, tmp_path):
+    """Commerce's background work (per-show timers, order consumer) pipelines across slots."""
+    node_a = await aiohttp_client(
+        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+    )
+    node_b = await aiohttp_client(
+        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+    )
+    shows = []
+    for title in ("first", "second", "third"):  # several shows: their keys sit in different slots
+        resp = await node_a.post("/api/shows", json={"title": title})
+        body = await resp.json()
+        host = {"Authorization": f"Bearer {body['host_token']}"}
+        resp = await node_a.post(
+            f"/api/shows/{body['show']['id']}/products",
+            json={"title": "Thing", "price": 100, "stock": 10},
+            headers=host,
+        )
+        product_id = (await resp.json())["product"]["id"]
+        resp = await node_a.post(
+            f"/api/shows/{body['show']['id']}/sales",
+            json={"product_id": product_id, "quantity": 3, "price": 99},
+            headers=host,
+        )
+        assert resp.status == 201, await resp.text()
+        shows.append((body["show"]["id"], body["host_token"], (await resp.json())["sale"]["id"]))
+    for show_id, host_token, sale_id in shows:
+        viewer = await open_ws(node_b, f"/ws/{show_id}?token={host_token}")
+        resp = await node_a.post(
+            f"/api/sales/{sale_id}/buy",
+            json={"key": "once"},
+            headers={"Authorization": f"Bearer {host_token}"},
+        )
+        assert (await resp.json())["outcome"] == "reserved"
+        await viewer.until(lambda c, s=sale_id: any(e["sale_id"] == s and e["left"] == 2 for e in c.of_type("sale.stock")), 10)  # fmt: skip
+        resp = await node_b.get(
+            f"/api/shows/{show_id}/orders", headers={"Authorization": f"Bearer {host_token}"}
+        )
+        assert resp.status == 200, await resp.text()
+        assert [o["sale_id"] for o in (await resp.json())["orders"]] == [sale_id]
+        await viewer.close()
