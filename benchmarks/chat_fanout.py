@@ -325,7 +325,8 @@ def client_worker(
 
 
 def scrape_histogram(port: int, name: str) -> dict[str, float]:
-    """p50/p99 upper bucket bounds of a server histogram (from whichever process answers)."""
+    """p50/p99 upper bucket bounds and the mean of a server histogram (from whichever process
+    answers; since that server started)."""
     try:
         text = (
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
@@ -333,14 +334,17 @@ def scrape_histogram(port: int, name: str) -> dict[str, float]:
     except OSError:
         return {}
     buckets = []
+    total_s = 0.0
     for line in text.splitlines():
+        if line.startswith(name + "_sum"):
+            total_s = float(line.rsplit(" ", 1)[1])
         if line.startswith(name + "_bucket"):
             le = line.split('le="')[1].split('"')[0]
             buckets.append(
                 (float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1]))
             )
     total = buckets[-1][1] if buckets else 0
-    out = {}
+    out = {"mean_ms": round(1000 * total_s / total, 1) if total else -1.0}
     for q in (0.5, 0.99):
         out[f"p{int(q * 100)}_le_ms"] = next(
             (round(le * 1000, 1) for le, c in buckets if total and c >= q * total), -1.0
@@ -437,8 +441,14 @@ def main() -> None:
         "--sweep-ms", type=float, default=50, help="how often non-probe viewers read their sockets"
     )
     parser.add_argument("--batch-ms", type=int, default=50)
-    parser.add_argument("--batch-max-ms", type=int, default=150)
+    parser.add_argument("--batch-max-ms", type=int, default=100)
     parser.add_argument("--profile", help="run the first server under cProfile, writing this file")
+    parser.add_argument(
+        "--probe-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="all probes in one extra client process (--no-probe-process: in the bulk clients)",
+    )
     args = parser.parse_args()
 
     from server.embedded_redis import EmbeddedRedis
@@ -471,22 +481,21 @@ def main() -> None:
                 time.sleep(0.1)
         show_id = http_json(f"http://127.0.0.1:{port}/api/shows", {"title": "bench"})["show"]["id"]
         ctx = mp.get_context("spawn")
-        per_client = args.viewers // args.clients
+        # (viewers, probes among them) per client process. By default the probes get a process
+        # of their own: in a bulk client a sweep over thousands of sockets runs as one block,
+        # and a probe's read (and its timestamp) would wait for it.
+        if args.probe_process:
+            probe_count = args.probes * args.clients
+            per_client = (args.viewers - probe_count) // args.clients
+            specs = [(probe_count, probe_count)] + [(per_client, 0)] * args.clients
+        else:
+            specs = [(args.viewers // args.clients, args.probes)] * args.clients
         started = time.monotonic()
-        for i in range(args.clients):
+        for i, (count, probes) in enumerate(specs):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=client_worker,
-                args=(
-                    i,
-                    per_client,
-                    args.probes,
-                    port,
-                    show_id,
-                    args.codec,
-                    args.sweep_ms / 1000,
-                    child,
-                ),
+                args=(i, count, probes, port, show_id, args.codec, args.sweep_ms / 1000, child),
             )
             proc.start()
             clients.append((proc, parent))

@@ -70,7 +70,7 @@ class Settings:
     )
     batch_ms: int = field(default=50, metadata={"help": "fan-out batching window in ms"})
     batch_max_ms: int = field(
-        default=150,
+        default=100,
         metadata={"help": "longest the batching window may grow to when fan-out gets expensive"},
     )
     # Commerce.
