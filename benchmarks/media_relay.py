@@ -142,6 +142,8 @@ async def main() -> None:
     parser.add_argument("--codec", default="vp8", choices=("vp8", "h264"))
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    if len(set(args.viewers.split(","))) < 2:
+        parser.error("--viewers needs at least two different counts: µs/packet is a slope")
     configure_ice(["127.0.0.1"])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
