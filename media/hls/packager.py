@@ -194,6 +194,7 @@ class HlsPackager:
         self.next_msn = 0
         self.discontinuity_sequence = 0
         self.version = 0
+        self.rendered: tuple[int, str] | None = None  # (version, media playlist), see hls_api
         self.closed = False
         self.codecs = ""
         self.resolution = (0, 0)

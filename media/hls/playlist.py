@@ -29,7 +29,9 @@ def media_playlist(packager: HlsPackager) -> str:
         f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={config.part_hold_back_s:.3f}",
         f"#EXT-X-PART-INF:PART-TARGET={config.part_target_s:.3f}",
         f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn if segments else packager.next_msn}",
-        f"#EXT-X-DISCONTINUITY-SEQUENCE:{packager.discontinuity_sequence}",
+        # discontinuities before the first listed segment, its own included (§4.4.3.3)
+        "#EXT-X-DISCONTINUITY-SEQUENCE:"
+        f"{packager.discontinuity_sequence + int(bool(segments) and segments[0].discontinuity)}",
     ]
     listed_from = len(segments) - config.parts_listed_segments - 1
     init = None
