@@ -2,6 +2,7 @@
 // shopping (pinned products, flash sale, checkout, giveaway, coupons) lives in viewer_commerce.js.
 import { api, guestToken, showIdFromPath, tokenClaims } from "./api.js";
 import { Danmaku } from "./danmaku.js";
+import { HlsPlayer, withHlsFallback } from "./hls_player.js";
 import { $, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
 import { WhepPlayer } from "./whep.js";
@@ -211,12 +212,17 @@ async function start() {
     $("#chat-error").textContent = "Could not join: " + errorText(err);
     return;
   }
-  player = new WhepPlayer($("#video"), showId, getToken, {
-    onState: (s) => {
-      state.videoState = s;
-      renderConnState();
-    },
-  });
+  const onState = (s) => {
+    state.videoState = s;
+    renderConnState();
+  };
+  // ?hls=1: LL-HLS; otherwise WebRTC (WHEP), handing over to LL-HLS if WebRTC cannot connect
+  const makeHls = () => new HlsPlayer($("#video"), showId, getToken, { onState });
+  if (params.get("hls") === "1") player = makeHls();
+  else {
+    const whep = new WhepPlayer($("#video"), showId, getToken, { onState: (s, d) => (onState(s), player?.observe(s, d)) });
+    player = withHlsFallback(whep, makeHls);
+  }
   window.liveshop.player = player;
   player.start({ live: state.show.status === "live" });
 
