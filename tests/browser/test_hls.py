@@ -97,3 +97,22 @@ def test_viewer_page_without_hls_param_still_uses_webrtc(h264_show: Show, new_pa
     open_viewer(page, h264_show, "Wes")
     page.wait_for_function("() => window.liveshop.state.videoState === 'playing'", timeout=30_000)
     assert page.evaluate("() => window.liveshop.player.mode") == "webrtc"
+
+
+def test_viewer_falls_back_to_hls_when_webrtc_fails(h264_show: Show, new_page: Any) -> None:
+    page = new_page()
+    # a network where WHEP never works (here: refused by a proxy in front of the node)
+    page.route(
+        "**/whep/**",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "unavailable", "message": "no WebRTC here"}}',
+        ),
+    )
+    open_viewer(page, h264_show, "Fay")
+    page.wait_for_function("() => window.liveshop.player.mode === 'hls'", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#video').currentTime > 1.0", timeout=40_000
+    )
+    page.wait_for_function("() => window.liveshop.state.videoState === 'playing'")
