@@ -110,6 +110,8 @@ class _Muxer:
                 "movflags": "empty_moov+default_base_moof+frag_keyframe+cmaf",
                 "frag_duration": str(int(part_s * 1_000_000)),
                 "flush_packets": "1",
+                # interleaving waits for audio; a muted publisher (Opus DTX) must not stall video
+                "max_interleave_delta": "500000",
             },
         )
         self.video = self.container.add_stream("h264", rate=30)
