@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import subprocess
+import sys
 import time
 
 import av
@@ -20,6 +22,7 @@ from media.hls.playlist import media_playlist
 from media.publish import Publisher, PublishOptions
 from media.relay import Relay, RelayConfig
 from server.media_api import RELAY
+from tests.conftest import ROOT, free_port
 
 from .peers import SMALL, TestPublisher, wait_until
 
@@ -316,3 +319,13 @@ async def test_window_is_bounded_and_replacement_continues(small_window_relay: R
     assert await wait_until(lambda: len(packager.inits) == 1 and 1 in packager.inits, 30)
     assert int(Playlist(media_playlist(packager)).value("#EXT-X-DISCONTINUITY-SEQUENCE")) == 1
     await second.close()
+
+
+def test_bad_hls_lengths_stop_the_server_with_a_message(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--port", str(free_port()), "--data-dir",
+         str(tmp_path), "--hls-segment-s", "1", "--hls-part-s", "0.5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--hls-part-s must be" in proc.stderr
