@@ -81,6 +81,12 @@ def test_hls_plays_in_chromium_with_danmaku(h264_show: Show, new_page: Any) -> N
     viewer_chat(page, "hello from HLS")
     page.locator("#danmaku .danmaku-item", has_text="hello from HLS").first.wait_for()
     shot(page, "viewer-hls")
+    # others' comments wait for the picture they answer: held for the player's latency
+    assert 0 < page.evaluate("() => window.liveshop.player.delayMs") < 10_000
+    other = new_page()
+    open_viewer(other, h264_show, "Olu")
+    viewer_chat(other, "from a WebRTC viewer")
+    page.locator("#danmaku .danmaku-item", has_text="from a WebRTC viewer").first.wait_for()
 
 
 def test_studio_shows_hls_on(h264_show: Show, new_page: Any) -> None:

@@ -42,6 +42,12 @@ export class HlsPlayer {
     return this.hls && Number.isFinite(this.hls.latency) ? this.hls.latency : null;
   }
 
+  /** How long to hold chat so it lands with the picture it answers (0 when unknown). */
+  get delayMs() {
+    const latency = this.latency;
+    return latency && latency < 10 ? Math.round(latency * 1000) : 0;
+  }
+
   async _connect() {
     clearTimeout(this.timer);
     if (this.stopped) return;
@@ -131,6 +137,9 @@ export function withHlsFallback(whep, makeHls, { attempts = 2 } = {}) {
     },
     get mode() {
       return this.current === whep ? "webrtc" : "hls";
+    },
+    get delayMs() {
+      return this.current.delayMs || 0;
     },
     start: (opts) => wrapper.current.start(opts),
     kick: () => wrapper.current.kick(),

@@ -72,7 +72,11 @@ function pinComment(m) {
 function setupChat(socket) {
   socket.on("chat", (m) => {
     // History replayed on join/recovery goes to the chat list; only fresh comments fly.
-    if (!m.ts || Date.now() - m.ts < 30_000) danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
+    const mine = m.uid === state.claims?.user_id;
+    const fly = () => danmaku.add({ text: m.text, mine, role: m.role });
+    // over LL-HLS the picture is seconds behind: others' comments wait for it (PROGRAM-DATE-TIME)
+    const delay = mine ? 0 : player?.delayMs || 0;
+    if (!m.ts || Date.now() - m.ts < 30_000) delay ? setTimeout(fly, delay) : fly();
     addRecent(m);
   });
   socket.on("chat.delete", (m) => {
