@@ -329,3 +329,25 @@ def test_bad_hls_lengths_stop_the_server_with_a_message(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--hls-part-s must be" in proc.stderr
+
+
+async def test_an_edge_fed_by_a_pipe_packages_the_show_itself() -> None:
+    origin, edge = Relay(RelayConfig()), Relay(RelayConfig())
+    pub = TestPublisher(PublishOptions(codec="h264", keyint_s=10.0, **SMALL))
+    try:
+        await pub.publish(origin, "piped-hls")
+        assert await wait_until(lambda: origin.routers["piped-hls"].hls.segments, 15)
+        pipe_edge, port = await edge.accept_pipe("piped-hls")
+        await origin.pipe_to("piped-hls", ("127.0.0.1", port))
+        assert await wait_until(lambda: pipe_edge.ready.is_set(), 5)
+        packager = edge.routers["piped-hls"].hls
+        assert packager is not None and packager is not origin.routers["piped-hls"].hls
+        assert await wait_until(lambda: any(s.complete for s in packager.segments), 15)
+        assert packager.codecs.startswith("avc1.") and packager.inits[0]
+        # the broadcast ends at the origin: the edge's packager stops with its router
+        await origin.get("piped-hls", pub.session_id, "whip").end()
+        assert await wait_until(lambda: packager.closed and "piped-hls" not in edge.routers, 5)
+    finally:
+        await pub.close()
+        await origin.close()
+        await edge.close()
