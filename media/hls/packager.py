@@ -250,7 +250,7 @@ class HlsPackager:
             self._muxer = None
 
     def stop(self) -> None:
-        """Stop packaging (the publisher ended): wake every waiter, free the window."""
+        """Stop packaging (the publisher ended): waiters wake and get the playlist with ENDLIST."""
         if self.closed:
             return
         self._detach()
