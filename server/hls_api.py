@@ -126,7 +126,7 @@ async def handle_media_playlist(request: web.Request) -> web.Response:
     if not await packager.wait(lambda: packager.has_part(msn, part), timeout):
         if not packager.closed:
             raise ApiError(503, "hls_timeout", "that part did not appear in time")
-    # a URL with _HLS_ parameters always answers the same: a CDN may keep it and share it
+    # any playlist holding that part answers a blocking URL: a CDN may keep it and share it
     return _playlist(_rendered(packager), f"public, max-age={6 * config.target_duration_s}")
 
 
