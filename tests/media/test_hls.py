@@ -21,6 +21,7 @@ from media.hls import HlsConfig, fmp4
 from media.hls.playlist import media_playlist
 from media.publish import Publisher, PublishOptions
 from media.relay import Relay, RelayConfig
+from server.app import create_app
 from server.media_api import RELAY
 from tests.conftest import ROOT, free_port
 
@@ -263,6 +264,10 @@ async def test_blocking_reload_returns_when_the_part_exists(
         assert resp.status == 401
         status = await (await client.get(f"/hls/{show_id}/status", params={"token": token})).json()
         assert status["hls"]["available"] is True and status["hls"]["expected_latency_s"] > 0
+        # a part that does not come in time: 503 with a code, not a hung request
+        packager.config = HlsConfig(block_timeout_s=0.3)
+        resp = await client.get(uri, params={"_HLS_msn": str(packager.last_msn + 2)})
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "hls_timeout"
     finally:
         await publisher.stop()
     # the publisher left: HLS ends with it
@@ -351,3 +356,11 @@ async def test_an_edge_fed_by_a_pipe_packages_the_show_itself() -> None:
         await pub.close()
         await origin.close()
         await edge.close()
+
+
+async def test_hls_turned_off(aiohttp_client, settings) -> None:
+    settings.hls = False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    client = await aiohttp_client(create_app(settings))
+    resp = await client.get("/hls/someshow/somekey/live.m3u8")
+    assert resp.status == 501 and (await resp.json())["error"]["code"] == "hls_disabled"
