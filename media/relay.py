@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MediaError
-from .hls import HlsConfig, HlsPackager, HlsUnavailable
+from .hls import HlsConfig, follow_hls, stop_hls
 from .ice import IceConfig
 from .pipe import PipeEdge, PipeOrigin
 from .recorder import NAME_RE, Recorder
@@ -120,7 +120,7 @@ class Relay:
         old = router.publisher
         router.publisher = session
         router.set_producers(session.producers)
-        self._follow_hls(router)
+        follow_hls(router, self.config.hls)
         self.sessions[session.id] = session
         session.start_watchdog(self.config.connect_timeout_s)
         if old is not None:
@@ -181,7 +181,7 @@ class Relay:
         def on_ready(edge: PipeEdge) -> None:
             router.publisher = edge  # type: ignore[assignment]
             router.set_producers(edge.producers)
-            self._follow_hls(router)
+            follow_hls(router, self.config.hls)
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:
@@ -189,7 +189,7 @@ class Relay:
                 router.edge = None
             if router.publisher is edge:  # type: ignore[comparison-overlap]
                 router.publisher = None
-                self._stop_hls(router)
+                stop_hls(router)
                 router.clear_producers()
                 await asyncio.gather(
                     *(viewer.end() for viewer in list(router.viewers.values())),
@@ -246,24 +246,6 @@ class Relay:
             raise MediaError(404, "no_recording", "no such recording")
         return path
 
-    # ------------------------------------------------------------------ LL-HLS
-    def _follow_hls(self, router: Router) -> None:
-        """A live H.264 show gets a packager; a replacing publisher continues it (VP8 ends it)."""
-        if self.config.hls is None:
-            return
-        try:
-            if router.hls is None:
-                router.hls = HlsPackager(router.show_id, router.producers, self.config.hls)
-            else:
-                router.hls.attach(router.producers)
-        except HlsUnavailable:
-            self._stop_hls(router)
-
-    def _stop_hls(self, router: Router) -> None:
-        if router.hls is not None:
-            router.hls.stop()
-            router.hls = None
-
     # ------------------------------------------------------------------ lifecycle
     def get(self, show_id: str, session_id: str, kind: str) -> Session:
         session = self.sessions.get(session_id)
@@ -288,7 +270,7 @@ class Relay:
             if router.recorder is not None:
                 router.recorder.stop()
                 router.recorder = None
-            self._stop_hls(router)
+            stop_hls(router)
             router.clear_producers()
             # the broadcast is over: end every viewer, concurrently
             await asyncio.gather(

@@ -5,6 +5,6 @@
 decode, no re-encode) and keeps a bounded window of segments for ``server/hls_api.py``.
 """
 
-from .packager import HlsConfig, HlsPackager, HlsUnavailable
+from .packager import HlsConfig, HlsPackager, HlsUnavailable, follow_hls, stop_hls
 
-__all__ = ["HlsConfig", "HlsPackager", "HlsUnavailable"]
+__all__ = ["HlsConfig", "HlsPackager", "HlsUnavailable", "follow_hls", "stop_hls"]

@@ -27,6 +27,7 @@ import av
 
 from ..producer import Producer
 from ..recorder import _dimensions, _Track
+from ..router import Router
 from . import fmp4
 
 log = logging.getLogger("liveshop.media.hls")
@@ -462,3 +463,24 @@ def check_codecs(producers: dict[str, Producer]) -> None:
             f"HLS needs H.264 video; this show sends {video.codec.mimeType.split('/')[-1]} "
             "(publish H.264 to offer HLS)"
         )
+
+
+def follow_hls(router: Router, config: HlsConfig | None) -> None:
+    """After a router got (new) producers: a live H.264 show gets a packager, a replacing
+    publisher continues it, a VP8 one ends it. ``config`` None: LL-HLS is off."""
+    if config is None:
+        return
+    try:
+        if router.hls is None:
+            router.hls = HlsPackager(router.show_id, router.producers, config)
+        else:
+            router.hls.attach(router.producers)
+    except HlsUnavailable:
+        stop_hls(router)
+
+
+def stop_hls(router: Router) -> None:
+    """The router's publisher ended: its packager stops (waiting players get ENDLIST)."""
+    if router.hls is not None:
+        router.hls.stop()
+        router.hls = None
