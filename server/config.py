@@ -119,6 +119,15 @@ class Settings:
         default=0.25, metadata={"help": "HLS partial segment length, seconds"}
     )
 
+    # Host insight: dwell time, interaction rate, funnel, report (server/insight).
+    insight_reconnect_grace_s: float = field(
+        default=30.0,
+        metadata={"help": "a viewer back within this many seconds continues the same session"},
+    )
+    insight_ttl_s: int = field(
+        default=7 * 86400, metadata={"help": "keep a show's insight keys this long after activity"}
+    )
+
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
-from .. import auth
+from .. import auth, insight
 from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
@@ -296,7 +296,10 @@ async def buy(app: web.Application, claims: Claims, sale_id: Any, key: str) -> d
     batcher = batchers.get(show_id)
     if batcher is None:
         batcher = batchers[show_id] = BuyBatcher(app, show_id)
-    return outcome_body(sale_id, await batcher.decide(sale_id, claims.user_id, claims.name, key))
+    body = outcome_body(sale_id, await batcher.decide(sale_id, claims.user_id, claims.name, key))
+    if body["outcome"] == "reserved":
+        await insight.reserved(app, show_id, claims.user_id, sale_id)
+    return body
 
 
 async def handle_buy(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, authenticate
@@ -67,6 +68,7 @@ async def show_stats(app: web.Application, show_id: str) -> dict[str, Any]:
             "reserved": reserved,
             "paid": paid,
         },
+        "insight": await insight.insight(app, show_id),
     }
 
 
