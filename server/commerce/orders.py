@@ -28,6 +28,7 @@ from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
 from ..events import publish
+from ..insight import alerts
 from ..shows import get_show
 from . import fields
 from . import keys as ck
@@ -310,6 +311,8 @@ async def charge(
     assert final is not None
     if code == "paid":
         await announce_paid(app, show_id, final)
+    elif final["status"] == "failed":
+        await alerts.payment_failed(app, show_id, int(time.time() * 1000))
     return {"status": final["status"], "order": public(final)}
 
 

@@ -17,7 +17,7 @@ from ..appkeys import REDIS
 from ..auth import STAFF, authenticate
 from ..errors import ApiError
 from ..shows import get_show
-from . import insight, viewers_series
+from . import alerts, insight, viewers_series
 
 ORDER_COLUMNS = (
     "id", "sale_id", "product_id", "title", "user_id", "name", "quantity", "price", "amount",
@@ -58,7 +58,7 @@ async def build_report(app: web.Application, show_id: str) -> dict[str, Any]:
         "timeline": {"viewers_per_minute": await viewers_series(app, show_id)},
         "sales": await list_sales(app, show_id),
         "orders": orders,
-        "alerts": [],
+        "alerts": await alerts.history(app, show_id),
     }
 
 
@@ -109,9 +109,9 @@ def to_csv(report: dict[str, Any]) -> str:
         )
     w.writerow([])
     w.writerow(["section", "alerts"])
-    w.writerow(["at", "kind", "state", "reason"])
+    w.writerow(["at", "alert", "state", "reason"])
     for alert in report["alerts"]:
-        w.writerow([alert.get("at"), alert.get("kind"), alert.get("state"), alert.get("reason")])
+        w.writerow([alert.get("at"), alert.get("alert"), alert.get("state"), alert.get("reason")])
     w.writerow([])
     w.writerow(["section", "orders"])
     w.writerow(ORDER_COLUMNS)

@@ -1,0 +1,120 @@
+"""Anomaly alerts for staff: viewers dropping fast, payment failures spiking, chat flood.
+
+The show's commerce leader evaluates them with every stats push (~2 s). Each alert kind has a
+state in Redis; a change of state is one atomic compare-and-set, so an alert fires once per
+episode and clears once, whichever node evaluates. Every change is pushed to staff as an
+``alert`` event and kept (the last :data:`KEEP` of them) for the studio and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .. import keys as base
+from ..appkeys import REDIS, SETTINGS
+from ..events import publish
+
+log = logging.getLogger("liveshop.alerts")
+KEEP = 200
+# KEYS: 1 state hash. ARGV: 1 kind, 2 new state. Returns 1 when the state changed.
+TRANSITION = """
+local old = redis.call('HGET', KEYS[1], ARGV[1]) or 'clear'
+if old == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def _k(show_id: str, *parts: str) -> str:
+    return base.show_key(show_id, "insight", "alerts", *parts)
+
+
+async def payment_failed(app: web.Application, show_id: str, now_ms: int) -> None:
+    """Count one failed charge in its minute (for the payment-failure alert)."""
+    name = _k(show_id, "payfail", str(now_ms // 60_000))
+    async with app[REDIS].pipeline(transaction=False) as pipe:
+        pipe.incr(name)
+        pipe.expire(name, 600)
+        await pipe.execute()
+
+
+async def _conditions(
+    app: web.Application, show_id: str, stats: dict[str, Any], now_ms: int
+) -> dict[str, tuple[bool, str, dict[str, Any]]]:
+    """kind → (firing, reason, the numbers behind it)."""
+    settings = app[SETTINGS]
+    redis = app[REDIS]
+    window_ms = int(settings.alert_viewer_window_s * 1000)
+    samples = _k(show_id, "viewers")
+    minute = now_ms // 60_000
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(samples, {f"{now_ms}:{stats['viewers']}": now_ms})
+        pipe.zremrangebyscore(samples, "-inf", now_ms - window_ms)
+        pipe.expire(samples, 600)
+        pipe.zrange(samples, 0, -1)
+        pipe.mget([_k(show_id, "payfail", str(m)) for m in (minute - 1, minute)])
+        *_, members, fails = await pipe.execute()
+    counts = [int(m.partition(":")[2]) for m in members]
+    peak = max(counts, default=0)
+    viewers = int(stats["viewers"])
+    drop = (peak - viewers) / peak if peak else 0.0
+    failures = sum(int(f or 0) for f in fails)
+    chat = float(stats["chat_per_minute"])
+    return {
+        "viewers_drop": (
+            peak >= settings.alert_viewer_min and drop >= settings.alert_viewer_drop,
+            f"viewers fell {drop:.0%} in {settings.alert_viewer_window_s:g} s ({peak} → {viewers})",
+            {"peak": peak, "viewers": viewers, "drop": round(drop, 4)},
+        ),
+        "payment_failures": (
+            failures >= settings.alert_payment_failures,
+            f"{failures} payments failed in the last minute",
+            {"failures": failures, "threshold": settings.alert_payment_failures},
+        ),
+        "chat_flood": (
+            chat >= settings.alert_chat_per_minute,
+            f"{chat:g} chat messages per minute",
+            {"chat_per_minute": chat, "threshold": settings.alert_chat_per_minute},
+        ),
+    }
+
+
+async def evaluate(
+    app: web.Application, show_id: str, stats: dict[str, Any], now_ms: int | None = None
+) -> list[dict[str, Any]]:
+    """Check every rule against ``stats``; push and keep each alert that fired or cleared."""
+    now = int(stats["at"]) if now_ms is None else now_ms
+    try:
+        return await _evaluate(app, show_id, stats, now)
+    except Exception:  # alerts must never stop the show's timers
+        log.exception("alert evaluation failed for %s", show_id)
+        return []
+
+
+async def _evaluate(
+    app: web.Application, show_id: str, stats: dict[str, Any], now: int
+) -> list[dict[str, Any]]:
+    redis = app[REDIS]
+    changed: list[dict[str, Any]] = []
+    for kind, (firing, reason, numbers) in (await _conditions(app, show_id, stats, now)).items():
+        state = "firing" if firing else "clear"
+        if not await redis.eval(TRANSITION, 1, _k(show_id, "state"), kind, state):
+            continue
+        alert = {"at": now, "alert": kind, "state": state, "reason": reason, **numbers}
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(_k(show_id, "log"), json.dumps(alert))
+            pipe.ltrim(_k(show_id, "log"), -KEEP, -1)
+            pipe.expire(_k(show_id, "log"), app[SETTINGS].insight_ttl_s)
+            await pipe.execute()
+        await publish(app, show_id, {"type": "alert", **alert}, staff_only=True)
+        changed.append(alert)
+    return changed
+
+
+async def history(app: web.Application, show_id: str) -> list[dict[str, Any]]:
+    """Every alert that fired or cleared, oldest first."""
+    return [json.loads(raw) for raw in await app[REDIS].lrange(_k(show_id, "log"), 0, -1)]
