@@ -140,6 +140,9 @@ class Settings:
     alert_chat_per_minute: float = field(
         default=600.0, metadata={"help": "alert when chat reaches this many messages per minute"}
     )
+    alert_sold_out_s: float = field(
+        default=30.0, metadata={"help": "alert when a sale sells out within this many seconds"}
+    )
 
     @property
     def base_url(self) -> str:

@@ -64,7 +64,7 @@ async def _conditions(
     drop = (peak - viewers) / peak if peak else 0.0
     failures = sum(int(f or 0) for f in fails)
     chat = float(stats["chat_per_minute"])
-    return {
+    conditions = {
         "viewers_drop": (
             peak >= settings.alert_viewer_min and drop >= settings.alert_viewer_drop,
             f"viewers fell {drop:.0%} in {settings.alert_viewer_window_s:g} s ({peak} → {viewers})",
@@ -81,6 +81,35 @@ async def _conditions(
             {"chat_per_minute": chat, "threshold": settings.alert_chat_per_minute},
         ),
     }
+    conditions.update(await _sold_out_fast(app, show_id, now_ms))
+    return conditions
+
+
+async def _sold_out_fast(
+    app: web.Application, show_id: str, now_ms: int
+) -> dict[str, tuple[bool, str, dict[str, Any]]]:
+    """One alert per sale that ran out of units within N s of its start; clears when it ends.
+
+    The sell-out moment is the first evaluation that saw no unit left (within ~2 s).
+    """
+    from ..commerce.sales import list_sales
+
+    limit_s = app[SETTINGS].alert_sold_out_s
+    redis = app[REDIS]
+    out: dict[str, tuple[bool, str, dict[str, Any]]] = {}
+    for sale in await list_sales(app, show_id):
+        if sale["left"] > 0 or sale["status"] == "scheduled":
+            continue
+        await redis.hsetnx(_k(show_id, "sold_out_at"), sale["id"], now_ms)
+        at = int(await redis.hget(_k(show_id, "sold_out_at"), sale["id"]) or now_ms)
+        took_s = round(max(at - sale["starts_at"], 0) / 1000, 1)
+        if took_s < limit_s:
+            out[f"sold_out_fast:{sale['id']}"] = (
+                sale["status"] == "live",
+                f"{sale['title']} sold out in {took_s:g} s (price too low?)",
+                {"sale_id": sale["id"], "seconds": took_s, "price": sale["price"]},
+            )
+    return out
 
 
 async def evaluate(

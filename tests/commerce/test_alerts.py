@@ -77,3 +77,25 @@ async def test_chat_flood_is_pushed_by_the_stats_timer(shop: Any, events: Any) -
     [cleared] = await events.wait_for("alert", timeout_s=10, alert="chat_flood", state="clear")
     assert cleared["threshold"] == 600
     await ws.close()
+
+
+async def test_sale_selling_out_fast_fires_and_clears_when_it_ends(
+    shop: Any, node_b: Any, events: Any
+) -> None:
+    sale = await shop.sale(quantity=2, price=100)
+    for i in range(2):
+        r = await shop.buy(sale["id"], await shop.buyer(), key=f"k{i}")
+        assert r["outcome"] == "reserved"
+    name = f"sold_out_fast:{sale['id']}"
+    [fired] = await events.wait_for("alert", alert=name, state="firing")
+    assert (
+        fired["sale_id"] == sale["id"] and fired["seconds"] < 30 and "sold out" in fired["reason"]
+    )
+    resp = await node_b.post(f"/api/sales/{sale['id']}/end", headers=shop.host)
+    assert resp.status == 200
+    [cleared] = await events.wait_for("alert", alert=name, state="clear")
+    assert cleared["sale_id"] == sale["id"]
+    assert [e["state"] for e in await events.of("alert") if e["alert"] == name] == [
+        "firing",
+        "clear",
+    ]
