@@ -140,6 +140,10 @@ class Settings:
     alert_chat_per_minute: float = field(
         default=600.0, metadata={"help": "alert when chat reaches this many messages per minute"}
     )
+    alert_buys_per_ip: int = field(
+        default=10,
+        metadata={"help": "alert when one address reserves this many units in ~a minute"},
+    )
     alert_sold_out_s: float = field(
         default=30.0, metadata={"help": "alert when a sale sells out within this many seconds"}
     )

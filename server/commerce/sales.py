@@ -23,6 +23,7 @@ from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..events import publish
+from ..insight import alerts
 from ..shows import get_show
 from . import fields
 from . import keys as ck
@@ -309,7 +310,9 @@ async def handle_buy(request: web.Request) -> web.Response:
         raise ApiError(401, "unauthorized", "a valid token is required to buy")
     claims = auth.verify(request.app[SETTINGS].secret, token, ck.show_of(sale_id, "s"))
     key = fields.idempotency_key(await read_json(request, 4096))
-    return web.json_response(await buy(request.app, claims, sale_id, key))
+    body = await buy(request.app, claims, sale_id, key)
+    await alerts.bought_from(request.app, claims.show_id, request.remote, body)
+    return web.json_response(body)
 
 
 async def ws_buy(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +43,22 @@ async def payment_failed(app: web.Application, show_id: str, now_ms: int) -> Non
         await pipe.execute()
 
 
+async def bought_from(
+    app: web.Application, show_id: str, ip: str | None, body: dict[str, Any]
+) -> None:
+    """Count a reservation by the buyer's address (HTTP buys) for the bot-buying alert."""
+    if not ip or body.get("outcome") != "reserved":
+        return
+    try:
+        name = _k(show_id, "ip_buys", str(int(time.time() // 60)))
+        async with app[REDIS].pipeline(transaction=False) as pipe:
+            pipe.hincrby(name, ip, 1)
+            pipe.expire(name, 600)
+            await pipe.execute()
+    except Exception:
+        log.exception("counting a buy by address failed for %s", show_id)
+
+
 async def _conditions(
     app: web.Application, show_id: str, stats: dict[str, Any], now_ms: int
 ) -> dict[str, tuple[bool, str, dict[str, Any]]]:
@@ -57,7 +74,13 @@ async def _conditions(
         pipe.expire(samples, 600)
         pipe.zrange(samples, 0, -1)
         pipe.mget([_k(show_id, "payfail", str(m)) for m in (minute - 1, minute)])
-        *_, members, fails = await pipe.execute()
+        for m in (minute - 1, minute):
+            pipe.hgetall(_k(show_id, "ip_buys", str(m)))
+        *_, members, fails, ips_before, ips_now = await pipe.execute()
+    by_ip = {ip: int(n) for ip, n in ips_before.items()}
+    for ip, n in ips_now.items():
+        by_ip[ip] = by_ip.get(ip, 0) + int(n)
+    top_ip, top_buys = max(by_ip.items(), key=lambda kv: kv[1], default=("", 0))
     counts = [int(m.partition(":")[2]) for m in members]
     peak = max(counts, default=0)
     viewers = int(stats["viewers"])
@@ -81,6 +104,11 @@ async def _conditions(
             {"chat_per_minute": chat, "threshold": settings.alert_chat_per_minute},
         ),
     }
+    conditions["bot_buying"] = (
+        top_buys >= settings.alert_buys_per_ip,
+        f"{top_buys} units reserved from one address ({top_ip}) in the last minute",
+        {"ip": top_ip, "buys": top_buys, "threshold": settings.alert_buys_per_ip},
+    )
     conditions.update(await _sold_out_fast(app, show_id, now_ms))
     return conditions
 

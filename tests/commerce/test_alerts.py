@@ -99,3 +99,18 @@ async def test_sale_selling_out_fast_fires_and_clears_when_it_ends(
         "firing",
         "clear",
     ]
+
+
+async def test_many_buys_from_one_address_fire_and_clear(shop: Any, events: Any) -> None:
+    app = shop.client.app
+    app[alerts.SETTINGS].alert_buys_per_ip = 3
+    sale = await shop.sale(quantity=5, price=100)
+    for i in range(3):  # three "different" buyers, all from 127.0.0.1
+        assert (await shop.buy(sale["id"], await shop.buyer(), key=f"k{i}"))[
+            "outcome"
+        ] == "reserved"
+    [fired] = await events.wait_for("alert", alert="bot_buying", state="firing")
+    assert (fired["ip"], fired["buys"]) == ("127.0.0.1", 3)
+    app[alerts.SETTINGS].alert_buys_per_ip = 10
+    [cleared] = await events.wait_for("alert", alert="bot_buying", state="clear")
+    assert cleared["threshold"] == 10
