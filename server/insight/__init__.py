@@ -177,12 +177,21 @@ async def paid(
         log.exception("insight paid failed for %s", show_id)
 
 
+async def viewers_now(app: web.Application, show_id: str) -> list[str]:
+    """Users connected now on any node who are viewers (staff have no session, so are left out)."""
+    from ..presence import present_users
+
+    users = [uid for uid, _ in await present_users(app, show_id)]
+    if not users:
+        return []
+    raw = await app[REDIS].hmget(_k(show_id, "sessions"), users)
+    return [uid for uid, v in zip(users, raw, strict=True) if v and not v.startswith("0:")]
+
+
 async def pinned(app: web.Application, show_id: str, product_id: str) -> None:
     """A product was pinned: everyone present now has seen it (an impression)."""
     try:
-        from ..presence import present_users
-
-        users = [uid for uid, _ in await present_users(app, show_id)]
+        users = await viewers_now(app, show_id)
         name = _k(show_id, "funnel", product_id, "impressions")
         async with app[REDIS].pipeline(transaction=False) as pipe:
             if users:
@@ -233,9 +242,7 @@ async def insight(
     minute = _minute(now)
     redis = app[REDIS]
     if present is None:
-        from ..presence import present_users
-
-        present = [uid for uid, _ in await present_users(app, show_id)]
+        present = await viewers_now(app, show_id)
     recent = [str(minute - 1), str(minute)]
     present_keys = [_k(show_id, "present", m) for m in recent]
     if present:

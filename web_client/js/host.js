@@ -7,6 +7,7 @@ import { WhipPublisher } from "./whip.js";
 import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
 import { watchHlsStatus } from "./hls_player.js";
+import { startInsight } from "./host_insight.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -73,6 +74,7 @@ async function start() {
   watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
+  window.liveshop.insight = startInsight({ socket, panel: $("#stats"), showId, token });
   setInterval(renderChatRate, 5000);
 }
 
