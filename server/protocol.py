@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from .textrules import bad_text_field
+
 MAX_FRAME_BYTES = 64 * 1024
 SUBPROTOCOL_JSON = "liveshop.json"
 SUBPROTOCOL_MSGPACK = "liveshop.msgpack"
@@ -371,11 +373,6 @@ def validate(message: dict[str, Any]) -> Any:
         if kind is str:
             if len(value) > meta.get("max_len", MAX_FRAME_BYTES):
                 raise ProtocolError("bad_field", f"{name} is too long", name)
-            if not value.isascii():
-                try:
-                    value.encode()
-                except UnicodeEncodeError:  # lone surrogates from JSON "\ud800" escapes
-                    raise ProtocolError("bad_field", f"{name} is not valid Unicode", name) from None
         values[name] = value
     return cls(**values)
 
@@ -432,6 +429,14 @@ def decode(data: str | bytes) -> dict[str, Any]:
     if not isinstance(message.get("type"), str):
         raise ProtocolError("bad_type", "type must be a string")
     return message
+
+
+def check_text(message: dict[str, Any]) -> None:
+    """Every string in a decoded client message is valid Unicode: the rule HTTP bodies follow too
+    (server.errors.read_json), checked for every message type, registered handlers included."""
+    bad = bad_text_field(message)
+    if bad is not None:
+        raise ProtocolError("bad_field", f"{bad} is not valid Unicode text", bad)
 
 
 def request_id(message: dict[str, Any]) -> int | None:
