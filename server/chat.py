@@ -24,7 +24,7 @@ from .store import load_script
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
 RECENT_ON_CONNECT = 20
-STREAM_ID_RE = re.compile(r"^\d{1,15}-\d{1,10}$")
+STREAM_ID_RE = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}\Z")
 
 
 @dataclass

@@ -43,6 +43,7 @@ from .protocol import Chat as ChatMsg
 from .protocol import Like as LikeMsg
 from .ratelimit import TokenBucket
 from .shows import get_show
+from .ws_guard import GuardedWebSocketResponse
 from .ws_metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
 
 log = logging.getLogger("liveshop.ws")
@@ -88,9 +89,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     """One client session: welcome (+ history or recovery), then messages until close."""
     app = request.app
     show_id = request.match_info["show_id"]
-    ws = web.WebSocketResponse(
+    ws = GuardedWebSocketResponse(  # unmasked client frames close 1002 (RFC 6455 §5.1)
         protocols=SUBPROTOCOLS,
-        max_msg_size=MAX_FRAME_BYTES,
+        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses size >= max: a 64 KiB frame is allowed
         compress=False,
         heartbeat=HEARTBEAT_S,
         timeout=5,

@@ -260,6 +260,23 @@ class HistoryLostEvent:
 
 
 @dataclass
+class ResyncEvent:
+    """This node's event feed was cut (its Redis pub/sub connection dropped) and is back.
+
+    Chat missed meanwhile comes first in the same or an earlier batch (or a `history_lost` when it
+    is gone); then this snapshot, then the current state of the shop (`products`, one
+    `sale.countdown`/`sale.started`/`sale.ended` per recent sale). Replace what you show with it."""
+
+    TYPE: ClassVar[str] = "resync"
+    reason: str = _f("`pubsub_reconnect`")
+    show: dict = _f("the show, as in `welcome`")
+    epoch: str = _f("the history epoch")
+    last_id: str = _f('newest chat id in history ("0-0" if none)')
+    likes: int = _f("total likes")
+    pinned: dict = _f("the pinned chat message or null")
+
+
+@dataclass
 class UserMutedEvent:
     """Staff only: a user was muted (or unmuted: `until` 0)."""
 
@@ -296,7 +313,7 @@ class ShowEndedEvent:
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type, ...] = (
     ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
-    SkippedEvent, HistoryLostEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
+    SkippedEvent, HistoryLostEvent, ResyncEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
 )  # fmt: skip
 
 ERROR_CODES: dict[str, str] = {
@@ -320,8 +337,9 @@ ERROR_CODES: dict[str, str] = {
 CLOSE_CODES: dict[int, str] = {
     1000: "normal closure",
     1001: "server going away (shutdown/restart): reconnect with `since`",
+    1002: "protocol error: a client frame that is not masked (RFC 6455 §5.1), or a malformed frame",
     1008: "policy violation: repeated bad input, or banned from the show",
-    1009: "frame over 64 KiB",
+    1009: "message over 64 KiB (65,536 bytes is allowed, 65,537 is not)",
     1011: "internal error while joining (retry with backoff)",
     1013: "try again later: the connection could not keep up (slow consumer)",
     4001: "bad or expired token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired` precedes the close)",

@@ -18,7 +18,7 @@ from . import auth, events, keys
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, bad_request, not_found, read_json
 
-SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 MAX_TITLE = 120
 MAX_NAME = 40
 STATUSES = ("upcoming", "live", "ended")

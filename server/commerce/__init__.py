@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import DEMO_SEEDERS
+from ..hub import RESYNC_SOURCES
 from . import coupons, lottery, orders, products, sales, stats
 from .demo import seed_products
 from .payments import payments_ctx
@@ -24,3 +25,4 @@ def setup(app: web.Application) -> None:
         part.setup(app)
     app.cleanup_ctx.append(ticker_ctx)
     app[DEMO_SEEDERS].append(seed_products)
+    app[RESYNC_SOURCES].append(sales.resync_events)

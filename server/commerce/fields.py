@@ -7,8 +7,8 @@ from typing import Any
 
 from ..errors import bad_request
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: "$" would let "k\n" through
+CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
 _MISSING: Any = object()
 
 

@@ -16,7 +16,7 @@ from ..errors import not_found
 # Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
 COMMERCE_SHOWS = "liveshop:commerce:active"
 
-ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])(\d{1,12})$")
+ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])([0-9]{1,12})\Z")
 KIND_NAMES = {"p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery"}
 
 

@@ -27,6 +27,7 @@ from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .products import pinned_products
 from .scripts import SCRIPTS
 
 log = logging.getLogger("liveshop.sales")
@@ -196,6 +197,21 @@ def ended_event(sale: dict[str, Any]) -> dict[str, Any]:
         "reserved": sale["reserved"],
         "left": sale["left"],
     }
+
+
+RESYNC_MAX_SALES = 50
+
+
+async def resync_events(app: web.Application, show_id: str) -> list[dict[str, Any]]:
+    """The shop as a client should see it after missing events: pinned products, then the
+    newest sales' current state (countdown, started with units left, or ended)."""
+    events: list[dict[str, Any]] = [
+        {"type": "products", "pinned": await pinned_products(app, show_id)}
+    ]
+    state = {"scheduled": countdown_event, "live": started_event, "ended": ended_event}
+    for sale in (await list_sales(app, show_id))[-RESYNC_MAX_SALES:]:
+        events.append(state[sale["status"]](sale))
+    return events
 
 
 class BuyBatcher:
