@@ -88,7 +88,7 @@ def _quiet_bad_request(record: logging.LogRecord) -> None:
     if isinstance(exc, HttpProcessingError):
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = "bad HTTP request from %s: %s"
-        record.args = (*(record.args or ("?",))[:1], f"{type(exc).__name__}: {exc.message[:120]!r}")
+        record.args = (*(record.args or ("?",))[:1], f"{type(exc).__name__}: {exc.message[:80]!r}")
         record.exc_info = None
         record.exc_text = None
 

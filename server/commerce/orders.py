@@ -27,6 +27,7 @@ from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
 from ..events import publish
+from ..logs import retry_failed
 from ..shows import get_show
 from . import fields
 from . import keys as ck
@@ -150,7 +151,7 @@ class OrderConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("order consumer pass failed")
+                retry_failed(log, "order consumer pass failed")
                 await asyncio.sleep(1)
             await asyncio.sleep(0.1)
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..appkeys import REDIS
 from ..events import publish
+from ..logs import retry_failed
 from . import keys as ck
 from .activity import active_shows
 from .lottery import draw_due
@@ -78,7 +79,7 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("commerce tick failed")
+                retry_failed(log, "commerce tick failed")
                 failed = True
             if failed:
                 await asyncio.sleep(1)
@@ -130,7 +131,7 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("commerce tick failed for show %s", show_id)
+                retry_failed(log, "commerce tick failed for show %s", show_id)
                 return True
             return False
 
