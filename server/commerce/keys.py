@@ -117,6 +117,11 @@ def order_index(show_id: str) -> str:
     return k(show_id, "order_index")
 
 
+def sale_order_index(show_id: str, sale_id: str) -> str:
+    """Sorted set reservation id → created (ms) of one sale: the listing filtered by sale."""
+    return k(show_id, "order_index", sale_id)
+
+
 def lotteries(show_id: str) -> str:
     """Hash lottery id → JSON state (public fields + secret seed until the draw)."""
     return k(show_id, "lotteries")

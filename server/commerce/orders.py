@@ -110,16 +110,26 @@ class OrderConsumer:
     async def _apply(self, show_id: str, entries: list[tuple[str, dict[str, str]]]) -> int:
         args: list[Any] = []
         ids = []
+        script_keys = [ck.order_records(show_id), ck.order_index(show_id)]
+        sale_key_at: dict[str, int] = {}  # sale id → its index's position in KEYS (1-based)
         for entry_id, data in entries:
             ids.append(entry_id)
             if not data or "order" not in data:
                 continue
             order = json.loads(data["order"])
-            args += (order["id"], order["v"], data["order"], order["created_at"])
-        if args:
-            await self.app[SCRIPTS].orders_apply(
-                keys=[ck.order_records(show_id), ck.order_index(show_id)], args=args
+            sale_id = order["sale_id"]
+            if sale_id not in sale_key_at:
+                script_keys.append(ck.sale_order_index(show_id, sale_id))
+                sale_key_at[sale_id] = len(script_keys)
+            args += (
+                order["id"],
+                order["v"],
+                data["order"],
+                order["created_at"],
+                sale_key_at[sale_id],
             )
+        if args:
+            await self.app[SCRIPTS].orders_apply(keys=script_keys, args=args)
         if ids:
             await self.app[REDIS].xack(base.orders_stream(show_id), GROUP, *ids)
         return len(ids)
@@ -231,14 +241,17 @@ async def handle_list(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "bad_field", "limit and cursor must be integers") from None
     sale_id = query.get("sale_id")
+    index = ck.order_index(show_id)
+    if sale_id:  # filtered before paging: the sale's own index gives pages, cursor and total
+        if ck.show_of(sale_id, "s") != show_id:
+            raise not_found("sale_not_found", f"no sale {sale_id!r} in this show")
+        index = ck.sale_order_index(show_id, sale_id)
     await request.app[CONSUMER].catch_up(show_id)
     redis = request.app[REDIS]
-    ids = await redis.zrange(ck.order_index(show_id), offset, offset + limit - 1)
+    ids = await redis.zrange(index, offset, offset + limit - 1)
     rows = await redis.hmget(ck.order_records(show_id), ids) if ids else []
     orders = [public(json.loads(raw)) for raw in rows if raw]
-    if sale_id:
-        orders = [o for o in orders if o["sale_id"] == sale_id]
-    total = await redis.zcard(ck.order_index(show_id))
+    total = await redis.zcard(index)
     next_cursor = str(offset + len(ids)) if offset + len(ids) < total else None
     return web.json_response({"orders": orders, "next_cursor": next_cursor, "total": total})
 
