@@ -83,7 +83,7 @@ async def test_kill_9_of_embedded_redis_recovers_within_seconds(server_proc: Any
     assert log.count("pub/sub read failed") <= 4
 
 
-async def test_node_exits_non_zero_when_redis_cannot_come_back(server_proc: Any) -> None:
+def test_node_exits_non_zero_when_redis_cannot_come_back(server_proc: Any) -> None:
     node = server_proc()
     aof = node.data_dir / "liveshop.aof"
     with open(aof, "r+b") as handle:  # redis-server refuses to load a corrupt AOF
