@@ -245,7 +245,7 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
                     raise ProtocolError("flood", "too many messages; slow down")
                 message = decode(msg.data)
                 rid = request_id(message)
-                check_text(message)
+                check_text(message, msg.data)
                 kind = message["type"]
                 WS_MESSAGES_IN.labels(
                     kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other"

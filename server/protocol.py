@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .textrules import bad_text_field
+from .textrules import bad_text_field, frame_may_hold_surrogates
 
 MAX_FRAME_BYTES = 64 * 1024
 SUBPROTOCOL_JSON = "liveshop.json"
@@ -449,9 +449,12 @@ def decode(data: str | bytes) -> dict[str, Any]:
     return message
 
 
-def check_text(message: dict[str, Any]) -> None:
+def check_text(message: dict[str, Any], raw: str | bytes) -> None:
     """Every string in a decoded client message is valid Unicode: the rule HTTP bodies follow too
-    (server.errors.read_json), checked for every message type, registered handlers included."""
+    (server.errors.read_json), checked for every message type, registered handlers included.
+    ``raw`` is the frame it was decoded from (most frames cannot hold a surrogate: no walk)."""
+    if not frame_may_hold_surrogates(raw):
+        return
     bad = bad_text_field(message)
     if bad is not None:
         raise ProtocolError("bad_field", f"{bad} is not valid Unicode text", bad)

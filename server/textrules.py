@@ -27,6 +27,17 @@ def is_valid_text(value: str) -> bool:
     return True
 
 
+def frame_may_hold_surrogates(frame: str | bytes) -> bool:
+    """False when a WebSocket frame cannot have decoded to a lone surrogate (the walk is skipped).
+
+    aiohttp decodes text frames as strict UTF-8 and msgpack decodes its strings strictly, and
+    strict UTF-8 never yields a surrogate: only a JSON ``\\u`` escape in a text frame can. (Not
+    so for HTTP bodies: ``json.loads`` of bytes decodes with ``surrogatepass``, so raw
+    ``ED A0 80`` becomes one; those are always walked.)
+    """
+    return isinstance(frame, str) and "\\u" in frame
+
+
 def bad_text_field(body: Any, field: str = "", depth: int = 0) -> str | None:
     """The dotted name of the first string (key or value) in ``body`` that is not valid text, else None.
 

@@ -58,6 +58,21 @@ class MaskGuard:
         """Advance over ``data``: -1 if all is well, else where the first unmasked frame starts."""
         pos, size = 0, len(data)
         while pos < size:
+            if not self.skip and not self.head and size - pos >= 14:
+                # Fast path: the whole header is in this read (the usual case).
+                second = data[pos + 1]
+                if not second & 0x80:
+                    return pos
+                flag = second & 0x7F
+                if flag < 126:
+                    pos += 6 + flag
+                elif flag == 126:
+                    pos += 8 + ((data[pos + 2] << 8) | data[pos + 3])
+                else:
+                    pos += 14 + int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if pos > size:  # the payload goes on in the next reads
+                    self.skip = pos - size
+                continue
             if self.skip:
                 step = min(self.skip, size - pos)
                 self.skip -= step

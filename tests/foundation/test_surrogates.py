@@ -57,6 +57,13 @@ async def test_http_text_fields_reject_lone_surrogates(client: Any, make_show: A
     await _is_bad_field(
         await _post(client, f"/api/shows/{show_id}/guest", {"meta": {"a": [1, BAD]}}), "meta.a[1]"
     )
+    # Raw UTF-8 surrogate bytes: json.loads(bytes) decodes them with "surrogatepass".
+    resp = await client.post(
+        f"/api/shows/{show_id}/guest",
+        data=b'{"name":"x\xed\xa0\x80"}',
+        headers={"Content-Type": "application/json"},
+    )
+    await _is_bad_field(resp, "name")
     assert await client.app[REDIS].hlen(f"{{show:{show_id}}}:shop:products") == 0
 
 
@@ -93,6 +100,7 @@ async def test_websocket_uses_the_same_rule(client: Any, make_show: Any, guest_t
             ({"type": "chat", "id": 1, "text": BAD}, "text"),
             ({"type": "buy", "id": 2, "sale_id": f"{show_id}.s1", "key": BAD}, "key"),
             ({"type": "lottery.enter", "id": 3, "lottery_id": BAD}, "lottery_id"),
+            ({"type": "chat", "id": 4, "text": "ok", "extra": {"k": [BAD]}}, "extra.k[0]"),
         ]:
             await ws.send_str(json.dumps(message))
             while True:
