@@ -192,7 +192,7 @@ class EmbeddedRedis:
             )
             try:
                 await asyncio.to_thread(self.start)
-            except ConfigError as exc:
+            except Exception as exc:  # ConfigError, or the binary gone (OSError): no way back
                 reason = f"embedded redis-server could not be restarted: {exc}"
                 log.error(reason)
                 self.process = None

@@ -44,6 +44,7 @@ log = logging.getLogger("liveshop.hub")
 PRESENCE_EVERY_S = 1.0
 PRESENCE_RESEND_S = 10.0
 IDLE_UNSUBSCRIBE_S = 5.0
+RESYNC_ATTEMPTS = 10  # 0.5 s apart
 
 ResyncSource = Callable[[web.Application, str], Awaitable[list[dict[str, Any]]]]
 # Parts that keep show state clients hold (commerce: pinned products, sales) register here a
@@ -266,11 +267,15 @@ class Hubs:
 
     async def resync(self, hub: Hub) -> None:
         """Bring the hub's viewers up to date after a pub/sub gap (see the module docstring)."""
-        try:
-            events = await self._missed(hub)
-        except Exception:
-            retry_failed(log, "resync of %s failed", hub.show_id)
-            return
+        for attempt in range(RESYNC_ATTEMPTS):  # Redis may still be coming back
+            try:
+                events = await self._missed(hub)
+                break
+            except Exception:
+                retry_failed(log, "resync of %s failed", hub.show_id)
+                if attempt == RESYNC_ATTEMPTS - 1:
+                    return
+                await asyncio.sleep(0.5)
         for event, droppable in events:
             hub.on_event(event, droppable, False)
         self.resyncs += 1
