@@ -150,7 +150,7 @@ async def _welcome(
     claims = conn.claims
     redis = app[REDIS]
     stream = keys.chat_stream(show_id)
-    valid_since = bool(since) and chat.STREAM_ID_RE.match(since or "") is not None
+    valid_since = bool(since) and chat.STREAM_ID_RE.fullmatch(since or "") is not None
     pipe = redis.pipeline(transaction=False)
     pipe.sismember(keys.banned(show_id), claims.user_id)
     pipe.get(keys.chat_epoch(show_id))

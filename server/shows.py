@@ -18,7 +18,7 @@ from . import auth, events, keys
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, bad_request, not_found, read_json
 
-SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
 MAX_NAME = 40
 STATUSES = ("upcoming", "live", "ended")
@@ -26,7 +26,7 @@ _SHOW_META_LUA = (Path(__file__).parent / "show_meta.lua").read_text()
 
 
 def check_show_id(show_id: str) -> str:
-    if not SHOW_ID_RE.match(show_id):
+    if not SHOW_ID_RE.fullmatch(show_id):  # fullmatch: "$" alone lets "id\n" through
         raise bad_request("bad_show_id", "show id must be 1-64 of A-Z a-z 0-9 _ -")
     return show_id
 

@@ -16,13 +16,13 @@ from ..errors import not_found
 # Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
 COMMERCE_SHOWS = "liveshop:commerce:active"
 
-ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])([0-9]{1,12})\Z")
+ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])([0-9]{1,12})$")
 KIND_NAMES = {"p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery"}
 
 
 def show_of(entity_id: str, kind: str) -> str:
     """The show id inside ``entity_id`` of ``kind`` (p/s/r/c/l), or 404 ``<kind>_not_found``."""
-    match = ID_RE.match(entity_id)
+    match = ID_RE.fullmatch(entity_id)
     if not match or match.group(2) != kind:
         name = KIND_NAMES[kind]
         raise not_found(f"{name}_not_found", f"no {name} {entity_id!r}")
