@@ -122,6 +122,11 @@ def sale_order_index(show_id: str, sale_id: str) -> str:
     return k(show_id, "order_index", sale_id)
 
 
+def sale_order_indexes_built(show_id: str) -> str:
+    """Flag: the per-sale order indexes hold every order (orders applied before they existed too)."""
+    return k(show_id, "order_index_by_sale")
+
+
 def lotteries(show_id: str) -> str:
     """Hash lottery id → JSON state (public fields + secret seed until the draw)."""
     return k(show_id, "lotteries")

@@ -248,12 +248,36 @@ async def handle_list(request: web.Request) -> web.Response:
         index = ck.sale_order_index(show_id, sale_id)
     await request.app[CONSUMER].catch_up(show_id)
     redis = request.app[REDIS]
+    if sale_id:
+        await _build_sale_indexes(request.app, show_id)
     ids = await redis.zrange(index, offset, offset + limit - 1)
     rows = await redis.hmget(ck.order_records(show_id), ids) if ids else []
     orders = [public(json.loads(raw)) for raw in rows if raw]
     total = await redis.zcard(index)
     next_cursor = str(offset + len(ids)) if offset + len(ids) < total else None
     return web.json_response({"orders": orders, "next_cursor": next_cursor, "total": total})
+
+
+async def _build_sale_indexes(app: web.Application, show_id: str) -> None:
+    """Once per show: index by sale the orders recorded before per-sale indexes existed.
+
+    The consumer adds every new order to its sale's index; this pass (idempotent: ZADD NX, so it
+    may race the consumer) covers records that were folded by an older version.
+    """
+    redis = app[REDIS]
+    flag = ck.sale_order_indexes_built(show_id)
+    if await redis.exists(flag):
+        return
+    pipe = redis.pipeline(transaction=False)
+    async for order_id, raw in redis.hscan_iter(ck.order_records(show_id), count=1000):
+        order = json.loads(raw)
+        pipe.zadd(
+            ck.sale_order_index(show_id, order["sale_id"]), {order_id: order["created_at"]}, nx=True
+        )
+        if len(pipe) >= 1000:
+            await pipe.execute()
+    await pipe.execute()
+    await redis.set(flag, "1")
 
 
 # -- paying and cancelling -----------------------------------------------------------------

@@ -38,3 +38,20 @@ async def test_sale_filter_pages_only_that_sale(shop: Any) -> None:
         "GET", f"/api/shows/{shop.show_id}/orders?sale_id=other.s1", shop.host_token
     )
     assert status == 404 and body["error"]["code"] == "sale_not_found"
+
+
+async def test_orders_folded_before_the_per_sale_index_are_found(shop: Any) -> None:
+    from server.appkeys import REDIS
+    from server.commerce import keys as ck
+
+    sale = await shop.sale(quantity=5, per_user_limit=1)
+    rids = set()
+    for i in range(3):
+        rids.add((await shop.buy(sale["id"], await shop.buyer(f"O{i}"), f"k{i}"))["reservation_id"])
+    await shop.call("GET", f"/api/shows/{shop.show_id}/orders", shop.host_token)  # folded
+    redis = shop.client.app[REDIS]
+    # What an older version left behind: records and the show index, no per-sale index.
+    await redis.delete(ck.sale_order_index(shop.show_id, sale["id"]))
+    await redis.delete(ck.sale_order_indexes_built(shop.show_id))
+    pages = await _pages(shop, f"sale_id={sale['id']}&limit=2")
+    assert {o["id"] for p in pages for o in p["orders"]} == rids and pages[0]["total"] == 3
