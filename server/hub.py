@@ -10,7 +10,7 @@ resubscribes by itself when it reconnects; the second ``subscribe`` confirmation
 sign, and :meth:`Hubs.resync` then gives the hub's viewers what they missed: the chat after the
 last one delivered here (or ``history_lost`` when it is gone), a ``resync`` snapshot of the show
 (the welcome's fields) and the current state of every source in ``app[RESYNC_SOURCES]``
-(commerce registers its pinned products and sales).
+(commerce registers its pinned products, sales and open giveaways).
 """
 
 from __future__ import annotations

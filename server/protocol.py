@@ -265,7 +265,8 @@ class ResyncEvent:
 
     Chat missed meanwhile comes first in the same or an earlier batch (or a `history_lost` when it
     is gone); then this snapshot, then the current state of the shop (`products`, one
-    `sale.countdown`/`sale.started`/`sale.ended` per recent sale). Replace what you show with it."""
+    `sale.ended` for sales that ended in the last minute, `sale.countdown`/`sale.started` for the
+    scheduled and live ones, a `lottery.created` per open giveaway). Replace what you show with it."""
 
     TYPE: ClassVar[str] = "resync"
     reason: str = _f("`pubsub_reconnect`")

@@ -25,4 +25,4 @@ def setup(app: web.Application) -> None:
         part.setup(app)
     app.cleanup_ctx.append(ticker_ctx)
     app[DEMO_SEEDERS].append(seed_products)
-    app[RESYNC_SOURCES].append(sales.resync_events)
+    app[RESYNC_SOURCES] += [sales.resync_events, lottery.resync_events]

@@ -233,6 +233,16 @@ def proof(lottery: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def resync_events(app: web.Application, show_id: str) -> list[dict[str, Any]]:
+    """After a pub/sub gap (server.hub): the giveaways still open, as their ``lottery.created``."""
+    events = []
+    for raw in (await app[REDIS].hgetall(ck.lotteries(show_id))).values():
+        lottery = json.loads(raw)
+        if lottery["status"] == "open":
+            events.append({"type": "lottery.created", "lottery": public(lottery)})
+    return events
+
+
 async def draw_due(app: web.Application, show_id: str) -> None:
     """Draw every open giveaway of the show whose window has closed (leader timer)."""
     now = time.time() * 1000

@@ -8,12 +8,14 @@ real Redis); then the reader runs again, redis-py reconnects and resubscribes, a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from server.appkeys import SETTINGS
+from server.appkeys import REDIS, SETTINGS
+from server.commerce import keys as ck
 from server.hub import HUBS
 
 
@@ -58,6 +60,17 @@ async def test_missed_chat_and_shop_state_are_resent(
     sender = await connect(show_id, await guest_token(show_id, "Se"))
     hubs = client.app[HUBS]
     before = hubs.resyncs
+    # A sale that ended long ago is not re-sent (a page would load it over the live one).
+    resp = await client.post(
+        f"/api/shows/{show_id}/sales",
+        json={"product_id": product_id, "quantity": 1, "price": 500, "per_user_limit": 1},
+        headers=_auth(host),
+    )
+    old_sale = (await resp.json())["sale"]["id"]
+    assert (await client.post(f"/api/sales/{old_sale}/end", headers=_auth(host))).ok
+    await client.app[REDIS].hset(
+        ck.sales(show_id), f"{old_sale}:end", int(time.time() * 1000) - 3_600_000
+    )
     async with Gap(client.app):
         for i in range(3):
             assert (await sender.request({"type": "chat", "text": f"gap {i}"}))["type"] == "reply"
@@ -69,10 +82,17 @@ async def test_missed_chat_and_shop_state_are_resent(
         assert resp.status == 201, await resp.text()
         sale_id = (await resp.json())["sale"]["id"]
         assert (await client.post(f"/api/products/{product_id}/pin", headers=_auth(host))).ok
+        resp = await client.post(
+            f"/api/shows/{show_id}/lotteries", json={"prize": "Hat"}, headers=_auth(host)
+        )
+        assert resp.status == 201, await resp.text()
+        lottery_id = (await resp.json())["lottery"]["id"]
         await viewer.pump(0.3)
-        assert not viewer.chats() and not viewer.of_type("sale.started")  # really cut off
+        # Really cut off: nothing of what happened in the gap arrived.
+        assert not viewer.chats()
+        assert sale_id not in [e.get("sale_id") for e in viewer.events]
     await viewer.until(lambda c: bool(c.of_type("resync")), 10)
-    await viewer.until(lambda c: bool(c.of_type("sale.started")), 5)
+    await viewer.until(lambda c: sale_id in [e.get("sale_id") for e in c.events], 5)
     assert [c["text"] for c in viewer.chats()] == ["gap 0", "gap 1", "gap 2"]
     resync = viewer.of_type("resync")[0]
     assert resync["show"]["id"] == show_id and resync["last_id"] == viewer.chats()[-1]["id"]
@@ -81,7 +101,12 @@ async def test_missed_chat_and_shop_state_are_resent(
     assert pinned and pinned[-1]["pinned"][0]["id"] == product_id
     started = viewer.of_type("sale.started")[-1]
     assert started["sale_id"] == sale_id and started["left"] == 3
+    await viewer.until(lambda c: bool(c.of_type("lottery.created")), 5)
+    assert viewer.of_type("lottery.created")[0]["lottery"]["id"] == lottery_id
+    assert "seed" not in viewer.of_type("lottery.created")[0]["lottery"]
     assert hubs.resyncs == before + 1
+    after = viewer.events[viewer.events.index(resync) :]
+    assert old_sale not in [e.get("sale_id") for e in after]
     # Live delivery goes on, without repeating the resent chat.
     assert (await sender.request({"type": "chat", "text": "after"}))["type"] == "reply"
     await viewer.until(lambda c: c.chats()[-1]["text"] == "after", 5)
