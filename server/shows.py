@@ -46,7 +46,7 @@ async def get_show(app: web.Application, show_id: str) -> dict[str, Any]:
     """The show's public fields, or 404 ``show_not_found``."""
     check_show_id(show_id)
     meta = await app[REDIS].hgetall(keys.meta(show_id))
-    if not meta:
+    if "created_at" not in meta:  # none, or half a record left by an older version's create
         raise not_found("show_not_found", f"no show {show_id!r}")
     return _public(meta)
 
@@ -90,10 +90,10 @@ async def create_show(
             "live_since": "",
         },
     )
+    show = await get_show(app, show_id)
     # The index lives in another Cluster slot, so it cannot join the atomic write; NX makes
     # a retry after a crash between the two (or a create of an existing id) repair it.
-    await redis.zadd(keys.SHOW_INDEX, {show_id: now_ms}, nx=True)
-    show = await get_show(app, show_id)
+    await redis.zadd(keys.SHOW_INDEX, {show_id: show["created_at"]}, nx=True)
     token = auth.issue(
         app[SETTINGS].secret, show_id=show_id, role="host", name=show["host_name"], user_id=host_id
     )
@@ -152,7 +152,7 @@ async def handle_list(request: web.Request) -> web.Response:
     shows = []
     for show_id in ids:
         meta = await redis.hgetall(keys.meta(show_id))
-        if meta:
+        if "created_at" in meta:
             shows.append(_public(meta))
     return web.json_response({"shows": shows})
 

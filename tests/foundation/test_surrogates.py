@@ -77,6 +77,21 @@ async def test_bad_title_leaves_no_half_created_show(client: Any, post_show: Any
     assert (await client.post(f"/api/shows/{show_id}/guest", json={})).status == 201
 
 
+async def test_a_half_created_show_from_before_is_absent_and_can_be_created(
+    client: Any, post_show: Any
+) -> None:
+    show_id = "half-" + __import__("secrets").token_hex(4)
+    await client.app[REDIS].hset(keys.meta(show_id), "id", show_id)  # the old HSETNX, no HSET
+    assert (await client.get(f"/api/shows/{show_id}")).status == 404
+    assert (await client.post(f"/api/shows/{show_id}/guest", json={})).status == 404
+    assert show_id not in [
+        s["id"] for s in (await (await client.get("/api/shows")).json())["shows"]
+    ]
+    resp = await post_show({"id": show_id, "title": "mine now"})
+    assert resp.status == 201, await resp.text()
+    assert (await (await client.get(f"/api/shows/{show_id}")).json())["show"]["title"] == "mine now"
+
+
 async def test_non_string_show_id_is_400(post_show: Any) -> None:
     for bad_id in (5, ["a"], {"a": 1}, True):
         resp = await post_show({"id": bad_id})
