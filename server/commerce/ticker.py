@@ -21,8 +21,10 @@ from aiohttp import web
 
 from ..appkeys import REDIS
 from ..events import publish
+from . import auctions, group_buys, polls
 from . import keys as ck
 from .activity import active_shows
+from .interactive import now_ms
 from .lottery import draw_due
 from .orders import settle_stale_payment
 from .sales import countdown_event, ended_event, sales_of, started_event
@@ -58,6 +60,7 @@ class ShowTimers:
     sweep_at: float = 0.0
     draw_at: float = 0.0
     stats_sig: str = ""
+    interactive: dict[str, Any] = field(default_factory=dict)  # id → what was last broadcast
 
 
 class Ticker:
@@ -121,6 +124,7 @@ class Ticker:
                     timers.sweep_at = now
                     await self.sweep(show_id)
                 await self.sale_events(show_id, timers, sales, now)
+                await self.interactive_events(show_id, timers)
                 if now - timers.draw_at >= DRAW_EVERY_S:
                     timers.draw_at = now
                     await draw_due(self.app, show_id)
@@ -133,6 +137,22 @@ class Ticker:
                 log.exception("commerce tick failed for show %s", show_id)
                 return True
             return False
+
+    async def interactive_events(self, show_id: str, timers: ShowTimers) -> None:
+        """Auctions, group buys and polls: closes that are due, throttled progress broadcasts."""
+        live = await self.app[REDIS].smembers(ck.interactive_live(show_id))
+        if not live:
+            timers.interactive.clear()
+            return
+        now, memo = now_ms(self.app), timers.interactive
+        by_kind: dict[str, list[str]] = {"a": [], "g": [], "q": []}
+        for entity_id in sorted(live):
+            match = ck.ID_RE.match(entity_id)
+            if match and match.group(2) in by_kind:
+                by_kind[match.group(2)].append(entity_id)
+        await auctions.tick(self.app, show_id, by_kind["a"], memo, now)
+        await group_buys.tick(self.app, show_id, by_kind["g"], memo, now)
+        await polls.tick(self.app, show_id, by_kind["q"], memo, now)
 
     async def stats(self, show_id: str, timers: ShowTimers) -> None:
         """Host stats, pushed while something changes or someone watches."""

@@ -1,0 +1,64 @@
+-- Polls: one vote per user in Redis counters, frozen at the close. One script, several operations.
+-- KEYS: 1 polls, 2 poll_votes, 3 seq, 4 interactive_live, 5 funnel:voted
+-- ARGV: 1 operation, then its arguments. Returns one JSON object (see each branch).
+local op = ARGV[1]
+
+local function tallies(q, n)
+  local names = {}
+  for i = 0, n - 1 do names[#names + 1] = q .. ':t:' .. i end
+  local raw = redis.call('HMGET', KEYS[1], unpack(names))
+  local out = {}
+  for i = 1, n do out[i] = tonumber(raw[i] or '0') end
+  return out
+end
+
+if op == 'create' then
+  -- ARGV: 2 show id, 3 definition JSON, 4 option count, 5 changeable 1|0, 6 now ms, 7 duration ms
+  local q = ARGV[2] .. '.q' .. redis.call('HINCRBY', KEYS[3], 'poll', 1)
+  local n, now = tonumber(ARGV[4]), tonumber(ARGV[6])
+  redis.call('HSET', KEYS[1], q .. ':def', ARGV[3], q .. ':n', n, q .. ':changeable', ARGV[5],
+    q .. ':start', now, q .. ':end', now + tonumber(ARGV[7]), q .. ':status', 'open', q .. ':total', 0)
+  for i = 0, n - 1 do redis.call('HSET', KEYS[1], q .. ':t:' .. i, 0) end
+  redis.call('SADD', KEYS[4], q)
+  return cjson.encode({ ok = true, id = q })
+
+elseif op == 'vote' then
+  -- ARGV: 2 poll id, 3 user id, 4 option index, 5 now ms
+  local q, uid, opt, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local f = redis.call('HMGET', KEYS[1], q .. ':n', q .. ':changeable', q .. ':end', q .. ':status')
+  if not f[1] then return cjson.encode({ outcome = 'unknown_poll' }) end
+  if f[4] ~= 'open' or now >= tonumber(f[3]) then return cjson.encode({ outcome = 'closed' }) end
+  if opt >= tonumber(f[1]) then return cjson.encode({ outcome = 'bad_option' }) end
+  local vk = q .. '|' .. uid
+  local prev = redis.call('HGET', KEYS[2], vk)
+  redis.call('SADD', KEYS[5], uid)
+  if prev then
+    prev = tonumber(prev)
+    if prev == opt then return cjson.encode({ outcome = 'voted', option = opt }) end
+    if f[2] ~= '1' then return cjson.encode({ outcome = 'already_voted', option = prev }) end
+    redis.call('HINCRBY', KEYS[1], q .. ':t:' .. prev, -1)
+    redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
+    redis.call('HSET', KEYS[2], vk, opt)
+    return cjson.encode({ outcome = 'changed', option = opt })
+  end
+  redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
+  redis.call('HINCRBY', KEYS[1], q .. ':total', 1)
+  redis.call('HSET', KEYS[2], vk, opt)
+  return cjson.encode({ outcome = 'voted', option = opt })
+
+elseif op == 'close' then
+  -- ARGV: 2 poll id, 3 now ms, 4 "1" = close now (staff), "0" = only if the end has passed.
+  -- The tallies are frozen into :final exactly once; votes are refused from the end on, so the
+  -- frozen numbers are the tallies at the end whenever the close runs.
+  local q, now = ARGV[2], tonumber(ARGV[3])
+  local f = redis.call('HMGET', KEYS[1], q .. ':n', q .. ':end', q .. ':status', q .. ':final')
+  if not f[1] then return cjson.encode({ outcome = 'unknown_poll' }) end
+  if f[3] == 'closed' then return cjson.encode({ outcome = 'already_closed', final = cjson.decode(f[4]) }) end
+  if ARGV[4] ~= '1' and now < tonumber(f[2]) then return cjson.encode({ outcome = 'open' }) end
+  local final = tallies(q, tonumber(f[1]))
+  local stop = math.min(now, tonumber(f[2]))
+  redis.call('HSET', KEYS[1], q .. ':status', 'closed', q .. ':end', stop, q .. ':final', cjson.encode(final))
+  redis.call('SREM', KEYS[4], q)
+  return cjson.encode({ outcome = 'closed', final = final })
+end
+return cjson.encode({ outcome = 'bad_op' })
