@@ -2,7 +2,9 @@
 
 Every script of these three takes the time as an argument (``now_ms``) from the app clock
 instead of calling Redis ``TIME``: the decisions stay atomic in Redis, and tests drive the clock
-past windows and soft closes without sleeping. The scripts that create reservations
+past windows and soft closes without sleeping. The reservations they create are then handled
+by ``order.lua`` (pay, expire), which reads Redis ``TIME``: the app clock is wall time outside
+tests, and tests that pay such reservations start their clock at wall time. The scripts that create reservations
 (``auction.lua``, ``group.lua``) share ``interactive_lib.lua``, prepended when they are loaded.
 """
 
