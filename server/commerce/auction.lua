@@ -90,6 +90,7 @@ elseif op == 'bid' then
       redis.call('HSET', A, id .. ':price', a.price, id .. ':ceiling', a.ceiling, id .. ':leader', a.leader,
         id .. ':leader_name', a.leader_name, id .. ':bids', a.bids, id .. ':end', a['end'])
       redis.call('SADD', KEYS[15], uid)
+      redis.call('HINCRBY', KEYS[6], 'bids', 1)
     end
   end
   local res = answer(outcome, a)

@@ -117,6 +117,7 @@ if op == 'join' then
   redis.call('HSET', KEYS[13], id .. '|' .. uid, g.n)
   redis.call('HINCRBY', KEYS[1], id .. ':left', -1)
   redis.call('SADD', KEYS[15], uid)
+  redis.call('HINCRBY', KEYS[6], 'group_joins', 1)
   d.left = d.left - 1
   d.held = d.held + 1
   local outcome, extra = 'joined', {}

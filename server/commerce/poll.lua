@@ -1,5 +1,5 @@
 -- Polls: one vote per user in Redis counters, frozen at the close. One script, several operations.
--- KEYS: 1 polls, 2 poll_votes, 3 seq, 4 interactive_live, 5 funnel:voted
+-- KEYS: 1 polls, 2 poll_votes, 3 seq, 4 interactive_live, 5 funnel:voted, 6 counters
 -- ARGV: 1 operation, then its arguments. Returns one JSON object (see each branch).
 local op = ARGV[1]
 
@@ -43,6 +43,7 @@ elseif op == 'vote' then
   end
   redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
   redis.call('HINCRBY', KEYS[1], q .. ':total', 1)
+  redis.call('HINCRBY', KEYS[6], 'votes', 1)
   redis.call('HSET', KEYS[2], vk, opt)
   return cjson.encode({ outcome = 'voted', option = opt })
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import keys as base
 from .. import protocol
 from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
@@ -35,6 +36,7 @@ def poll_keys(show_id: str) -> list[str]:
         ck.seq(show_id),
         ck.interactive_live(show_id),
         ck.funnel(show_id, "voted"),
+        base.counters(show_id),
     ]
 
 

@@ -127,3 +127,31 @@ async def test_viewer_cannot_create_or_close_a_poll(shop: Shop) -> None:
         await ws.close()
     _, body = await shop.call("GET", f"/api/polls/{poll['id']}")
     assert body["poll"]["status"] == "open" and body["poll"]["tallies"] == [0, 1]
+
+
+async def test_host_stats_count_votes_bids_and_group_joins(shop: Shop) -> None:
+    poll = await make_poll(shop)
+    viewer = await shop.buyer()
+    await shop.call("POST", f"/api/polls/{poll['id']}/vote", viewer, option=0)
+    status, auction = await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/auctions", shop.host_token,
+        product_id=shop.product_id, start_price=100,
+    )  # fmt: skip
+    assert status == 201
+    await shop.call(
+        "POST", f"/api/auctions/{auction['auction']['id']}/bid", viewer, amount=100, key="b"
+    )
+    status, deal = await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/group-buys", shop.host_token,
+        product_id=shop.product_id, group_price=100, group_size=2,
+    )  # fmt: skip
+    assert status == 201
+    await shop.call("POST", f"/api/group-buys/{deal['deal']['id']}/join", viewer)
+    _, body = await shop.call("GET", f"/api/shows/{shop.show_id}/stats", shop.host_token)
+    stats = body["stats"]
+    assert (stats["votes"], stats["bids"], stats["group_joins"]) == (1, 1, 1)
+    assert (stats["funnel"]["voted"], stats["funnel"]["bid"], stats["funnel"]["group_joined"]) == (
+        1,
+        1,
+        1,
+    )
