@@ -279,6 +279,16 @@ async def handle_bid(request: web.Request) -> web.Response:
     return web.json_response(reply)
 
 
+async def handle_bids(request: web.Request) -> web.Response:
+    """Staff: the auction's decided bids in decision order (proxy ceilings included: not public)."""
+    auction_id = request.match_info["auction_id"]
+    show_id = ck.show_of(auction_id, "a")
+    await authenticate(request, show_id, STAFF)
+    await get_auction(request.app, auction_id)
+    bids = [b for b in await bid_log(request.app, show_id) if b["a"] == auction_id]
+    return web.json_response({"bids": bids})
+
+
 async def handle_end(request: web.Request) -> web.Response:
     auction_id = request.match_info["auction_id"]
     claims = await authenticate(request, ck.show_of(auction_id, "a"))
@@ -302,5 +312,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/shows/{show_id}/auctions", handle_list)
     app.router.add_get("/api/auctions/{auction_id}", handle_get)
     app.router.add_post("/api/auctions/{auction_id}/end", handle_end)
+    app.router.add_get("/api/auctions/{auction_id}/bids", handle_bids)
     app[WS_HANDLERS]["auction.bid"] = ws_bid
     app[WS_HANDLERS]["auction.end"] = ws_end
