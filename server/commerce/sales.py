@@ -333,6 +333,8 @@ class SoldOut:
     def learn(self, show_id: str, sale_id: str) -> None:
         if sale_id in self.flags or sale_id in self.learning:
             return
+        if not self.app[SETTINGS].soldout_short_circuit:
+            return
         self.learning.add(sale_id)
         self._spawn(self._learn(show_id, sale_id))
 
