@@ -60,7 +60,7 @@ INT_FIELDS = {
     "created",
 }
 OUTCOMES = ("reserved", "sold_out", "limit_reached", "not_started", "ended")
-SOLDOUT_RECHECK_S = 2.0  # a flag older than this lets one attempt through to Redis (lost events)
+SOLDOUT_RECHECK_S = 5.0  # a flag older than this lets one attempt through to Redis (lost events)
 RECORD_BATCH = 5000
 
 
@@ -330,6 +330,10 @@ class SoldOut:
     def clear(self, sale_id: str) -> None:
         self.flags.pop(sale_id, None)
 
+    def watched_now(self, show_id: str) -> bool:
+        """Whether a sale of the show is flagged or being learned on this node."""
+        return any(s in self.flags or s in self.learning for s in self.watched.get(show_id, ()))
+
     def learn(self, show_id: str, sale_id: str) -> None:
         if sale_id in self.flags or sale_id in self.learning:
             return
@@ -412,6 +416,11 @@ class SoldOut:
             kind = event.get("type")
             if kind == "sale.stock" and event.get("left", 0) > 0 or kind == "sale.ended":
                 self.clear(str(event.get("sale_id")))
+            if kind == "sale.ended" and not self.watched_now(show_id):
+                # Nothing of this show is flagged any more: stop receiving its events.
+                self.subscribed.pop(show_id, None)
+                self.watched.pop(show_id, None)
+                await self.pubsub.unsubscribe(channel(show_id))
 
     async def _record(self) -> None:
         """Record short-circuited keys as ``sold_out`` (HSETNX: a key keeps its first answer)."""

@@ -103,18 +103,27 @@ class Ticker:
                 # EVAL, not EVALSHA: a pipeline (also a Cluster one) cannot load a missing script.
                 pipe.eval(LEASE_LUA, 1, ck.leader(show_id), self.node, LEASE_MS)
                 pipe.hget(ck.seq(show_id), "sale")
+                pipe.smembers(ck.interactive_live(show_id))  # open auctions, group buys, polls
             replies = await pipe.execute()
         counts = {}
-        for show_id, held, count in zip(shows, replies[::2], replies[1::2], strict=True):
+        live: dict[str, set[str]] = {}
+        for show_id, held, count, open_ids in zip(
+            shows, replies[::3], replies[1::3], replies[2::3], strict=True
+        ):
             if held:
                 counts[show_id] = int(count or 0)
+                live[show_id] = open_ids
             else:
                 self.shows.pop(show_id, None)
         sales = await sales_of(self.app, counts)
-        ticks = [self.tick(show_id, show_sales) for show_id, show_sales in sales.items()]
+        ticks = [
+            self.tick(show_id, show_sales, live[show_id]) for show_id, show_sales in sales.items()
+        ]
         return any(await asyncio.gather(*ticks))
 
-    async def tick(self, show_id: str, sales: list[dict[str, Any]]) -> bool:
+    async def tick(
+        self, show_id: str, sales: list[dict[str, Any]], live: set[str] | None = None
+    ) -> bool:
         """One show's timers; True when they failed (logged; the other shows go on)."""
         timers = self.shows.setdefault(show_id, ShowTimers())
         async with self.limit:
@@ -124,7 +133,7 @@ class Ticker:
                     timers.sweep_at = now
                     await self.sweep(show_id)
                 await self.sale_events(show_id, timers, sales, now)
-                await self.interactive_events(show_id, timers)
+                await self.interactive_events(show_id, timers, live or set())
                 if now - timers.draw_at >= DRAW_EVERY_S:
                     timers.draw_at = now
                     await draw_due(self.app, show_id)
@@ -138,9 +147,8 @@ class Ticker:
                 return True
             return False
 
-    async def interactive_events(self, show_id: str, timers: ShowTimers) -> None:
+    async def interactive_events(self, show_id: str, timers: ShowTimers, live: set[str]) -> None:
         """Auctions, group buys and polls: closes that are due, throttled progress broadcasts."""
-        live = await self.app[REDIS].smembers(ck.interactive_live(show_id))
         if not live:
             timers.interactive.clear()
             return

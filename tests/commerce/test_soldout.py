@@ -27,17 +27,17 @@ async def test_sold_out_attempts_are_answered_on_the_node_until_stock_returns(sh
     first = await shop.buy(sale_id, holder, "h1")
     assert first["outcome"] == "reserved"
     late = await shop.buyer("Late")
+    others = [await shop.buyer(f"O{i}") for i in range(20)]
     assert (await shop.buy(sale_id, late, "l1"))["outcome"] == "sold_out"  # through Redis
     await until(lambda: sale_id in app[SOLDOUT].flags)
     batcher = app[BATCHERS][shop.show_id]
     batches = batcher.batches
-    others = [await shop.buyer(f"O{i}") for i in range(20)]
-    answers = [await shop.buy(sale_id, token, "o1") for token in others]
+    answers = await asyncio.gather(*(shop.buy(sale_id, token, "o1") for token in others))
     assert all(a == {"outcome": "sold_out", "sale_id": sale_id} for a in answers)
     assert batcher.batches == batches and batcher.short_circuited >= 20  # no Redis round trip
     # The holder's retry still goes to Redis and replays the first answer unchanged.
     assert await shop.buy(sale_id, holder, "h1") == first
-    assert batcher.batches == batches + 1
+    assert batcher.batches > batches
     # Short-circuited keys are recorded: they keep `sold_out` when stock comes back.
     redis = app[REDIS]
     recorded = ck.buy_keys(shop.show_id)
