@@ -27,7 +27,8 @@ from ..protocol import ProtocolError
 from . import keys as ck
 
 HERE = Path(__file__).parent
-CLOCK = web.AppKey("commerce_clock", Callable[[], int])
+Clock = Callable[[], int]
+CLOCK: web.AppKey[Clock] = web.AppKey("commerce_clock")
 
 
 def now_ms(app: web.Application) -> int:

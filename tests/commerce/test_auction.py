@@ -143,6 +143,10 @@ async def test_viewer_cannot_create_or_end_and_bad_input_is_refused(shop: Shop) 
     auction = await make_auction(shop)
     status, _ = await shop.call("POST", f"/api/auctions/{auction['id']}/end", viewer)
     assert status == 403
+    status, _ = await shop.call("GET", f"/api/auctions/{auction['id']}/bids", viewer)
+    assert status == 403  # proxy ceilings are not for viewers to read
+    status, bids = await shop.call("GET", f"/api/auctions/{auction['id']}/bids", shop.host_token)
+    assert status == 200 and bids["bids"] == []
     status, reply = await shop.call(
         "POST", f"/api/auctions/{auction['id']}/bid", viewer, amount=2000, max_amount=1500, key="k"
     )

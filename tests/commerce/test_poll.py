@@ -155,3 +155,38 @@ async def test_host_stats_count_votes_bids_and_group_joins(shop: Shop) -> None:
         1,
         1,
     )
+
+
+async def test_host_creates_and_closes_a_poll_over_websocket(shop: Shop) -> None:
+    ws = await shop.client.ws_connect(
+        f"/ws/{shop.show_id}?token={shop.host_token}", protocols=("liveshop.json",)
+    )
+    try:
+        await ws.send_json(
+            {
+                "type": "poll.create",
+                "id": 1,
+                "question": "Q?",
+                "options": ["a", "b"],
+                "changeable": True,
+            }
+        )
+        await ws.send_json({"type": "poll.create", "id": 2, "question": "Q?", "options": "a,b"})
+        got: dict[int, dict[str, Any]] = {}
+        async with asyncio.timeout(5):
+            while len(got) < 2:
+                message = json.loads((await ws.receive()).data)
+                if message.get("id") in (1, 2):
+                    got[message["id"]] = message
+        assert got[1]["type"] == "reply" and got[1]["poll"]["changeable"] is True
+        assert got[2]["code"] == "bad_field" and got[2]["field"] == "options"
+        poll_id = got[1]["poll"]["id"]
+        await ws.send_json({"type": "poll.close", "id": 3, "poll_id": poll_id})
+        async with asyncio.timeout(5):
+            while True:
+                message = json.loads((await ws.receive()).data)
+                if message.get("id") == 3:
+                    break
+        assert message["poll"]["final"] is True
+    finally:
+        await ws.close()
