@@ -68,6 +68,7 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
     from server.commerce import keys as ck
     from server.commerce.auctions import bid, bid_log, close_auction, create_auction
     from server.commerce.group_buys import create_deal, get_deal, join, list_groups
+    from server.commerce.interactive import CLOCK
     from server.commerce.polls import close_poll, create_poll, vote
     from tests.commerce.interactive_app import bare_app, host, product
 
@@ -94,8 +95,9 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
                 now=now,
             )
             before = await redis_cpu(redis)
+            app[CLOCK] = lambda: now + 1  # votes go through the show's micro-batcher, on this clock
             calls = [
-                lambda c=c, i=i: vote(app, c, poll["id"], i % 4, now=now + 1)
+                lambda c=c, i=i: vote(app, c, poll["id"], i % 4)
                 for i, c in enumerate(people[: opts.votes])
             ]
             results, lat, wall = await timed(calls, opts.in_flight)
@@ -105,11 +107,12 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
             _, closed = await close_poll(app, poll["id"], now=now + 2)
             assert sum(closed["tallies"]) == closed["total"] == opts.votes, closed
             assert all(r["outcome"] == "voted" for r in results)
+            del app[CLOCK]  # from here on the wall clock: bids and joins use their batchers too
 
             lot = await product(app, show, 1)
+            # The whole auction is its last 10 s: every bid is in the soft close and pushes the end.
             auction = await create_auction(app, staff, show, {"product_id": lot, "start_price": 100, "increment": 10,
-                                                              "duration_s": 12, "soft_close_s": 10, "extension_cap_s": 300}, now=now)  # fmt: skip
-            last10 = auction["ends_at"] - 10_000
+                                                              "duration_s": 10, "soft_close_s": 10, "extension_cap_s": 300})  # fmt: skip
             before = await redis_cpu(redis)
             calls = [
                 lambda c=c, i=i: bid(
@@ -119,7 +122,6 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     100 + 10 * (i % 500),
                     f"k{i}",
                     100 + 10 * (i % 500) + 10 * (i % 7) if i % 5 == 0 else 0,
-                    now=last10 + i * 10_000 // opts.bids,
                 )  # fmt: skip
                 for i, c in enumerate(people[: opts.bids])
             ]
@@ -149,11 +151,9 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
 
             stock = await product(app, show, opts.joins)
             deal = await create_deal(app, staff, show, {"product_id": stock, "group_price": 50, "group_size": 3,
-                                                        "quantity": opts.joins, "window_s": 3600}, now=now)  # fmt: skip
+                                                        "quantity": opts.joins, "window_s": 3600})  # fmt: skip
             before = await redis_cpu(redis)
-            calls = [
-                lambda c=c: join(app, c, deal["id"], now=now + 1) for c in people[: opts.joins]
-            ]
+            calls = [lambda c=c: join(app, c, deal["id"]) for c in people[: opts.joins]]
             results, lat, wall = await timed(calls, opts.in_flight)
             report.append(
                 summary(
@@ -164,7 +164,7 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     await redis_cpu(redis) - before,
                 )
             )
-            state = await get_deal(app, deal["id"], now=now + 2)
+            state = await get_deal(app, deal["id"])
             formed = [g for g in await list_groups(app, deal["id"]) if g["status"] == "formed"]
             assert state["left"] + state["held"] + state["reserved"] + state["sold"] == opts.joins
             assert len(formed) == opts.joins // 3 and state["reserved"] == 3 * len(formed)

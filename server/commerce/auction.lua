@@ -25,33 +25,8 @@ local function answer(outcome, a)
                         bids = a.bids, ends_at = a['end'] })
 end
 
-if op == 'create' then
-  -- ARGV: 2 show, 3 product id, 4 start price, 5 increment, 6 reserve (0 = none), 7 starts in ms,
-  --       8 duration ms, 9 soft close ms, 10 extension cap ms, 11 now ms
-  local product, err = take_stock(ARGV[3], 1)
-  if not product then return cjson.encode({ error = err }) end
-  local id = ARGV[2] .. '.a' .. redis.call('HINCRBY', KEYS[8], 'auction', 1)
-  local now = tonumber(ARGV[11])
-  local start = now + tonumber(ARGV[7])
-  local stop = start + tonumber(ARGV[8])
-  redis.call('HSET', A, id .. ':product', ARGV[3], id .. ':title', product.title,
-    id .. ':currency', product.currency, id .. ':start_price', ARGV[4], id .. ':inc', ARGV[5],
-    id .. ':reserve', ARGV[6], id .. ':start', start, id .. ':end', stop,
-    id .. ':cap', stop + tonumber(ARGV[10]), id .. ':soft', ARGV[9], id .. ':price', ARGV[4],
-    id .. ':bids', 0, id .. ':leader', '', id .. ':leader_name', '', id .. ':ceiling', 0,
-    id .. ':status', 'live', id .. ':created', now)
-  unit_counters(id, 1)
-  redis.call('SADD', KEYS[11], id)
-  return cjson.encode({ id = id })
-
-elseif op == 'bid' then
-  -- ARGV: 2 auction, 3 user, 4 name, 5 key, 6 amount, 7 proxy maximum (0 = none), 8 now ms.
-  -- Decided one at a time: a bid is accepted when amount >= start price (first bid) or
-  -- price + increment. A challenger whose ceiling (max or amount) beats the leader's takes the
-  -- lead at the least price that beats it; otherwise the leader's proxy answers, price rising to
-  -- just above the challenger (at most the leader's ceiling; a tie keeps the earlier bidder).
-  local id, uid, name, key = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-  local amount, max_amount, now = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+-- One bid (the rules: see the 'bid' branch); returns its JSON answer, recorded under its key.
+local function bid_one(id, uid, name, key, amount, max_amount, now)
   local ik = id .. '|' .. uid .. '|' .. key
   local prev = redis.call('HGET', KEYS[13], ik)
   if prev then return prev end
@@ -100,6 +75,47 @@ elseif op == 'bid' then
       outcome = outcome, price = a.price, leader = a.leader, at = now, ends_at = a['end'] }))
   end
   return res
+end
+
+if op == 'create' then
+  -- ARGV: 2 show, 3 product id, 4 start price, 5 increment, 6 reserve (0 = none), 7 starts in ms,
+  --       8 duration ms, 9 soft close ms, 10 extension cap ms, 11 now ms
+  local product, err = take_stock(ARGV[3], 1)
+  if not product then return cjson.encode({ error = err }) end
+  local id = ARGV[2] .. '.a' .. redis.call('HINCRBY', KEYS[8], 'auction', 1)
+  local now = tonumber(ARGV[11])
+  local start = now + tonumber(ARGV[7])
+  local stop = start + tonumber(ARGV[8])
+  redis.call('HSET', A, id .. ':product', ARGV[3], id .. ':title', product.title,
+    id .. ':currency', product.currency, id .. ':start_price', ARGV[4], id .. ':inc', ARGV[5],
+    id .. ':reserve', ARGV[6], id .. ':start', start, id .. ':end', stop,
+    id .. ':cap', stop + tonumber(ARGV[10]), id .. ':soft', ARGV[9], id .. ':price', ARGV[4],
+    id .. ':bids', 0, id .. ':leader', '', id .. ':leader_name', '', id .. ':ceiling', 0,
+    id .. ':status', 'live', id .. ':created', now)
+  unit_counters(id, 1)
+  redis.call('SADD', KEYS[11], id)
+  return cjson.encode({ id = id })
+
+elseif op == 'bid' then
+  -- ARGV: 2 auction, 3 user, 4 name, 5 key, 6 amount, 7 proxy maximum (0 = none), 8 now ms.
+  -- Decided one at a time: a bid is accepted when amount >= start price (first bid) or
+  -- price + increment. A challenger whose ceiling (max or amount) beats the leader's takes the
+  -- lead at the least price that beats it; otherwise the leader's proxy answers, price rising to
+  -- just above the challenger (at most the leader's ceiling; a tie keeps the earlier bidder).
+  return bid_one(ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+
+elseif op == 'bids' then
+  -- ARGV: 2 now ms, 3 n, 4 msgpack array of n × (auction, user, name, key, amount, maximum):
+  -- a micro-batch, decided one after the other. Returns n JSON answers.
+  local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local bids = cmsgpack.unpack(ARGV[4])
+  local out = {}
+  for i = 0, n - 1 do
+    local b = 1 + i * 6
+    out[i + 1] = bid_one(bids[b], bids[b + 1], bids[b + 2], bids[b + 3], tonumber(bids[b + 4]),
+      tonumber(bids[b + 5]), now)
+  end
+  return out
 
 elseif op == 'close' then
   -- ARGV: 2 show, 3 auction, 4 now ms, 5 "1" = now (staff) / "0" = only once the end has passed,

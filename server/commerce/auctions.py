@@ -1,7 +1,8 @@
 """Live auctions with a soft close (anti-sniping) and proxy bids.
 
 An auction takes one unit of a product's stock. Bids are decided one at a time in
-``auction.lua`` (HTTP and WebSocket, with an idempotency key): accepted at the start price
+``auction.lua`` (HTTP and WebSocket, with an idempotency key; the bids arriving on a node while a
+call is in flight are decided together, in arrival order, by the next call): accepted at the start price
 first, then at price + increment; a proxy (maximum) bid is raised by the server by the
 increment against later challengers, as on eBay. A bid in the last ``soft_close_s`` seconds
 moves the end to now + soft_close_s, never past ``ends_at`` + ``extension_cap_s``.
@@ -17,8 +18,10 @@ want, and the host can simply start a new auction.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from .. import protocol
@@ -32,6 +35,7 @@ from . import keys as ck
 from .activity import touch
 from .interactive import (
     ISCRIPTS,
+    MicroBatcher,
     base_keys,
     now_ms,
     run,
@@ -180,13 +184,45 @@ async def bid(
     max_amount = fields.integer({"max_amount": max_amount or 0}, "max_amount", 0, MAX_MONEY)
     if max_amount and max_amount < amount:
         raise bad_request("bad_field", "max_amount must be at least amount", field="max_amount")
-    result = await run(
-        app[ISCRIPTS].auction, auction_keys(show_id), "bid", auction_id, claims.user_id,
-        claims.name, key, amount, max_amount, now_ms(app) if now is None else now,
-    )  # fmt: skip
+    item = (auction_id, claims.user_id, claims.name, key, amount, max_amount)
+    if now is None:  # bids arriving together are decided together, in arrival order
+        batchers = app[BID_BATCHERS]
+        batcher = batchers.get(show_id)
+        if batcher is None:
+            batcher = batchers[show_id] = MicroBatcher(_bids(app, show_id))
+        result = await batcher.submit(item)
+    else:  # an explicit clock (tests): one call, decided at that time
+        result = (await _bids(app, show_id, now)([item]))[0]
     if result["outcome"] == "unknown_auction":
         raise not_found("auction_not_found", f"no auction {auction_id!r}")
     return {"auction_id": auction_id, **result}
+
+
+def _bids(
+    app: web.Application, show_id: str, at: int | None = None
+) -> Callable[[list[Any]], Awaitable[list[Any]]]:
+    """Decide a micro-batch of bids of one show in one ``auction.lua bids`` call."""
+    keys = auction_keys(show_id)
+
+    async def decide(items: list[Any]) -> list[Any]:
+        flat = [value for item in items for value in item]
+        raw = await app[ISCRIPTS].auction(
+            keys=keys,
+            args=["bids", now_ms(app) if at is None else at, len(items), msgpack.packb(flat)],
+        )
+        return [json.loads(answer) for answer in raw]
+
+    return decide
+
+
+BID_BATCHERS = web.AppKey("bid_batchers", dict[str, MicroBatcher])
+
+
+async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[BID_BATCHERS] = {}
+    yield
+    for batcher in app[BID_BATCHERS].values():
+        batcher.cancel()
 
 
 async def close_auction(
@@ -307,6 +343,7 @@ async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) 
 
 
 def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(batchers_ctx)
     app.router.add_post("/api/auctions/{auction_id}/bid", handle_bid)
     app.router.add_post("/api/shows/{show_id}/auctions", handle_create)
     app.router.add_get("/api/shows/{show_id}/auctions", handle_list)

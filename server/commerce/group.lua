@@ -90,14 +90,11 @@ if op == 'create' then
   return cjson.encode({ id = id })
 end
 
-local id = ARGV[2]
-local d = load_deal(id)
-if not d then return cjson.encode({ outcome = 'unknown_deal' }) end
-local events = {}
-
-if op == 'join' then
-  -- ARGV: 2 deal, 3 user, 4 name, 5 now ms, 6 reservation ttl ms, 7 show
-  local uid, name, now = ARGV[3], ARGV[4], tonumber(ARGV[5])
+-- One join (the rules: see the header); returns its JSON answer with the events to publish.
+local function join_one(id, uid, name, now, ttl, show)
+  local d = load_deal(id)
+  if not d then return cjson.encode({ outcome = 'unknown_deal' }) end
+  local events = {}
   settle(d, now, false, events)
   if d.status ~= 'live' then return answer('ended', d, nil, events) end
   if now < d.start then return answer('not_started', d, nil, events) end
@@ -124,8 +121,8 @@ if op == 'join' then
   if #g.members >= d.size then
     local members = {}
     for i, m in ipairs(g.members) do
-      local rid, exp = reserve_unit(ARGV[7], id, d.product, d.title, m[1], m[2], 'group:' .. id .. '#' .. g.n,
-        d.price, d.currency, now, tonumber(ARGV[6]))
+      local rid, exp = reserve_unit(show, id, d.product, d.title, m[1], m[2], 'group:' .. id .. '#' .. g.n,
+        d.price, d.currency, now, ttl)
       members[i] = { user_id = m[1], name = m[2], reservation_id = rid, expires_at = exp }
       if m[1] == uid then extra.reservation_id = rid; extra.expires_at = exp end
     end
@@ -143,8 +140,31 @@ if op == 'join' then
   redis.call('HSET', D, id .. ':held', d.held, id .. ':group', d.group, id .. ':groups', d.groups,
     id .. ':formed', d.formed)
   return answer(outcome, d, g, events, extra)
+end
 
-elseif op == 'leave' then
+if op == 'joins' then
+  -- ARGV: 2 now ms, 3 reservation ttl ms, 4 show, 5 n, 6 msgpack array of n × (deal, user, name):
+  -- a micro-batch, decided one after the other. Returns n JSON answers.
+  local now, ttl, show, n = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+  local joins = cmsgpack.unpack(ARGV[6])
+  local out = {}
+  for i = 0, n - 1 do
+    out[i + 1] = join_one(joins[1 + i * 3], joins[2 + i * 3], joins[3 + i * 3], now, ttl, show)
+  end
+  return out
+end
+
+if op == 'join' then
+  -- ARGV: 2 deal, 3 user, 4 name, 5 now ms, 6 reservation ttl ms, 7 show
+  return join_one(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
+end
+
+local id = ARGV[2]
+local d = load_deal(id)
+if not d then return cjson.encode({ outcome = 'unknown_deal' }) end
+local events = {}
+
+if op == 'leave' then
   -- ARGV: 2 deal, 3 user, 4 now ms. Only from a group that has not formed.
   local uid, now = ARGV[3], tonumber(ARGV[4])
   settle(d, now, false, events)

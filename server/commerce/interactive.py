@@ -10,9 +10,11 @@ tests, and tests that pay such reservations start their clock at wall time. The 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from ..auth import STAFF, Claims
 from ..errors import ApiError, bad_request, forbidden
 from ..protocol import ProtocolError
 from . import keys as ck
+
+log = logging.getLogger("liveshop.interactive")
 
 HERE = Path(__file__).parent
 Clock = Callable[[], int]
@@ -105,3 +109,68 @@ def stock_error(code: str, product_id: str) -> ApiError:
         return ApiError(409, "out_of_stock", "the product has no stock left")
     have = int(code.split(":")[1])
     return ApiError(409, "insufficient_stock", f"the product has only {have} in stock", stock=have)
+
+
+class MicroBatcher:
+    """Items arriving while one script call is in flight are decided together by the next call.
+
+    The pattern of the flash sale's buy batcher (:class:`.sales.BuyBatcher`), for any script
+    that decides a list of items one after the other: ``decide_batch(items)`` returns one result
+    per item. At most ``in_flight`` calls run at once; runners leave after ``idle_s`` idle.
+    """
+
+    def __init__(
+        self,
+        decide_batch: Callable[[list[Any]], Awaitable[list[Any]]],
+        max_batch: int = 1000,
+        in_flight: int = 2,
+        idle_s: float = 30.0,
+    ) -> None:
+        self.decide_batch = decide_batch
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self.idle_s = idle_s
+        self.pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.calls = 0
+
+    async def submit(self, item: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        self.wake.set()
+        while len(self.tasks) < self.in_flight:
+            task = asyncio.create_task(self.run())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            if not self.pending:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.idle_s)
+                except TimeoutError:
+                    if not self.pending:
+                        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+                        return
+            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+            try:
+                results = await self.decide_batch([item for item, _ in batch])
+            except Exception as exc:  # the call failed: every item in it gets the error
+                log.warning("interactive batch failed: %s", exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(
+                            ApiError(503, "unavailable", "Redis could not be reached; retry")
+                        )
+                continue
+            self.calls += 1
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()

@@ -22,30 +22,53 @@ if op == 'create' then
   redis.call('SADD', KEYS[4], q)
   return cjson.encode({ ok = true, id = q })
 
-elseif op == 'vote' then
-  -- ARGV: 2 poll id, 3 user id, 4 option index, 5 now ms
-  local q, uid, opt, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-  local f = redis.call('HMGET', KEYS[1], q .. ':n', q .. ':changeable', q .. ':end', q .. ':status')
-  if not f[1] then return cjson.encode({ outcome = 'unknown_poll' }) end
-  if f[4] ~= 'open' or now >= tonumber(f[3]) then return cjson.encode({ outcome = 'closed' }) end
-  if opt >= tonumber(f[1]) then return cjson.encode({ outcome = 'bad_option' }) end
-  local vk = q .. '|' .. uid
-  local prev = redis.call('HGET', KEYS[2], vk)
-  redis.call('SADD', KEYS[5], uid)
-  if prev then
-    prev = tonumber(prev)
-    if prev == opt then return cjson.encode({ outcome = 'voted', option = opt }) end
-    if f[2] ~= '1' then return cjson.encode({ outcome = 'already_voted', option = prev }) end
-    redis.call('HINCRBY', KEYS[1], q .. ':t:' .. prev, -1)
-    redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
-    redis.call('HSET', KEYS[2], vk, opt)
-    return cjson.encode({ outcome = 'changed', option = opt })
+elseif op == 'votes' then
+  -- ARGV: 2 now ms, 3 n, 4 msgpack array of n × (poll id, user id, option index): a micro-batch,
+  -- decided one after the other. Returns a JSON array of n {outcome[, option]}.
+  local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local votes = cmsgpack.unpack(ARGV[4])
+  local polls, out = {}, {}
+  for i = 0, n - 1 do
+    local q, uid, opt = votes[1 + i * 3], votes[2 + i * 3], tonumber(votes[3 + i * 3])
+    local f = polls[q]
+    if f == nil then
+      f = redis.call('HMGET', KEYS[1], q .. ':n', q .. ':changeable', q .. ':end', q .. ':status')
+      polls[q] = f
+    end
+    local res
+    if not f[1] then
+      res = { outcome = 'unknown_poll' }
+    elseif f[4] ~= 'open' or now >= tonumber(f[3]) then
+      res = { outcome = 'closed' }
+    elseif opt >= tonumber(f[1]) then
+      res = { outcome = 'bad_option' }
+    else
+      local vk = q .. '|' .. uid
+      local prev = redis.call('HGET', KEYS[2], vk)
+      redis.call('SADD', KEYS[5], uid)
+      if prev then
+        prev = tonumber(prev)
+        if prev == opt then
+          res = { outcome = 'voted', option = opt }
+        elseif f[2] ~= '1' then
+          res = { outcome = 'already_voted', option = prev }
+        else
+          redis.call('HINCRBY', KEYS[1], q .. ':t:' .. prev, -1)
+          redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
+          redis.call('HSET', KEYS[2], vk, opt)
+          res = { outcome = 'changed', option = opt }
+        end
+      else
+        redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
+        redis.call('HINCRBY', KEYS[1], q .. ':total', 1)
+        redis.call('HINCRBY', KEYS[6], 'votes', 1)
+        redis.call('HSET', KEYS[2], vk, opt)
+        res = { outcome = 'voted', option = opt }
+      end
+    end
+    out[i + 1] = res
   end
-  redis.call('HINCRBY', KEYS[1], q .. ':t:' .. opt, 1)
-  redis.call('HINCRBY', KEYS[1], q .. ':total', 1)
-  redis.call('HINCRBY', KEYS[6], 'votes', 1)
-  redis.call('HSET', KEYS[2], vk, opt)
-  return cjson.encode({ outcome = 'voted', option = opt })
+  return cjson.encode(out)
 
 elseif op == 'close' then
   -- ARGV: 2 poll id, 3 now ms, 4 "1" = close now (staff), "0" = only if the end has passed.
