@@ -18,10 +18,8 @@ want, and the host can simply start a new auction.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from .. import protocol
@@ -35,8 +33,8 @@ from . import keys as ck
 from .activity import touch
 from .interactive import (
     ISCRIPTS,
-    MicroBatcher,
     base_keys,
+    decide,
     now_ms,
     run,
     same_show,
@@ -185,44 +183,10 @@ async def bid(
     if max_amount and max_amount < amount:
         raise bad_request("bad_field", "max_amount must be at least amount", field="max_amount")
     item = (auction_id, claims.user_id, claims.name, key, amount, max_amount)
-    if now is None:  # bids arriving together are decided together, in arrival order
-        batchers = app[BID_BATCHERS]
-        batcher = batchers.get(show_id)
-        if batcher is None:
-            batcher = batchers[show_id] = MicroBatcher(_bids(app, show_id))
-        result = await batcher.submit(item)
-    else:  # an explicit clock (tests): one call, decided at that time
-        result = (await _bids(app, show_id, now)([item]))[0]
+    result = await decide(app, "auction", "bids", auction_keys(show_id), item, now)
     if result["outcome"] == "unknown_auction":
         raise not_found("auction_not_found", f"no auction {auction_id!r}")
     return {"auction_id": auction_id, **result}
-
-
-def _bids(
-    app: web.Application, show_id: str, at: int | None = None
-) -> Callable[[list[Any]], Awaitable[list[Any]]]:
-    """Decide a micro-batch of bids of one show in one ``auction.lua bids`` call."""
-    keys = auction_keys(show_id)
-
-    async def decide(items: list[Any]) -> list[Any]:
-        flat = [value for item in items for value in item]
-        raw = await app[ISCRIPTS].auction(
-            keys=keys,
-            args=["bids", now_ms(app) if at is None else at, len(items), msgpack.packb(flat)],
-        )
-        return [json.loads(answer) for answer in raw]
-
-    return decide
-
-
-BID_BATCHERS = web.AppKey("bid_batchers", dict[str, MicroBatcher])
-
-
-async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[BID_BATCHERS] = {}
-    yield
-    for batcher in app[BID_BATCHERS].values():
-        batcher.cancel()
 
 
 async def close_auction(
@@ -343,7 +307,6 @@ async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) 
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(batchers_ctx)
     app.router.add_post("/api/auctions/{auction_id}/bid", handle_bid)
     app.router.add_post("/api/shows/{show_id}/auctions", handle_create)
     app.router.add_get("/api/shows/{show_id}/auctions", handle_list)

@@ -143,10 +143,10 @@ local function join_one(id, uid, name, now, ttl, show)
 end
 
 if op == 'joins' then
-  -- ARGV: 2 now ms, 3 reservation ttl ms, 4 show, 5 n, 6 msgpack array of n × (deal, user, name):
+  -- ARGV: 2 now ms, 3 n, 4 msgpack array of n × (deal, user, name), 5 reservation ttl ms, 6 show:
   -- a micro-batch, decided one after the other. Returns n JSON answers.
-  local now, ttl, show, n = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-  local joins = cmsgpack.unpack(ARGV[6])
+  local now, n, ttl, show = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
+  local joins = cmsgpack.unpack(ARGV[4])
   local out = {}
   for i = 0, n - 1 do
     out[i + 1] = join_one(joins[1 + i * 3], joins[2 + i * 3], joins[3 + i * 3], now, ttl, show)

@@ -15,10 +15,8 @@ are decided together, in arrival order, by the next call); the show's timers clo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from .. import protocol
@@ -32,8 +30,8 @@ from . import keys as ck
 from .activity import touch
 from .interactive import (
     ISCRIPTS,
-    MicroBatcher,
     base_keys,
+    decide,
     now_ms,
     run,
     same_show,
@@ -214,45 +212,12 @@ async def join(
     show_id = ck.show_of(deal_id, "g")
     same_show(claims, show_id)
     item = (deal_id, claims.user_id, claims.name)
-    if now is None:  # joins arriving together are decided together, in arrival order
-        batchers = app[JOIN_BATCHERS]
-        batcher = batchers.get(show_id)
-        if batcher is None:
-            batcher = batchers[show_id] = MicroBatcher(_joins(app, show_id))
-        result = await batcher.submit(item)
-    else:  # an explicit clock (tests): one call, decided at that time
-        result = (await _joins(app, show_id, now)([item]))[0]
+    extra = (ttl_ms(app), show_id)
+    result = await decide(app, "group", "joins", deal_keys(show_id), item, now, extra)
     if result["outcome"] == "unknown_deal":
         raise not_found("group_buy_not_found", f"no group buy {deal_id!r}")
     await _publish_events(app, show_id, result)
     return _reply(result)
-
-
-def _joins(
-    app: web.Application, show_id: str, at: int | None = None
-) -> Callable[[list[Any]], Awaitable[list[Any]]]:
-    """Decide a micro-batch of joins of one show in one ``group.lua joins`` call."""
-    keys = deal_keys(show_id)
-
-    async def decide(items: list[Any]) -> list[Any]:
-        flat = [value for item in items for value in item]
-        when = now_ms(app) if at is None else at
-        raw = await app[ISCRIPTS].group(
-            keys=keys, args=["joins", when, ttl_ms(app), show_id, len(items), msgpack.packb(flat)]
-        )
-        return [json.loads(answer) for answer in raw]
-
-    return decide
-
-
-JOIN_BATCHERS = web.AppKey("join_batchers", dict[str, MicroBatcher])
-
-
-async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[JOIN_BATCHERS] = {}
-    yield
-    for batcher in app[JOIN_BATCHERS].values():
-        batcher.cancel()
 
 
 async def leave(
@@ -368,7 +333,6 @@ async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) 
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(batchers_ctx)
     app.router.add_post("/api/group-buys/{deal_id}/join", handle_join)
     app.router.add_post("/api/group-buys/{deal_id}/leave", handle_leave)
     app.router.add_post("/api/shows/{show_id}/group-buys", handle_create)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from .. import protocol
@@ -52,6 +53,8 @@ ISCRIPTS = web.AppKey("interactive_scripts", InteractiveScripts)
 
 
 async def scripts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Register the scripts once Redis is connected; stop the micro-batchers at the end."""
+    app[IBATCHERS] = {}
     redis = app[REDIS]
     lib = (HERE / "interactive_lib.lua").read_text()
     app[ISCRIPTS] = InteractiveScripts(
@@ -60,6 +63,8 @@ async def scripts_ctx(app: web.Application) -> AsyncIterator[None]:
         group=redis.register_script(lib + (HERE / "group.lua").read_text()),
     )
     yield
+    for batcher in app[IBATCHERS].values():
+        batcher.cancel()
 
 
 def base_keys(show_id: str) -> list[str]:
@@ -174,3 +179,39 @@ class MicroBatcher:
     def cancel(self) -> None:
         for task in list(self.tasks):
             task.cancel()
+
+
+IBATCHERS = web.AppKey("interactive_batchers", dict[tuple[str, str], MicroBatcher])
+
+
+async def decide(
+    app: web.Application,
+    script: str,
+    op: str,
+    keys: list[str],
+    item: tuple[Any, ...],
+    now: int | None = None,
+    extra: tuple[Any, ...] = (),
+) -> dict[str, Any]:
+    """Decide one vote / bid / join: with the app clock through the show's micro-batcher (one
+    ``op`` call of ``script`` per batch: ARGV now, n, msgpack of the items, *extra; n JSON answers
+    back); with an explicit ``now`` (tests) alone, at that time."""
+
+    def call(at: int | None) -> Callable[[list[Any]], Awaitable[list[Any]]]:
+        async def batch(items: list[Any]) -> list[Any]:
+            flat = [value for one in items for value in one]
+            when = now_ms(app) if at is None else at
+            raw = await getattr(app[ISCRIPTS], script)(
+                keys=keys, args=[op, when, len(items), msgpack.packb(flat), *extra]
+            )
+            return [json.loads(answer) for answer in raw]
+
+        return batch
+
+    if now is not None:
+        return dict((await call(now)([item]))[0])
+    batchers = app[IBATCHERS]
+    batcher = batchers.get((op, keys[0]))  # keys[0] carries the show's hash tag
+    if batcher is None:
+        batcher = batchers[(op, keys[0])] = MicroBatcher(call(None))
+    return dict(await batcher.submit(item))

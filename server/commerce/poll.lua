@@ -24,7 +24,7 @@ if op == 'create' then
 
 elseif op == 'votes' then
   -- ARGV: 2 now ms, 3 n, 4 msgpack array of n × (poll id, user id, option index): a micro-batch,
-  -- decided one after the other. Returns a JSON array of n {outcome[, option]}.
+  -- decided one after the other. Returns n JSON answers {outcome[, option]}.
   local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
   local votes = cmsgpack.unpack(ARGV[4])
   local polls, out = {}, {}
@@ -66,9 +66,9 @@ elseif op == 'votes' then
         res = { outcome = 'voted', option = opt }
       end
     end
-    out[i + 1] = res
+    out[i + 1] = cjson.encode(res)
   end
-  return cjson.encode(out)
+  return out
 
 elseif op == 'close' then
   -- ARGV: 2 poll id, 3 now ms, 4 "1" = close now (staff), "0" = only if the end has passed.

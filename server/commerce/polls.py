@@ -10,10 +10,8 @@ At the close (time up, or staff early) the tallies are frozen into ``final`` onc
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from .. import keys as base
@@ -26,7 +24,7 @@ from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
-from .interactive import ISCRIPTS, MicroBatcher, now_ms, run, same_show, staff_only, ws_fields
+from .interactive import ISCRIPTS, decide, now_ms, run, same_show, staff_only, ws_fields
 
 TALLY_EVERY_MS = 250
 FIELDS = ("def", "n", "changeable", "start", "end", "status", "total", "final")
@@ -148,47 +146,14 @@ async def vote(
     show_id = ck.show_of(poll_id, "q")
     same_show(claims, show_id)
     option = fields.integer({"option": option}, "option", 0, 5)
-    if now is None:
-        batchers = app[VOTE_BATCHERS]
-        batcher = batchers.get(show_id)
-        if batcher is None:
-            batcher = batchers[show_id] = MicroBatcher(_votes(app, show_id))
-        result = await batcher.submit((poll_id, claims.user_id, option))
-    else:  # an explicit clock (tests): one call, decided at that time
-        result = (await _votes(app, show_id, now)([(poll_id, claims.user_id, option)]))[0]
+    item = (poll_id, claims.user_id, option)
+    result = await decide(app, "poll", "votes", poll_keys(show_id), item, now)
     outcome = result["outcome"]
     if outcome == "unknown_poll":
         raise not_found("poll_not_found", f"no poll {poll_id!r}")
     if outcome == "bad_option":
         raise bad_request("bad_field", "no such option in this poll", field="option")
     return {"outcome": outcome, "poll_id": poll_id, "option": result.get("option")}
-
-
-def _votes(
-    app: web.Application, show_id: str, at: int | None = None
-) -> Callable[[list[Any]], Awaitable[list[Any]]]:
-    """Decide a micro-batch of votes of one show in one ``poll.lua votes`` call."""
-    keys = poll_keys(show_id)
-
-    async def decide(items: list[Any]) -> list[Any]:
-        flat = [value for item in items for value in item]
-        raw = await app[ISCRIPTS].poll(
-            keys=keys,
-            args=["votes", now_ms(app) if at is None else at, len(items), msgpack.packb(flat)],
-        )
-        return list(json.loads(raw))
-
-    return decide
-
-
-VOTE_BATCHERS = web.AppKey("vote_batchers", dict[str, MicroBatcher])
-
-
-async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[VOTE_BATCHERS] = {}
-    yield
-    for batcher in app[VOTE_BATCHERS].values():
-        batcher.cancel()
 
 
 async def close_poll(
@@ -292,7 +257,6 @@ async def ws_close(app: web.Application, claims: Claims, message: dict[str, Any]
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(batchers_ctx)
     app.router.add_post("/api/shows/{show_id}/polls", handle_create)
     app.router.add_get("/api/shows/{show_id}/polls", handle_list)
     app.router.add_get("/api/polls/{poll_id}", handle_get)

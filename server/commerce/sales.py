@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -33,6 +34,7 @@ from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..events import decode_event, publish
 from ..keys import channel
 from ..shows import get_show
+from ..store import load_script
 from . import fields
 from . import keys as ck
 from .activity import touch
@@ -423,20 +425,22 @@ class SoldOut:
                 await self.pubsub.unsubscribe(channel(show_id))
 
     async def _record(self) -> None:
-        """Record short-circuited keys as ``sold_out`` (HSETNX: a key keeps its first answer)."""
+        """Record short-circuited keys as ``sold_out`` (HSETNX: a key keeps its first answer),
+        one ``soldout_record.lua`` call per show and batch (one packed argument, like buy.lua)."""
+        script = load_script(self.app[REDIS], Path(__file__).with_name("soldout_record.lua"))
         while True:
             await self.record_wake.wait()
             self.record_wake.clear()
             while self.records:
                 batch, self.records = self.records[:RECORD_BATCH], self.records[RECORD_BATCH:]
-                try:
-                    async with self.app[REDIS].pipeline(transaction=False) as pipe:
-                        for name in batch:
-                            show_id = ck.show_of(name.split("|", 1)[0], "s")
-                            pipe.hsetnx(ck.buy_keys(show_id), name, "sold_out")
-                        await pipe.execute()
-                except Exception as exc:
-                    log.warning("recording %d sold-out keys failed: %s", len(batch), exc)
+                by_show: dict[str, list[str]] = {}
+                for name in batch:
+                    by_show.setdefault(ck.show_of(name.split("|", 1)[0], "s"), []).append(name)
+                for show_id, names in by_show.items():
+                    try:
+                        await script(keys=[ck.buy_keys(show_id)], args=[msgpack.packb(names)])
+                    except Exception as exc:
+                        log.warning("recording %d sold-out keys failed: %s", len(names), exc)
 
     async def close(self) -> None:
         for task in list(self.tasks):

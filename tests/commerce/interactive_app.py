@@ -18,10 +18,7 @@ from server.appkeys import REDIS, SETTINGS
 from server.auth import Claims
 from server.commerce import interactive
 from server.commerce import keys as ck
-from server.commerce.auctions import BID_BATCHERS
-from server.commerce.group_buys import JOIN_BATCHERS
 from server.commerce.payments import PAYMENTS, SimulatedProvider
-from server.commerce.polls import VOTE_BATCHERS
 from server.commerce.products import create_product
 from server.commerce.sales import BATCHERS
 from server.commerce.scripts import scripts_ctx
@@ -40,16 +37,10 @@ async def bare_app(redis_url: str) -> AsyncIterator[web.Application]:
     for ctx in contexts:
         await ctx.__anext__()
     app[BATCHERS] = {}
-    app[VOTE_BATCHERS] = {}
-    app[BID_BATCHERS] = {}
-    app[JOIN_BATCHERS] = {}
     app[PAYMENTS] = SimulatedProvider(app[REDIS], 0, 0.0)
     try:
         yield app
     finally:
-        batchers = (app[VOTE_BATCHERS], app[BID_BATCHERS], app[JOIN_BATCHERS])
-        for batcher in [b for kind in batchers for b in kind.values()]:
-            batcher.cancel()
         for ctx in contexts:
             await ctx.aclose()
         await app[REDIS].aclose()
