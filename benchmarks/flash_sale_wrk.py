@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -132,7 +133,16 @@ end
 """
 
 
-def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (from /proc): less noisy than requests/s here."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, script: Path, args: argparse.Namespace, pid: int, redis_pid: int
+) -> dict[str, Any]:
+    before, redis_before = cpu_s(pid), cpu_s(redis_pid)
     argv = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
             "--latency", "-s", str(script), url]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=args.duration + 60).stdout
@@ -148,7 +158,12 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     bad = int(found.group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, **lat, "bad_answers": bad, "non_2xx": int(errors.group(1)) if errors else 0}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_s(pid) - before) * 1e6 / max(requests, 1)
+    redis_us = (cpu_s(redis_pid) - redis_before) * 1e6 / max(requests, 1)
+    return {"rps": rps, **lat, "server_cpu_us_per_request": round(cpu_us, 1),
+            "redis_cpu_us_per_request": round(redis_us, 1), "bad_answers": bad,
+            "non_2xx": int(errors.group(1)) if errors else 0}  # fmt: skip
 
 
 def main() -> None:
@@ -170,12 +185,15 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         targets: dict[str, str] = {}
+        pids: dict[str, int] = {}
         targets["server"], proc = start_server(redis_url, tmp)
         procs.append(proc)
+        pids["server"] = proc.pid
         targets["no-short-circuit"], proc = start_server(
             redis_url, tmp, "--no-soldout-short-circuit"
         )
         procs.append(proc)
+        pids["no-short-circuit"] = proc.pid
         base = targets["server"]
         created = http(base + "/api/shows", "POST", {"title": "wrk flash sale"})
         show_id, host = created["show"]["id"], created["host_token"]
@@ -195,6 +213,7 @@ def main() -> None:
             [sys.executable, __file__, "--floor-server", str(floor_port), sale["id"]], cwd=ROOT
         )
         procs.append(floor)
+        pids["floor"] = floor.pid
         targets["floor"] = f"http://127.0.0.1:{floor_port}"
         wait_healthy(targets["floor"])
         tokens = [
@@ -219,11 +238,15 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         for _ in range(args.rounds):
             for name, url in targets.items():
-                result = run_wrk(url, script, args)
+                result = run_wrk(url, script, args, pids[name], redis.process.pid)
                 results[name].append(result)
                 print(name, result, flush=True)
         state = http(f"{base}/api/sales/{sale['id']}")["sale"]
         medians = {name: statistics.median(r["rps"] for r in rs) for name, rs in results.items()}
+        cpu = {
+            name: statistics.median(r["server_cpu_us_per_request"] for r in rs)
+            for name, rs in results.items()
+        }
         report = {
             "command": " ".join(sys.argv),
             "results": results,
@@ -232,13 +255,19 @@ def main() -> None:
                 name: round(medians[name] / medians["floor"], 3)
                 for name in ("server", "no-short-circuit")
             },
+            "median_cpu_us_per_request": cpu,
+            "median_redis_cpu_us_per_request": {
+                name: statistics.median(r["redis_cpu_us_per_request"] for r in rs)
+                for name, rs in results.items()
+            },
+            "floor_cpu_over_target_cpu": {
+                name: round(cpu["floor"] / cpu[name], 3) for name in ("server", "no-short-circuit")
+            },
             "sale_after": {k: state[k] for k in ("quantity", "left", "reserved", "sold")},
         }
-        print(
-            json.dumps(report["median_rps"]),
-            json.dumps(report["ratio_to_floor"]),
-            json.dumps(report["sale_after"]),
-        )
+        for name in ("median_rps", "ratio_to_floor", "median_cpu_us_per_request", "median_redis_cpu_us_per_request",
+                     "floor_cpu_over_target_cpu", "sale_after"):  # fmt: skip
+            print(name, json.dumps(report[name]))
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
     finally:

@@ -3,8 +3,8 @@
 The host starts an auction whose end is ``--window`` seconds after the crowd is ready, with a
 soft close of ``--window`` seconds, so every bid lands in the soft-close zone and pushes the
 end (up to ``--cap`` seconds more). Each bidder fires once at a random moment of the window
-(a share with a proxy maximum) at the price their worker last saw plus 1-3 increments, and once
-more after ``too_low``. Afterwards, from the staff bid log and the orders: the price never went
+(a share with a proxy maximum) at the price their worker last saw plus 1-100 increments, and up
+to twice more after ``too_low``. Afterwards, from the staff bid log and the orders: the price never went
 down, no bid was accepted at or after the end in force when it was decided, the end stayed
 within the cap, and exactly one reservation went to the leader at the final price.
 """
@@ -92,8 +92,9 @@ class AuctionScenario(Scenario):
         async def bidder(i: int, token: str) -> None:
             rng = env.client_rng(i)
             await env.sleep_until(start + rng.random() * a["window"])
-            for attempt in range(2):
-                amount = seen["price"] + INC * rng.randint(1, 3)
+            for attempt in range(3):
+                # Jumps of 1-100 increments: simultaneous bidders rarely name the same amount.
+                amount = seen["price"] + INC * rng.randint(1, 100)
                 proxy = (
                     amount + INC * rng.randint(1, 20) if rng.random() < a["proxy_fraction"] else 0
                 )
