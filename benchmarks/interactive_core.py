@@ -5,7 +5,8 @@
 Starts a private Redis (the embedded one) and, in this process, a bare app with the scripts.
 ``--votes`` voters vote once each in a poll (a Redis counter per option), ``--bids`` bidders bid
 once each in the last seconds of a soft close (proxy bids for a fifth of them), ``--joins``
-joiners fill 3-person groups; ``--in-flight`` calls at a time. Reports decisions/s, p50/p99
+joiners fill 3-person groups; ``--in-flight`` calls at a time, through the per-show micro-batchers
+(``--unbatched``: one Lua call per decision, the baseline). Reports decisions/s, p50/p99
 decision latency and Redis CPU per decision (``INFO cpu`` before/after), then checks the
 invariants from Redis: tallies = voters, the auction's prices never went down and the leader holds
 the top ceiling, every formed group has 3 reservations and the deal's units add up.
@@ -87,6 +88,10 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
             ]
             staff = host(show)
 
+            def clock() -> int | None:
+                """None: through the micro-batchers; --unbatched: an explicit time, one call each."""
+                return int(time.time() * 1000) + 1 if opts.unbatched else None
+
             poll = await create_poll(
                 app,
                 staff,
@@ -97,7 +102,7 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
             before = await redis_cpu(redis)
             app[CLOCK] = lambda: now + 1  # votes go through the show's micro-batcher, on this clock
             calls = [
-                lambda c=c, i=i: vote(app, c, poll["id"], i % 4)
+                lambda c=c, i=i: vote(app, c, poll["id"], i % 4, now=clock())
                 for i, c in enumerate(people[: opts.votes])
             ]
             results, lat, wall = await timed(calls, opts.in_flight)
@@ -122,6 +127,7 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     100 + 10 * (i % 500),
                     f"k{i}",
                     100 + 10 * (i % 500) + 10 * (i % 7) if i % 5 == 0 else 0,
+                    now=clock(),
                 )  # fmt: skip
                 for i, c in enumerate(people[: opts.bids])
             ]
@@ -153,7 +159,9 @@ async def main(opts: argparse.Namespace) -> list[dict[str, Any]]:
             deal = await create_deal(app, staff, show, {"product_id": stock, "group_price": 50, "group_size": 3,
                                                         "quantity": opts.joins, "window_s": 3600})  # fmt: skip
             before = await redis_cpu(redis)
-            calls = [lambda c=c: join(app, c, deal["id"]) for c in people[: opts.joins]]
+            calls = [
+                lambda c=c: join(app, c, deal["id"], now=clock()) for c in people[: opts.joins]
+            ]
             results, lat, wall = await timed(calls, opts.in_flight)
             report.append(
                 summary(
@@ -179,6 +187,9 @@ if __name__ == "__main__":
     parser.add_argument("--bids", type=int, default=10_000)
     parser.add_argument("--joins", type=int, default=30_000)
     parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument(
+        "--unbatched", action="store_true", help="one Lua call per decision (the baseline)"
+    )
     parser.add_argument("--json")
     options = parser.parse_args()
     rows = asyncio.run(main(options))
