@@ -38,29 +38,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from flash_sale import free_port, http  # noqa: E402 - the stampede benchmark's helpers
+
 from server import auth  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
 
 SECRET = "wrk-bench"
-
-
-def http(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode() if body is not None else None, method=method
-    )
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_healthy(url: str, path: str = "/healthz") -> None:

@@ -27,18 +27,20 @@ from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, not_found, read_json
 from ..events import publish
-from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .interactive import (
     ISCRIPTS,
     base_keys,
+    create_route,
     decide,
+    list_route,
     now_ms,
+    own_show,
     run,
-    same_show,
     staff_only,
+    staff_product,
     stock_error,
     ttl_ms,
     ws_fields,
@@ -68,13 +70,7 @@ def auction_keys(show_id: str) -> list[str]:
 async def create_auction(
     app: web.Application, claims: Claims, show_id: str, body: dict[str, Any], now: int | None = None
 ) -> dict[str, Any]:
-    staff_only(claims, "start an auction")
-    same_show(claims, show_id)
-    product_id = body.get("product_id")
-    if not isinstance(product_id, str):
-        raise bad_request("bad_field", "product_id is required", field="product_id")
-    if ck.show_of(product_id, "p") != show_id:
-        raise not_found("product_not_found", f"no product {product_id!r} in this show")
+    product_id = staff_product(claims, show_id, body, "start an auction")
     start_price = fields.integer(body, "start_price", 1, MAX_MONEY)
     increment = fields.integer(body, "increment", 1, MAX_MONEY, default=100)
     reserve = fields.integer(body, "reserve_price", 0, MAX_MONEY, default=0)
@@ -174,10 +170,7 @@ async def bid(
     now: int | None = None,
 ) -> dict[str, Any]:
     """Decide one bid; the outcome is an answer (200), not an error. A repeated key answers its first reply."""
-    if not isinstance(auction_id, str):
-        raise bad_request("bad_field", "auction_id is required", field="auction_id")
-    show_id = ck.show_of(auction_id, "a")
-    same_show(claims, show_id)
+    show_id = own_show(claims, auction_id, "a", "auction_id")
     amount = fields.integer({"amount": amount}, "amount", 1, MAX_MONEY)
     max_amount = fields.integer({"max_amount": max_amount or 0}, "max_amount", 0, MAX_MONEY)
     if max_amount and max_amount < amount:
@@ -217,9 +210,7 @@ async def close_auction(
 
 
 async def end_auction(app: web.Application, claims: Claims, auction_id: Any) -> dict[str, Any]:
-    if not isinstance(auction_id, str):
-        raise bad_request("bad_field", "auction_id is required", field="auction_id")
-    same_show(claims, ck.show_of(auction_id, "a"))
+    own_show(claims, auction_id, "a", "auction_id")
     staff_only(claims, "end an auction")
     _, auction = await close_auction(app, auction_id)
     return auction
@@ -247,20 +238,6 @@ async def tick(
 
 
 # -- HTTP and WebSocket --------------------------------------------------------------------
-
-
-async def handle_create(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    claims = await authenticate(request, show_id, STAFF)
-    auction = await create_auction(request.app, claims, show_id, await read_json(request))
-    return web.json_response({"auction": auction}, status=201)
-
-
-async def handle_list(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    return web.json_response({"auctions": await list_auctions(request.app, show_id)})
 
 
 async def handle_get(request: web.Request) -> web.Response:
@@ -308,8 +285,8 @@ async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) 
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/auctions/{auction_id}/bid", handle_bid)
-    app.router.add_post("/api/shows/{show_id}/auctions", handle_create)
-    app.router.add_get("/api/shows/{show_id}/auctions", handle_list)
+    app.router.add_post("/api/shows/{show_id}/auctions", create_route(create_auction, "auction"))
+    app.router.add_get("/api/shows/{show_id}/auctions", list_route(list_auctions, "auctions"))
     app.router.add_get("/api/auctions/{auction_id}", handle_get)
     app.router.add_post("/api/auctions/{auction_id}/end", handle_end)
     app.router.add_get("/api/auctions/{auction_id}/bids", handle_bids)

@@ -21,21 +21,23 @@ from aiohttp import web
 
 from .. import protocol
 from ..appkeys import REDIS, WS_HANDLERS
-from ..auth import STAFF, Claims, authenticate
-from ..errors import bad_request, not_found, read_json
+from ..auth import Claims, authenticate
+from ..errors import bad_request, not_found
 from ..events import publish
-from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .interactive import (
     ISCRIPTS,
     base_keys,
+    create_route,
     decide,
+    list_route,
     now_ms,
+    own_show,
     run,
-    same_show,
     staff_only,
+    staff_product,
     stock_error,
     ttl_ms,
     ws_fields,
@@ -67,13 +69,7 @@ def _list(value: Any) -> list[Any]:
 async def create_deal(
     app: web.Application, claims: Claims, show_id: str, body: dict[str, Any], now: int | None = None
 ) -> dict[str, Any]:
-    staff_only(claims, "start a group buy")
-    same_show(claims, show_id)
-    product_id = body.get("product_id")
-    if not isinstance(product_id, str):
-        raise bad_request("bad_field", "product_id is required", field="product_id")
-    if ck.show_of(product_id, "p") != show_id:
-        raise not_found("product_not_found", f"no product {product_id!r} in this show")
+    product_id = staff_product(claims, show_id, body, "start a group buy")
     price = fields.integer(body, "group_price", 1, 100_000_000_00)
     size = fields.integer(body, "group_size", 2, 100)
     quantity = fields.integer(body, "quantity", 1, 1_000_000, default=size)
@@ -207,10 +203,7 @@ async def join(
     app: web.Application, claims: Claims, deal_id: Any, now: int | None = None
 ) -> dict[str, Any]:
     """Join the deal's open group (or open the next one). The outcome is an answer, not an error."""
-    if not isinstance(deal_id, str):
-        raise bad_request("bad_field", "deal_id is required", field="deal_id")
-    show_id = ck.show_of(deal_id, "g")
-    same_show(claims, show_id)
+    show_id = own_show(claims, deal_id, "g", "deal_id")
     item = (deal_id, claims.user_id, claims.name)
     extra = (ttl_ms(app), show_id)
     result = await decide(app, "group", "joins", deal_keys(show_id), item, now, extra)
@@ -223,10 +216,7 @@ async def join(
 async def leave(
     app: web.Application, claims: Claims, deal_id: Any, now: int | None = None
 ) -> dict[str, Any]:
-    if not isinstance(deal_id, str):
-        raise bad_request("bad_field", "deal_id is required", field="deal_id")
-    show_id = ck.show_of(deal_id, "g")
-    same_show(claims, show_id)
+    show_id = own_show(claims, deal_id, "g", "deal_id")
     result = await run(
         app[ISCRIPTS].group, deal_keys(show_id), "leave", deal_id, claims.user_id,
         now_ms(app) if now is None else now,
@@ -253,9 +243,7 @@ async def settle(
 
 
 async def end_deal(app: web.Application, claims: Claims, deal_id: Any) -> dict[str, Any]:
-    if not isinstance(deal_id, str):
-        raise bad_request("bad_field", "deal_id is required", field="deal_id")
-    same_show(claims, ck.show_of(deal_id, "g"))
+    own_show(claims, deal_id, "g", "deal_id")
     staff_only(claims, "end a group buy")
     await settle(app, deal_id, force=True)
     return await get_deal(app, deal_id)
@@ -280,20 +268,6 @@ async def tick(
 
 
 # -- HTTP and WebSocket --------------------------------------------------------------------
-
-
-async def handle_create(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    claims = await authenticate(request, show_id, STAFF)
-    deal = await create_deal(request.app, claims, show_id, await read_json(request))
-    return web.json_response({"deal": deal}, status=201)
-
-
-async def handle_list(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    return web.json_response({"deals": await list_deals(request.app, show_id)})
 
 
 async def handle_get(request: web.Request) -> web.Response:
@@ -335,8 +309,8 @@ async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) 
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/group-buys/{deal_id}/join", handle_join)
     app.router.add_post("/api/group-buys/{deal_id}/leave", handle_leave)
-    app.router.add_post("/api/shows/{show_id}/group-buys", handle_create)
-    app.router.add_get("/api/shows/{show_id}/group-buys", handle_list)
+    app.router.add_post("/api/shows/{show_id}/group-buys", create_route(create_deal, "deal"))
+    app.router.add_get("/api/shows/{show_id}/group-buys", list_route(list_deals, "deals"))
     app.router.add_get("/api/group-buys/{deal_id}", handle_get)
     app.router.add_post("/api/group-buys/{deal_id}/end", handle_end)
     app[WS_HANDLERS]["group.join"] = ws_join

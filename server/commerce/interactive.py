@@ -24,9 +24,10 @@ from aiohttp import web
 
 from .. import protocol
 from ..appkeys import REDIS, SETTINGS
-from ..auth import STAFF, Claims
-from ..errors import ApiError, bad_request, forbidden
+from ..auth import STAFF, Claims, authenticate
+from ..errors import ApiError, bad_request, forbidden, read_json
 from ..protocol import ProtocolError
+from ..shows import get_show
 from . import keys as ck
 
 log = logging.getLogger("liveshop.interactive")
@@ -87,6 +88,39 @@ def ttl_ms(app: web.Application) -> int:
     return int(app[SETTINGS].reservation_ttl_s * 1000)
 
 
+def own_show(claims: Claims, entity_id: Any, kind: str, field: str) -> str:
+    """The show of ``entity_id`` (an id of ``kind``), which must be the token's show."""
+    if not isinstance(entity_id, str):
+        raise bad_request("bad_field", f"{field} is required", field=field)
+    show_id = ck.show_of(entity_id, kind)
+    same_show(claims, show_id)
+    return show_id
+
+
+def create_route(create: Any, name: str) -> Any:
+    """``POST /api/shows/{show_id}/…`` (staff): ``create(app, claims, show_id, body)`` → 201 ``{name}``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        show_id = request.match_info["show_id"]
+        await get_show(request.app, show_id)
+        claims = await authenticate(request, show_id, STAFF)
+        made = await create(request.app, claims, show_id, await read_json(request))
+        return web.json_response({name: made}, status=201)
+
+    return handle
+
+
+def list_route(list_all: Any, name: str) -> Any:
+    """``GET /api/shows/{show_id}/…`` (public): ``{name: list_all(app, show_id)}``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        show_id = request.match_info["show_id"]
+        await get_show(request.app, show_id)
+        return web.json_response({name: await list_all(request.app, show_id)})
+
+    return handle
+
+
 def same_show(claims: Claims, show_id: str) -> None:
     if claims.show_id != show_id:
         raise forbidden("token is for another show")
@@ -96,6 +130,18 @@ def staff_only(claims: Claims, what: str) -> None:
     """Viewers may take part in an auction, a group buy or a poll, never create, end or rig one."""
     if claims.role not in STAFF:
         raise forbidden(f"role '{claims.role}' may not {what}")
+
+
+def staff_product(claims: Claims, show_id: str, body: dict[str, Any], what: str) -> str:
+    """The ``product_id`` of a staff request to ``what`` on a product of its own show."""
+    staff_only(claims, what)
+    same_show(claims, show_id)
+    product_id = body.get("product_id")
+    if not isinstance(product_id, str):
+        raise bad_request("bad_field", "product_id is required", field="product_id")
+    if ck.show_of(product_id, "p") != show_id:
+        raise ApiError(404, "product_not_found", f"no product {product_id!r} in this show")
+    return product_id
 
 
 def ws_fields(cls: type, message: dict[str, Any]) -> Any:

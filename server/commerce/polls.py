@@ -17,14 +17,24 @@ from aiohttp import web
 from .. import keys as base
 from .. import protocol
 from ..appkeys import REDIS, WS_HANDLERS
-from ..auth import STAFF, Claims, authenticate
+from ..auth import Claims, authenticate
 from ..errors import bad_request, not_found, read_json
 from ..events import publish
-from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
-from .interactive import ISCRIPTS, decide, now_ms, run, same_show, staff_only, ws_fields
+from .interactive import (
+    ISCRIPTS,
+    create_route,
+    decide,
+    list_route,
+    now_ms,
+    own_show,
+    run,
+    same_show,
+    staff_only,
+    ws_fields,
+)
 
 TALLY_EVERY_MS = 250
 FIELDS = ("def", "n", "changeable", "start", "end", "status", "total", "final")
@@ -141,10 +151,7 @@ async def vote(
     app: web.Application, claims: Claims, poll_id: Any, option: Any, now: int | None = None
 ) -> dict[str, Any]:
     """One vote (any role of the show); the outcome is an answer, not an error."""
-    if not isinstance(poll_id, str):
-        raise bad_request("bad_field", "poll_id is required", field="poll_id")
-    show_id = ck.show_of(poll_id, "q")
-    same_show(claims, show_id)
+    show_id = own_show(claims, poll_id, "q", "poll_id")
     option = fields.integer({"option": option}, "option", 0, 5)
     item = (poll_id, claims.user_id, option)
     result = await decide(app, "poll", "votes", poll_keys(show_id), item, now)
@@ -175,9 +182,7 @@ async def close_poll(
 
 
 async def end_poll(app: web.Application, claims: Claims, poll_id: Any) -> dict[str, Any]:
-    if not isinstance(poll_id, str):
-        raise bad_request("bad_field", "poll_id is required", field="poll_id")
-    same_show(claims, ck.show_of(poll_id, "q"))
+    own_show(claims, poll_id, "q", "poll_id")
     staff_only(claims, "close a poll")
     _, poll = await close_poll(app, poll_id)
     return poll
@@ -204,20 +209,6 @@ async def tick(
 
 
 # -- HTTP and WebSocket --------------------------------------------------------------------
-
-
-async def handle_create(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    claims = await authenticate(request, show_id, STAFF)
-    poll = await create_poll(request.app, claims, show_id, await read_json(request))
-    return web.json_response({"poll": poll}, status=201)
-
-
-async def handle_list(request: web.Request) -> web.Response:
-    show_id = request.match_info["show_id"]
-    await get_show(request.app, show_id)
-    return web.json_response({"polls": await list_polls(request.app, show_id)})
 
 
 async def handle_get(request: web.Request) -> web.Response:
@@ -257,8 +248,8 @@ async def ws_close(app: web.Application, claims: Claims, message: dict[str, Any]
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/api/shows/{show_id}/polls", handle_create)
-    app.router.add_get("/api/shows/{show_id}/polls", handle_list)
+    app.router.add_post("/api/shows/{show_id}/polls", create_route(create_poll, "poll"))
+    app.router.add_get("/api/shows/{show_id}/polls", list_route(list_polls, "polls"))
     app.router.add_get("/api/polls/{poll_id}", handle_get)
     app.router.add_post("/api/polls/{poll_id}/vote", handle_vote)
     app.router.add_post("/api/polls/{poll_id}/close", handle_close)
