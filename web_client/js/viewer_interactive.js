@@ -190,14 +190,16 @@ export class ViewerInteractive {
     const cards = [];
     const a = this.auction;
     if (a && a.title && (!a.closed || now - a.ends_at < 20_000)) {
-      const live = !a.closed && now < a.ends_at;
+      const soon = !a.closed && now < (a.starts_at || 0);
+      const live = !a.closed && !soon && now < a.ends_at;
       cards.push(h("div.ia-card", { id: "ia-auction", "data-status": live ? "live" : "ended", "data-outcome": this.outcomes.auction },
         h("div.ia-info", {},
           h("div.ia-title", {}, `Auction · ${a.title}`),
           h("div.ia-meta", {}, h("b", { id: "ia-auction-price" }, money(a.price, a.currency)), ` · ${a.bids || 0} bids`, a.leader_name ? ` · ${a.leader_name}` : ""),
-          h("div.ia-note", {}, live ? `${clock((a.ends_at - now) / 1000)} left` : "", this.note.auction ? ` · ${this.note.auction}` : "")),
+          h("div.ia-note", {}, live ? `${clock((a.ends_at - now) / 1000)} left` : soon ? `Starts in ${clock((a.starts_at - now) / 1000)}` : "",
+            this.note.auction ? ` · ${this.note.auction}` : "")),
         live ? h("input.ia-max", { id: "ia-bid-max", type: "number", step: "0.01", min: "0", placeholder: "max", "aria-label": "Maximum bid (proxy)" }) : null,
-        h("button.primary", { type: "button", id: "ia-bid-btn", disabled: !live, onclick: () => this.bid() }, live ? `Bid ${money(a.min_bid, a.currency)}` : "Ended")));
+        h("button.primary", { type: "button", id: "ia-bid-btn", disabled: !live, onclick: () => this.bid() }, live ? `Bid ${money(a.min_bid, a.currency)}` : soon ? "Soon" : "Ended")));
     }
     const d = this.deal;
     if (d && d.title && !d.closed) {
