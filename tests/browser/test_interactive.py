@@ -47,6 +47,12 @@ def test_vote_bid_and_join_from_the_phone(make_show: Any, new_page: Any) -> None
     auction.get_by_label("Start price").fill("10")
     auction.get_by_role("button", name="Start auction").click()
     viewer.locator("#ia-auction").wait_for()
+    # One card open at a time: the poll folds into a chip, and a tap opens it again.
+    assert viewer.locator("#ia-poll").count() == 0
+    viewer.locator(".ia-chip[data-kind='poll']").click()
+    viewer.locator("#ia-poll").wait_for()
+    viewer.locator(".ia-chip[data-kind='auction']").click()
+    viewer.locator("#ia-auction").wait_for()
     shot(viewer, "viewer_interactive_cards")
     widths = viewer.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"

@@ -21,6 +21,7 @@ export class ViewerInteractive {
     this.bidKey = newKey();
     this.note = {};
     this.outcomes = {};
+    this.focus = null; // which card is open when several run at once
   }
 
   async command(type, fields, httpPath) {
@@ -59,6 +60,7 @@ export class ViewerInteractive {
   // ------------------------------------------------------------ auction
   onAuction(e) {
     if (!this.auction || this.auction.id !== e.auction_id) this.auction = { id: e.auction_id };
+    if (e.type === "auction.started") this.focus = "auction";
     Object.assign(this.auction, {
       title: e.title, currency: e.currency, price: e.price, min_bid: e.min_bid, increment: e.increment,
       bids: e.bids, leader_name: e.leader_name, ends_at: e.ends_at, starts_at: e.starts_at,
@@ -98,6 +100,7 @@ export class ViewerInteractive {
 
   // ------------------------------------------------------------ group buy
   onGroup(e) {
+    if (e.type === "group.created") this.focus = "group";
     if (!this.deal || this.deal.id !== e.deal_id) {
       api(`/api/group-buys/${encodeURIComponent(e.deal_id)}`).then(({ deal }) => ((this.deal = deal), this.render())).catch(() => {});
       return;
@@ -148,6 +151,7 @@ export class ViewerInteractive {
       if (e.type !== "poll.created") return;
       this.poll = { id: e.poll_id };
       this.myVote = null;
+      this.focus = "poll";
     }
     const p = this.poll;
     for (const k of ["question", "options", "ends_at", "changeable"]) if (e[k] !== undefined) p[k] = e[k];
@@ -226,6 +230,13 @@ export class ViewerInteractive {
         this.note.poll ? h("div.ia-note", {}, this.note.poll) : null));
     }
     root.hidden = cards.length === 0;
-    root.replaceChildren(...cards);
+    // One card open at a time (the newest, or the one tapped), the others as one-line chips: the
+    // video stays as visible as with a sale bar.
+    const kinds = cards.map((c) => c.id.slice(3));
+    const open = kinds.includes(this.focus) ? this.focus : kinds[kinds.length - 1];
+    const names = { auction: "Auction", group: "Group buy", poll: "Poll" };
+    const chips = kinds.filter((k) => k !== open)
+      .map((k) => h("button.chip.ia-chip", { type: "button", "data-kind": k, onclick: () => ((this.focus = k), this.render()) }, names[k]));
+    root.replaceChildren(...(chips.length ? [h("div.ia-chips", {}, ...chips)] : []), ...cards.filter((c) => c.id === `ia-${open}`));
   }
 }
