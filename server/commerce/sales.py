@@ -302,9 +302,8 @@ class SoldOut:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.flags: dict[
-            str, tuple[float, int, frozenset[str]]
-        ] = {}  # sale → (since, end ms, holders)
+        # sale id → (flagged since, monotonic s; the sale's end, ms; users holding units)
+        self.flags: dict[str, tuple[float, int, frozenset[str]]] = {}
         self.learning: set[str] = set()
         self.watched: dict[str, set[str]] = {}  # show → flagged or learning sales
         self.pubsub: Any = None
