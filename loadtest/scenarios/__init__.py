@@ -7,6 +7,7 @@ from .base import Scenario
 from .chat import ChatScenario
 from .flash_sale import FlashSaleScenario
 from .group_buy import GroupBuyScenario
+from .hls import HlsScenario
 from .lottery import LotteryScenario
 from .media import MediaScenario
 from .poll import PollScenario
@@ -14,7 +15,14 @@ from .show import ShowScenario
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
-    for cls in (ChatScenario, FlashSaleScenario, LotteryScenario, MediaScenario, ShowScenario)
+    for cls in (
+        ChatScenario,
+        FlashSaleScenario,
+        HlsScenario,
+        LotteryScenario,
+        MediaScenario,
+        ShowScenario,
+    )
     + (AuctionScenario, GroupBuyScenario, PollScenario)  # interactive commerce (issue 18)
 }
 

@@ -7,6 +7,7 @@ import { WhipPublisher } from "./whip.js";
 import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
 import { HostInteractive } from "./host_interactive.js";
+import { watchHlsStatus } from "./hls_player.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -70,6 +71,7 @@ async function start() {
     setupTeam();
   }
   connectSocket();
+  watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
   window.liveshop.interactive = new HostInteractive({ showId, token, socket });
