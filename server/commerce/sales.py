@@ -308,7 +308,7 @@ class SoldOut:
         self.watched: dict[str, set[str]] = {}  # show → flagged or learning sales
         self.pubsub: Any = None
         self.subscribed: dict[str, asyncio.Future[None]] = {}
-        self.records: list[str] = []  # buy_keys field names to HSETNX "sold_out"
+        self.records: list[tuple[str, str]] = []  # (show, buy_keys field) to set to "sold_out"
         self.tasks: set[asyncio.Task[None]] = set()
         self.record_wake = asyncio.Event()
 
@@ -324,7 +324,7 @@ class SoldOut:
             return False
         if user_id in holders:
             return False  # their keys may have answered `reserved`: Redis replays them
-        self.records.append(f"{sale_id}|{user_id}|{key}")
+        self.records.append((sale_id.rpartition(".")[0], f"{sale_id}|{user_id}|{key}"))
         self.record_wake.set()
         return True
 
@@ -433,8 +433,8 @@ class SoldOut:
             while self.records:
                 batch, self.records = self.records[:RECORD_BATCH], self.records[RECORD_BATCH:]
                 by_show: dict[str, list[str]] = {}
-                for name in batch:
-                    by_show.setdefault(ck.show_of(name.split("|", 1)[0], "s"), []).append(name)
+                for show_id, name in batch:
+                    by_show.setdefault(show_id, []).append(name)
                 for show_id, names in by_show.items():
                     try:
                         await script(keys=[ck.buy_keys(show_id)], args=[msgpack.packb(names)])
