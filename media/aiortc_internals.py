@@ -73,6 +73,7 @@ __all__ = [
     "request_keyframe",
     "rtp_writer",
     "sender_cname",
+    "srtp_pointers",
     "tap_receiver",
 ]
 
@@ -359,6 +360,17 @@ def fast_rtp_writer(dtls: RTCDtlsTransport) -> ViewerOutput | None:
     return ViewerOutput(rtp_writer(srtp, raw.sendto, addr, queued_sendto), write_rtcp, raw.close)
 
 
+def srtp_pointers(session: Session) -> tuple[int, int]:
+    """``(srtp_t, &srtp_protect)`` of a pylibsrtp session, as integers for media/_fastpath.c.
+
+    The function is pylibsrtp's own (its bundled libsrtp), so the C writer and ``Session``
+    share one library instance and one session state.
+    """
+    ctx = int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
+    protect = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
+    return ctx, protect
+
+
 def native_rtp_writer(session: Session, sock: Any, addr: Any, fallback: SendTo | None) -> Any:
     """The C twin of :func:`rtp_writer` (``media._fastpath.Writer``), or None without it.
 
@@ -372,8 +384,7 @@ def native_rtp_writer(session: Session, sock: Any, addr: Any, fallback: SendTo |
     ext = fastpath.native()
     if ext is None:
         return None
-    ctx = int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
-    protect = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
+    ctx, protect = srtp_pointers(session)
     fd = os.dup(sock.fileno())
     try:
         return ext.Writer(
