@@ -7,6 +7,15 @@ for N = 5, 10, 20, 40. Server CPU comes from /proc/PID/stat, packets from /metri
 µs/packet is the slope of server CPU over packets sent across N (ingest cost cancels out).
 
     .venv/bin/python benchmarks/media_relay.py [--viewers 5,10,20,40] [--window 8] [--repeats 3]
+
+Side by side (issue 12): ``--compare native,python`` starts one server per forwarding path
+(``LIVESHOP_FASTPATH=1``: the C extension media/_fastpath.c; ``=0``: pure Python), each
+with its own publisher, and measures them in alternating rounds (``--rounds``): in each
+round, each server in turn gets N viewers added up to each count, one window per count,
+and its slope is that round's µs/packet. Reported: each round's slopes and ratio, and the
+median over rounds.
+
+    .venv/bin/python benchmarks/media_relay.py --compare native,python --rounds 3 --window 3
 """
 
 # ruff: noqa: ASYNC220, ASYNC251  (a benchmark orchestrating subprocesses)
@@ -124,6 +133,120 @@ async def ttff_probes(base: str, show: str, count: int) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+PATH_ENV = {"native": "1", "python": "0"}  # LIVESHOP_FASTPATH for each --compare name
+
+
+class Liveshop:
+    """One benchmark server (embedded Redis) with its own publisher, on one forwarding path."""
+
+    def __init__(self, name: str, py: str, codec: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = tempfile.mkdtemp(prefix=f"liveshop-bench-{name}-")
+        env = {**os.environ, "LIVESHOP_FASTPATH": PATH_ENV[name]}
+        self.server = subprocess.Popen(
+            [py, "-m", "server", "--port", str(self.port), "--data-dir", self.tmp]
+            + ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.pid = self.server.pid
+        self.publisher: subprocess.Popen | None = None
+        self.py, self.codec = py, codec
+        self.show = ""
+
+    async def start(self) -> None:
+        for _ in range(100):
+            try:
+                http(self.base + "/healthz")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        created = json.loads(http(self.base + "/api/shows", "POST", {"title": "bench"})[1])
+        self.show, host_token = created["show"]["id"], created["host_token"]
+        log = Path(self.tmp) / "publisher.log"
+        self.publisher = subprocess.Popen(
+            [self.py, "-m", "media.publish", "--url", self.base, "--show", self.show]
+            + ["--token", host_token, "--width", "1280", "--height", "720", "--fps", "30"]
+            + ["--bitrate", "1500000", "--codec", self.codec, "--keyint", "2", "--preencode", "4"],
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2400):
+            if "publishing" in log.read_text() or self.publisher.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        print(f"[{self.name}] {log.read_text().strip()}", flush=True)
+
+    def stop(self) -> None:
+        if self.publisher is not None:
+            self.publisher.terminate()
+            self.publisher.wait(10)
+        self.server.terminate()
+        self.server.wait(15)
+
+
+async def ladder(target: Liveshop, counts: list[int], window: float) -> list[dict]:
+    """Viewers added up to each count (never removed in between), one window per count."""
+    viewers: list[tuple[LightViewer, str]] = []
+    rows = []
+    for n in counts:
+        while len(viewers) < n:
+            token = json.loads(http(f"{target.base}/api/shows/{target.show}/guest", "POST", {})[1])
+            v = LightViewer()
+            await v.join(target.base, target.show, token["token"])
+            viewers.append((v, token["token"]))
+        await asyncio.sleep(1.5)  # catch-up bursts done
+        c0, p0, t0 = cpu_seconds(target.pid), packets_sent(target.base), time.monotonic()
+        await asyncio.sleep(window)
+        c1, p1, t1 = cpu_seconds(target.pid), packets_sent(target.base), time.monotonic()
+        rows.append({"n": n, "cpu": (c1 - c0) / (t1 - t0), "pps": (p1 - p0) / (t1 - t0)})
+    for v, token in viewers:
+        await v.leave(token)
+    await asyncio.sleep(1.0)
+    return rows
+
+
+async def compare(args: argparse.Namespace, py: str) -> None:
+    names = args.compare.split(",")
+    if len(names) != 2 or any(n not in PATH_ENV for n in names):
+        raise SystemExit("--compare takes two of: " + ",".join(PATH_ENV))
+    counts = [int(x) for x in args.viewers.split(",")]
+    targets = [Liveshop(name, py, args.codec) for name in names]
+    try:
+        for t in targets:
+            await t.start()
+        await asyncio.sleep(2.0)
+        slopes: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            order = targets if r % 2 == 0 else targets[::-1]  # alternate who goes first
+            for t in order:
+                rows = await ladder(t, counts, args.window)
+                b, _ = slope([x["pps"] for x in rows], [x["cpu"] for x in rows])
+                slopes[t.name].append(b * 1e6)
+                detail = "  ".join(
+                    f"N={x['n']} {x['cpu'] * 100:.1f}%/{x['pps']:.0f}pps" for x in rows
+                )
+                print(
+                    f"round {r + 1} {t.name:7s} slope {b * 1e6:5.1f} µs/pkt   {detail}", flush=True
+                )
+            a, b = (slopes[n][-1] for n in names)
+            print(f"round {r + 1} ratio {names[0]}/{names[1]} = {a / b:.2f}", flush=True)
+        ratios = [a / b for a, b in zip(slopes[names[0]], slopes[names[1]], strict=True)]
+        print(
+            f"median over {args.rounds} rounds: {names[0]} {statistics.median(slopes[names[0]]):.1f} µs/pkt, "
+            f"{names[1]} {statistics.median(slopes[names[1]]):.1f} µs/pkt, "
+            f"ratio {statistics.median(ratios):.2f} (per round: {', '.join(f'{x:.2f}' for x in ratios)})"
+        )
+    finally:
+        for t in targets:
+            t.stop()
+
+
 def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
@@ -141,10 +264,22 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--codec", default="vp8", choices=("vp8", "h264"))
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--compare", default="", help="two forwarding paths side by side: native,python"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--compare)")
     args = parser.parse_args()
     if len(set(args.viewers.split(","))) < 2:
         parser.error("--viewers needs at least two different counts: µs/packet is a slope")
     configure_ice(["127.0.0.1"])
+    if args.compare:
+        py = (
+            str(ROOT / ".venv/bin/python")
+            if (ROOT / ".venv/bin/python").exists()
+            else sys.executable
+        )
+        await compare(args, py)
+        return
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     py = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
