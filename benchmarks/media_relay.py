@@ -18,7 +18,7 @@ median over rounds.
     .venv/bin/python benchmarks/media_relay.py --compare native,python --rounds 3 --window 3
 """
 
-# ruff: noqa: ASYNC220, ASYNC251  (a benchmark orchestrating subprocesses)
+# ruff: noqa: ASYNC220, ASYNC221, ASYNC251  (a benchmark orchestrating subprocesses)
 from __future__ import annotations
 
 import argparse
@@ -35,12 +35,15 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from media.aiortc_internals import configure_ice  # noqa: E402
-from media.light_viewer import LightViewer  # noqa: E402
+from media.aiortc_internals import configure_ice, tap_receiver  # noqa: E402
+from media.light_viewer import LightViewer, TrackCounters  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NOTE = (
@@ -57,6 +60,12 @@ NOTE = (
 
 def free_port() -> int:
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -189,34 +198,219 @@ class Liveshop:
         self.server.terminate()
         self.server.wait(15)
 
+    async def join(self) -> Any:
+        token = json.loads(http(f"{self.base}/api/shows/{self.show}/guest", "POST", {})[1])["token"]
+        v = LightViewer()
+        await v.join(self.base, self.show, token)
+        v.token = token  # type: ignore[attr-defined]
+        return v
 
-async def ladder(target: Liveshop, counts: list[int], window: float) -> list[dict]:
+    async def leave(self, v: Any) -> None:
+        await v.leave(v.token)
+
+    def packets(self, viewers: list[Any]) -> float:
+        return packets_sent(self.base)
+
+
+JANUS_PLUGINS = "/usr/lib/x86_64-linux-gnu/janus"
+JANUS_CONF = """general: {{
+    configs_folder = "{dir}"
+    plugins_folder = "{lib}/plugins"
+    transports_folder = "{lib}/transports"
+    events_folder = "{lib}/events"
+    loggers_folder = "{lib}/loggers"
+    debug_level = 3
+    event_loops = 2
+    session_timeout = 0
+}}
+media: {{ rtp_port_range = "{rtp_min}-{rtp_max}" }}
+nat: {{ ice_enforce_list = "lo" nice_debug = false }}
+plugins: {{ disable = "{disable}" }}
+transports: {{ disable = "libjanus_websockets.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so" }}
+events: {{ broadcast = false }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+"""
+JANUS_HTTP = """general: {{ json = "compact" base_path = "/janus" http = true port = {port} https = false }}
+admin: {{ admin_http = false }}
+"""
+JANUS_STREAMING = """general: {{ }}
+bench: {{
+    type = "rtp"
+    id = 1
+    description = "bench"
+    media = ({{ type = "video" mid = "v" label = "video" port = {port} pt = 96 codec = "vp8" }})
+}}
+"""
+
+
+class Janus:
+    """Janus 1.1 (Debian) with the Streaming plugin fed by ffmpeg: an RTP copy of a VP8 clip.
+
+    ``event_loops = 2`` (two shared loops, its fastest setting on 2 cores). Viewers are the
+    same light receivers, signalled through Janus's HTTP API (watch → offer, answer → start).
+    Janus has no packet counter: its packets are what the viewers received.
+    """
+
+    name = "janus"
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="liveshop-bench-janus-"))
+        self.port, rtp = free_port(), free_udp_port()
+        base_rtp = 30000 + os.getpid() % 20000
+        plugins = sorted(p.name for p in Path(JANUS_PLUGINS, "plugins").glob("libjanus_*.so"))
+        (self.dir / "janus.jcfg").write_text(
+            JANUS_CONF.format(
+                dir=self.dir,
+                lib=JANUS_PLUGINS,
+                rtp_min=base_rtp,
+                rtp_max=base_rtp + 999,
+                disable=",".join(p for p in plugins if "streaming" not in p),
+            )
+        )
+        (self.dir / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=self.port))
+        (self.dir / "janus.plugin.streaming.jcfg").write_text(JANUS_STREAMING.format(port=rtp))
+        self.base = f"http://127.0.0.1:{self.port}/janus"
+        log = (self.dir / "janus.log").open("w")
+        self.server = subprocess.Popen(
+            ["janus", "-F", str(self.dir), "-C", str(self.dir / "janus.jcfg")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.pid = self.server.pid
+        self.rtp = rtp
+        self.feeder: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        clip = self.dir / "clip.webm"
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
+            + ["-i", "testsrc2=size=1280x720:rate=30", "-t", "4", "-c:v", "libvpx"]
+            + ["-b:v", "1500k", "-minrate", "1500k", "-maxrate", "1500k", "-g", "60"]
+            + ["-deadline", "realtime", "-cpu-used", "8", str(clip)],
+            check=True,
+        )
+        for _ in range(100):
+            try:
+                http(self.base + "/info")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        self.feeder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"]
+            + ["-i", str(clip), "-an", "-c:v", "copy", "-payload_type", "96", "-f", "rtp"]
+            + ["-pkt_size", "1200", "-sdp_file", os.devnull, f"rtp://127.0.0.1:{self.rtp}"],
+            stdin=subprocess.DEVNULL,
+        )
+        print(
+            f"[janus] {http(self.base + '/info')[1][:120]}...; ffmpeg feeding {clip.name}",
+            flush=True,
+        )
+
+    async def join(self) -> Any:
+        v = JanusViewer(self.base)
+        await v.join()
+        return v
+
+    async def leave(self, v: Any) -> None:
+        await v.leave()
+
+    def packets(self, viewers: list[Any]) -> float:
+        return float(sum(v.counters["video"].packets for v in viewers))
+
+    def stop(self) -> None:
+        if self.feeder is not None:
+            self.feeder.terminate()
+            self.feeder.wait(10)
+        self.server.terminate()
+        self.server.wait(15)
+
+
+class JanusViewer(LightViewer):
+    """The light receiver as a Janus Streaming viewer (Janus offers, we answer)."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+        self.url = ""
+
+    def __post_init__(self) -> None:
+        # Video only: Janus offers one m-line, and an unanswered audio transceiver breaks
+        # aiortc's answer.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.counters = {"video": TrackCounters(), "audio": TrackCounters()}
+        self.started_at = 0.0
+        self.location = None
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        tap_receiver(video.receiver, self._rtp_handler("video"), self._rtcp_handler("video"))
+
+    def _call(self, path: str, body: dict) -> dict:
+        body = {**body, "transaction": os.urandom(6).hex()}
+        reply = json.loads(http(self.base + path, "POST", body)[1])
+        if reply.get("janus") == "error":
+            raise RuntimeError(f"janus: {reply}")
+        return reply
+
+    async def join(self) -> None:
+        self.started_at = time.monotonic()
+        session = self._call("", {"janus": "create"})["data"]["id"]
+        handle = self._call(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+        self.url = f"/{session}/{handle['data']['id']}"
+        self._call(self.url, {"janus": "message", "body": {"request": "watch", "id": 1}})
+        offer = None
+        for _ in range(20):
+            event = json.loads(http(f"{self.base}/{session}?maxev=1")[1])
+            events = event if isinstance(event, list) else [event]
+            offer = next((e["jsep"] for e in events if "jsep" in e), None)
+            if offer is not None:
+                break
+        if offer is None:
+            raise RuntimeError("janus sent no offer")
+        await self.pc.setRemoteDescription(RTCSessionDescription(**offer))
+        # Janus never gathers on loopback: answer from the IPv4 address it offers (a local
+        # address, so the packets still take the loopback device), then back to 127.0.0.1.
+        host = re.search(r"a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) ", offer["sdp"])
+        configure_ice([host.group(1) if host else "127.0.0.1"])
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        finally:
+            configure_ice(["127.0.0.1"])
+        answer = {"type": "answer", "sdp": self.pc.localDescription.sdp}
+        self._call(self.url, {"janus": "message", "body": {"request": "start"}, "jsep": answer})
+
+    async def leave(self) -> None:  # type: ignore[override]
+        try:
+            self._call(self.url, {"janus": "detach"})
+        finally:
+            await self.pc.close()
+
+
+async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
     """Viewers added up to each count (never removed in between), one window per count."""
-    viewers: list[tuple[LightViewer, str]] = []
+    viewers: list[Any] = []
     rows = []
     for n in counts:
         while len(viewers) < n:
-            token = json.loads(http(f"{target.base}/api/shows/{target.show}/guest", "POST", {})[1])
-            v = LightViewer()
-            await v.join(target.base, target.show, token["token"])
-            viewers.append((v, token["token"]))
+            viewers.append(await target.join())
         await asyncio.sleep(1.5)  # catch-up bursts done
-        c0, p0, t0 = cpu_seconds(target.pid), packets_sent(target.base), time.monotonic()
+        c0, p0, t0 = cpu_seconds(target.pid), target.packets(viewers), time.monotonic()
         await asyncio.sleep(window)
-        c1, p1, t1 = cpu_seconds(target.pid), packets_sent(target.base), time.monotonic()
+        c1, p1, t1 = cpu_seconds(target.pid), target.packets(viewers), time.monotonic()
         rows.append({"n": n, "cpu": (c1 - c0) / (t1 - t0), "pps": (p1 - p0) / (t1 - t0)})
-    for v, token in viewers:
-        await v.leave(token)
+    for v in viewers:
+        await target.leave(v)
     await asyncio.sleep(1.0)
     return rows
 
 
 async def compare(args: argparse.Namespace, py: str) -> None:
+    """Targets measured in turn, round after round; ratios are to the last target named."""
     names = args.compare.split(",")
-    if len(names) != 2 or any(n not in PATH_ENV for n in names):
-        raise SystemExit("--compare takes two of: " + ",".join(PATH_ENV))
+    known = (*PATH_ENV, "janus")
+    if len(names) < 2 or len(set(names)) != len(names) or any(n not in known for n in names):
+        raise SystemExit("--compare takes two or more of: " + ",".join(known))
     counts = [int(x) for x in args.viewers.split(",")]
-    targets = [Liveshop(name, py, args.codec) for name in names]
+    targets = [Janus() if name == "janus" else Liveshop(name, py, args.codec) for name in names]
+    ref = names[-1]
     try:
         for t in targets:
             await t.start()
@@ -234,14 +428,20 @@ async def compare(args: argparse.Namespace, py: str) -> None:
                 print(
                     f"round {r + 1} {t.name:7s} slope {b * 1e6:5.1f} µs/pkt   {detail}", flush=True
                 )
-            a, b = (slopes[n][-1] for n in names)
-            print(f"round {r + 1} ratio {names[0]}/{names[1]} = {a / b:.2f}", flush=True)
-        ratios = [a / b for a, b in zip(slopes[names[0]], slopes[names[1]], strict=True)]
-        print(
-            f"median over {args.rounds} rounds: {names[0]} {statistics.median(slopes[names[0]]):.1f} µs/pkt, "
-            f"{names[1]} {statistics.median(slopes[names[1]]):.1f} µs/pkt, "
-            f"ratio {statistics.median(ratios):.2f} (per round: {', '.join(f'{x:.2f}' for x in ratios)})"
-        )
+            ratios = ", ".join(
+                f"{n}/{ref} {slopes[n][-1] / slopes[ref][-1]:.2f}" for n in names[:-1]
+            )
+            print(f"round {r + 1} ratios: {ratios}  (load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"median over {args.rounds} rounds (loaded shared machine):")
+        for n in names:
+            per_round = [a / b for a, b in zip(slopes[n], slopes[ref], strict=True)]
+            us = statistics.median(slopes[n])
+            print(
+                f"  {n:7s} {us:5.1f} µs/pkt  (rounds: {', '.join(f'{x:.1f}' for x in slopes[n])})"
+                f"  ratio to {ref} {statistics.median(per_round):.2f}"
+                f" (rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
+                f"  ≈ {1e6 / (us * 165):.0f} viewers/core at ≈165 pkt/s each (marginal)"
+            )
     finally:
         for t in targets:
             t.stop()
