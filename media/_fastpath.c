@@ -119,7 +119,9 @@ send_fallback(Writer *w, const unsigned char *buf, int len)
 static int
 send_one(Writer *w, const unsigned char *buf, int len)
 {
-    ssize_t sent = sendto(w->fd, buf, (size_t)len, 0, (struct sockaddr *)&w->addr, w->addrlen);
+    /* MSG_DONTWAIT: never block the event loop, whatever the descriptor's own flags. */
+    ssize_t sent =
+        sendto(w->fd, buf, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&w->addr, w->addrlen);
     if (sent < 0)
         return send_fallback(w, buf, len);
     return 0;
@@ -210,7 +212,7 @@ writer_burst(Writer *w, PyObject *items)
         }
         int done = 0;
         while (done < count) {
-            int r = sendmmsg(w->fd, msgs + done, (unsigned int)(count - done), 0);
+            int r = sendmmsg(w->fd, msgs + done, (unsigned int)(count - done), MSG_DONTWAIT);
             if (r <= 0)
                 break;
             done += r;
@@ -282,6 +284,8 @@ writer_init(Writer *w, PyObject *args, PyObject *kwds)
     PyObject *addr_obj = Py_BuildValue("(si)", host, port);
     if (addr_obj == NULL)
         return -1;
+    if (w->fd >= 0) /* __init__ called again: the old descriptor is ours to close */
+        close(w->fd);
     w->ctx = (void *)(uintptr_t)ctx;
     w->protect = (protect_fn)(uintptr_t)protect;
     w->fd = fd;
