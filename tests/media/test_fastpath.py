@@ -28,7 +28,7 @@ from media.light_viewer import LightViewer
 from media.publish import PublishOptions
 from media.relay import Relay, RelayConfig
 
-from .peers import SMALL, TestPublisher, wait_until
+from .peers import SMALL, TestPublisher, srtp_session, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,17 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _native_built() -> None:
     if not fastpath.available():
         pytest.fail(f"media fast path not built: {fastpath.describe()} (pip install -e .)")
-
-
-def _session(direction: str) -> Session:
-    policy = Policy(
-        key=bytes(range(44)),
-        ssrc_type=getattr(Policy, direction),
-        srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
-    )
-    policy.allow_repeat_tx = True
-    policy.window_size = 1024
-    return Session(policy)
 
 
 class Sockets:
@@ -89,9 +78,9 @@ def _plain(payload: bytes, marker: int, pt: int, seq: int, ts: int, ssrc: int) -
 def test_native_writer_sends_what_the_python_writer_sends() -> None:
     native_sockets, python_sockets = Sockets(), Sockets()
     ours, reference, inbound = (
-        _session("SSRC_ANY_OUTBOUND"),
-        _session("SSRC_ANY_OUTBOUND"),
-        _session("SSRC_ANY_INBOUND"),
+        srtp_session("SSRC_ANY_OUTBOUND"),
+        srtp_session("SSRC_ANY_OUTBOUND"),
+        srtp_session("SSRC_ANY_INBOUND"),
     )
     try:
         with fastpath.selected(True):
@@ -122,7 +111,7 @@ def test_native_writer_sends_what_the_python_writer_sends() -> None:
 
 def test_burst_uses_one_sendmmsg_and_matches_single_writes() -> None:
     burst_sockets, single_sockets = Sockets(), Sockets()
-    a, b = _session("SSRC_ANY_OUTBOUND"), _session("SSRC_ANY_OUTBOUND")
+    a, b = srtp_session("SSRC_ANY_OUTBOUND"), srtp_session("SSRC_ANY_OUTBOUND")
     try:
         with fastpath.selected(True):
             burst = native_rtp_writer(a, burst_sockets.tx, burst_sockets.addr, None)
@@ -143,7 +132,7 @@ def test_bad_input_is_refused_and_nothing_is_sent() -> None:
     sockets = Sockets()
     sockets.rx.settimeout(0.2)
     with fastpath.selected(True):
-        write = native_rtp_writer(_session("SSRC_ANY_OUTBOUND"), sockets.tx, sockets.addr, None)
+        write = native_rtp_writer(srtp_session("SSRC_ANY_OUTBOUND"), sockets.tx, sockets.addr, None)
     try:
         with pytest.raises(ValueError, match="does not fit"):
             write(bytes(1489), 0, 96, 1, 1, 1)
@@ -161,7 +150,9 @@ def test_bad_input_is_refused_and_nothing_is_sent() -> None:
         # a scoped or non-numeric address: no C writer, the caller keeps the Python one
         with fastpath.selected(True):
             assert (
-                native_rtp_writer(_session("SSRC_ANY_OUTBOUND"), sockets.tx, ("localhost", 9), None)
+                native_rtp_writer(
+                    srtp_session("SSRC_ANY_OUTBOUND"), sockets.tx, ("localhost", 9), None
+                )
                 is None
             )
     finally:
@@ -173,7 +164,7 @@ def test_refused_send_goes_to_the_fallback() -> None:
     protected, to the fallback, as the Python writer does with the loop's queued sendto."""
     sockets = Sockets()
     handed: list[tuple[bytes, object]] = []
-    session, reference = _session("SSRC_ANY_OUTBOUND"), _session("SSRC_ANY_OUTBOUND")
+    session, reference = srtp_session("SSRC_ANY_OUTBOUND"), srtp_session("SSRC_ANY_OUTBOUND")
     try:
         from media import _fastpath  # the module itself: build the mismatched writer directly
 
