@@ -408,6 +408,19 @@ class JanusViewer(LightViewer):
             await self.pc.close()
 
 
+async def at_edge(target: Any, viewers: list[Any]) -> tuple[float, float, float]:
+    """CPU, packets and time just after the packet count moves: liveshop publishes its
+    counters every 0.5 s, so a window between two such edges counts its packets exactly
+    (within the 50 ms poll) where a window between arbitrary instants is off by up to 0.5 s."""
+    first = target.packets(viewers)
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        now = target.packets(viewers)
+        if now != first:
+            break
+    return cpu_seconds(target.pid), now, time.monotonic()
+
+
 async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
     """Viewers added up to each count (never removed in between), one window per count."""
     viewers: list[Any] = []
@@ -416,9 +429,9 @@ async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
         while len(viewers) < n:
             viewers.append(await target.join())
         await asyncio.sleep(1.5)  # catch-up bursts done
-        c0, p0, t0 = cpu_seconds(target.pid), target.packets(viewers), time.monotonic()
+        c0, p0, t0 = await at_edge(target, viewers)
         await asyncio.sleep(window)
-        c1, p1, t1 = cpu_seconds(target.pid), target.packets(viewers), time.monotonic()
+        c1, p1, t1 = await at_edge(target, viewers)
         rows.append({"n": n, "cpu": (c1 - c0) / (t1 - t0), "pps": (p1 - p0) / (t1 - t0)})
     for v in viewers:
         await target.leave(v)
