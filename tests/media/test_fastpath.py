@@ -24,7 +24,9 @@ from pylibsrtp import Policy, Session
 
 from media import fastpath
 from media.aiortc_internals import native_rtp_writer, rtp_writer, srtp_pointers
+from media.consumer import LIVE, SYNC, Consumer
 from media.light_viewer import LightViewer
+from media.producer import Producer
 from media.publish import PublishOptions
 from media.relay import Relay, RelayConfig
 
@@ -312,3 +314,76 @@ async def test_viewers_on_both_paths_receive_the_same_bytes() -> None:
             await v.pc.close()
         await pub.close()
         await asyncio.wait_for(relay.close(), 30)
+
+
+def _bare_consumer(write: object, ssrc: int) -> Consumer:
+    """A Consumer without a peer connection: what forward() and fan_out read, state SYNC."""
+    c = Consumer.__new__(Consumer)
+    c.state, c.drop_rate, c.pt, c.ssrc = SYNC, 0.0, 111, ssrc
+    c.seq_next, c.ts_next, c.seq_off, c.ts_off = 0xFFF0, 0xFFFFFF00, 0, 0
+    c.packets = c.octets = 0
+    c._pending = []
+    c._send = write  # type: ignore[assignment]
+    return c
+
+
+async def test_producer_fan_out_matches_forward_byte_for_byte() -> None:
+    """The same Producer code on both paths: C writers go through fan_out, Python writers
+    through Consumer.forward; every viewer socket gets the same bytes and the counters agree
+    (including the SYNC → LIVE step, a consumer with induced loss, and seq/ts wrap)."""
+    codec = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, payloadType=111)
+    pairs = [(Sockets(), Sockets()) for _ in range(3)]
+    try:
+        with fastpath.selected(True):
+            c_side = [
+                _bare_consumer(
+                    native_rtp_writer(srtp_session("SSRC_ANY_OUTBOUND"), a.tx, a.addr, None), 7 + i
+                )
+                for i, (a, _) in enumerate(pairs)
+            ]
+        py_side = [
+            _bare_consumer(
+                rtp_writer(srtp_session("SSRC_ANY_OUTBOUND"), b.tx.sendto, b.addr), 7 + i
+            )
+            for i, (_, b) in enumerate(pairs)
+        ]
+        c_side[2].drop_rate = py_side[2].drop_rate = 1.0  # every first transmission dropped
+        producers = []
+        for side in (c_side, py_side):
+            producer = Producer("fp", "audio", codec, None)
+            for c in side:
+                c.producer = producer
+                producer.consumers.append(c)
+            producers.append(producer)
+        for i in range(60):
+            packet = RtpPacket(
+                payload_type=111,
+                marker=i % 2,
+                sequence_number=(0xFFE0 + i) & 0xFFFF,
+                timestamp=(0xFFFFF000 + 960 * i) & 0xFFFFFFFF,
+                ssrc=5,
+                payload=bytes((i + k) & 0xFF for k in range(20 + i * 13)),
+            )
+            for producer in producers:
+                producer._on_rtp(packet)
+        for fast, slow in zip(c_side, py_side, strict=True):
+            assert fast.state == slow.state == LIVE
+            assert (fast.packets, fast.octets, fast.seq_off, fast.ts_off) == (
+                slow.packets,
+                slow.octets,
+                slow.seq_off,
+                slow.ts_off,
+            )
+        for a, b in pairs[:2]:
+            assert a.drain(60) == b.drain(60)
+        # live C-writer consumers were the extension's; the lossy one and Python writers were not
+        assert fastpath.fan_out()(c_side, packet, LIVE) == [c_side[2]]
+        assert fastpath.fan_out()(py_side, packet, LIVE) == py_side
+        for producer in producers:
+            producer.close()
+        for c in c_side:
+            c._send.close()  # type: ignore[union-attr]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
