@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -197,6 +198,7 @@ class Liveshop:
             self.publisher.wait(10)
         self.server.terminate()
         self.server.wait(15)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     async def join(self) -> Any:
         token = json.loads(http(f"{self.base}/api/shows/{self.show}/guest", "POST", {})[1])["token"]
@@ -335,6 +337,7 @@ class Janus:
             self.feed_transport.close()
         self.server.terminate()
         self.server.wait(15)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class FeedCounter(asyncio.DatagramProtocol):
