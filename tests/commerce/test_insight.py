@@ -155,3 +155,16 @@ async def test_report_rejects_bad_format_and_viewers(shop: Any) -> None:
     assert status == 400 and body["error"]["code"] == "bad_field"
     status, body = await shop.call("GET", path, await shop.buyer())
     assert status == 403
+
+
+async def test_poll_votes_count_as_interactions(shop: Any) -> None:
+    from tests.commerce.test_poll import make_poll
+
+    poll = await make_poll(shop)
+    for i in range(2):
+        status, body = await shop.call(
+            "POST", f"/api/polls/{poll['id']}/vote", await shop.buyer(), option=i
+        )
+        assert status == 200 and body["outcome"] == "voted"
+    got = await insight.insight(shop.client.app, shop.show_id, present=[])
+    assert got["interaction"]["voted"]["show"] == 2 and got["actions"]["voted"] == 2

@@ -5,6 +5,7 @@ import { Danmaku } from "./danmaku.js";
 import { HlsPlayer, withHlsFallback } from "./hls_player.js";
 import { $, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
+import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
 import { LiveSocket } from "./ws.js";
 
@@ -89,6 +90,14 @@ function setupChat(socket) {
   socket.on("history_lost", (e) => e.reason === "epoch_changed" && $("#chat-recent").replaceChildren());
   socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
   socket.on("likes", (m) => setLikes(m.total));
+  // The server's event feed was cut and is back: take its snapshot (the shop follows as events).
+  socket.on("resync", (r) => {
+    setLikes(r.likes);
+    pinComment(r.pinned || null);
+    if (r.show) state.show = r.show;
+    renderShow();
+    renderConnState();
+  });
   socket.on("show.live", () => {
     if (state.show) state.show.status = "live";
     renderShow();
@@ -259,6 +268,7 @@ async function start() {
       setLikes(w.likes ?? 0);
       pinComment(w.pinned || null);
       if (reconnect) commerce.refresh();
+      if (reconnect) window.liveshop.interactive?.refresh();
     },
   });
   window.liveshop.socket = socket;
@@ -268,6 +278,8 @@ async function start() {
   window.liveshop.commerce = commerce;
   socket.connect();
   commerce.start();
+  window.liveshop.interactive = new ViewerInteractive({ showId, getToken, socket, claims: state.claims, commerce });
+  window.liveshop.interactive.start();
   // Poll the show's status while not live, so the video starts as soon as the host goes live.
   setInterval(async () => {
     if (state.videoState === "playing") return;
