@@ -22,6 +22,7 @@ log = logging.getLogger("liveshop.app")
 PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
+    "server.access",
     "server.chat",
     "server.presence",
     "server.likes",

@@ -1,7 +1,8 @@
 """Shows and identity over HTTP: create a show, list shows, mint tokens, hand out guest tokens.
 
 A show is a Redis hash ``{show:ID}:meta`` plus an entry in the global show index.
-Creating a show is open (like opening a room) and answers with the host token for it.
+Creating a show needs an operator API key (``Authorization: Bearer ID:SECRET``) and answers
+with the host token for it; see docs/security.md.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ async def set_live(app: web.Application, show_id: str, live: bool) -> None:
 
 
 async def handle_create(request: web.Request) -> web.Response:
+    auth.require_operator(request)
     body = await read_json(request)
     title = _clean_text(body.get("title"), "title", MAX_TITLE, default="Live show")
     host_name = _clean_text(body.get("host_name"), "host_name", MAX_NAME, default="Host")
@@ -127,20 +129,30 @@ async def handle_get(request: web.Request) -> web.Response:
     return web.json_response({"show": await get_show(request.app, request.match_info["show_id"])})
 
 
+async def _minting_roles(request: web.Request, show_id: str) -> tuple[str, ...]:
+    """Roles the caller may mint: an operator API key any role, the show's host moderator/viewer."""
+    if auth.operator_key_id(request) is not None:
+        return auth.ROLES
+    await auth.authenticate(request, show_id, {"host"})
+    return ("moderator", "viewer")
+
+
 async def handle_mint_token(request: web.Request) -> web.Response:
-    """Host mints moderator/viewer tokens for the "1 host + N operators" team."""
+    """Mint tokens: the host for the "1 host + N operators" team, an operator for any role."""
     show_id = request.match_info["show_id"]
     await get_show(request.app, show_id)
-    await auth.authenticate(request, show_id, {"host"})
+    allowed = await _minting_roles(request, show_id)
     body = await read_json(request)
     role = body.get("role", "viewer")
-    if role not in ("moderator", "viewer"):
-        raise bad_request("bad_role", "role must be 'moderator' or 'viewer'")
+    if role == "host" and "host" not in allowed:
+        raise auth.require_operator_error()
+    if role not in allowed:
+        raise bad_request("bad_role", "role must be " + ", ".join(repr(r) for r in allowed))
     name = _clean_text(body.get("name"), "name", MAX_NAME, default=role.capitalize())
     ttl = body.get("ttl_s", auth.DEFAULT_TTL_S)
     if not isinstance(ttl, int) or not 60 <= ttl <= 30 * 24 * 3600:
         raise bad_request("bad_field", "ttl_s must be an integer from 60 to 2592000", field="ttl_s")
-    user_id = auth.new_user_id("m" if role == "moderator" else "v")
+    user_id = "host_" + show_id if role == "host" else auth.new_user_id(role[0])
     token = auth.issue(
         request.app[SETTINGS].secret,
         show_id=show_id,
