@@ -52,7 +52,10 @@ async def test_create_show_rejects_bad_input(client) -> None:
 
 
 async def test_duplicate_show_id_conflicts(client) -> None:
-    assert (await client.post("/api/shows", json={"id": "dup-show"}, headers=OPERATOR)).status in (201, 409)
+    assert (await client.post("/api/shows", json={"id": "dup-show"}, headers=OPERATOR)).status in (
+        201,
+        409,
+    )
     resp = await client.post("/api/shows", json={"id": "dup-show"}, headers=OPERATOR)
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "show_exists"
 
