@@ -17,13 +17,15 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from . import auth, keys, revocation
 from .appkeys import REDIS, SETTINGS
-from .errors import ApiError, bad_request, forbidden, read_json
+from .errors import ApiError, forbidden
+from .openapi import operation, prop, read_body
 from .ratelimit import KeyedLimiter
 
 log = logging.getLogger("liveshop.access")
@@ -208,6 +210,24 @@ async def _end_media(app: web.Application, kind: str, show_id: str, user_id: str
 # ----------------------------------------------------------------------------- revoke
 
 
+@dataclass
+class RevokeBody:
+    """Whose tokens to revoke."""
+
+    user_id: str = prop("the user id (a token's sub)", minLength=1, maxLength=auth.MAX_SUB,
+                        pattern="^[^/]+$")  # fmt: skip
+
+
+@dataclass
+class Revoked:
+    """Tokens of the user issued at or before revoked_at (s) are refused on every node."""
+
+    user_id: str
+    revoked_at: int
+
+
+@operation("Revoke a user's tokens for the show (staff or operator)", auth="token_or_operator",
+           body=RevokeBody, responses={200: Revoked})  # fmt: skip
 async def handle_revoke(request: web.Request) -> web.Response:
     """Revoke a user's tokens for the show: the show's staff, or an operator API key."""
     from .moderation import audit
@@ -218,10 +238,7 @@ async def handle_revoke(request: web.Request) -> web.Response:
     claims = None
     if auth.operator_key_id(request) is None:
         claims = await auth.authenticate(request, show_id, auth.STAFF)
-    body = await read_json(request)
-    user_id = body.get("user_id")
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= auth.MAX_SUB or "/" in user_id:
-        raise bad_request("bad_field", "user_id must be a user id", field="user_id")
+    user_id = (await read_body(request, RevokeBody))["user_id"]
     if claims is not None:
         host_id = await request.app[REDIS].hget(keys.meta(show_id), "host_id")
         if user_id == host_id:

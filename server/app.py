@@ -23,6 +23,7 @@ PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
     "server.access",
+    "server.openapi",
     "server.chat",
     "server.presence",
     "server.likes",
