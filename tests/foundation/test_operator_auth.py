@@ -200,3 +200,19 @@ def test_a_bad_api_key_option_exits_with_a_message(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "--api-key" in proc.stderr
+
+
+async def test_the_minting_example_in_the_docs_works(client, make_show) -> None:
+    """docs/protocol.md's 10-line example, run as written with this server's API key."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    example = text.split("## Tokens", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 10
+    namespace: dict[str, object] = {}
+    exec(example, namespace)  # noqa: S102 - our own documentation
+    namespace.update(API_KEY_ID=API_ID, API_KEY_SECRET=API_SECRET)
+    show_id, _ = await make_show()
+    token = namespace["liveshop_token"]("shop-user-7", "Sam", show_id)  # type: ignore[operator]
+    ws = await client.ws_connect(f"/ws/{show_id}?token={token}", protocols=("liveshop.json",))
+    welcome = await ws.receive_json(timeout=5)
+    assert welcome["user"] == {"id": "shop-user-7", "name": "Sam", "role": "viewer"}
+    await ws.close()
