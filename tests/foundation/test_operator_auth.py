@@ -17,6 +17,7 @@ from server.errors import ApiError
 from tests.conftest import API_KEY, OPERATOR, http_json
 
 API_ID, API_SECRET = API_KEY.split(":", 1)
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def platform_token(show_id: str, sub: object, role: str = "viewer", **overrides: object) -> str:
@@ -204,7 +205,7 @@ def test_a_bad_api_key_option_exits_with_a_message(tmp_path: Path) -> None:
 
 async def test_the_minting_example_in_the_docs_works(client, make_show) -> None:
     """docs/protocol.md's 10-line example, run as written with this server's API key."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    text = PROTOCOL_MD.read_text()
     example = text.split("## Tokens", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     assert len(example.strip().splitlines()) <= 10
     namespace: dict[str, object] = {}
