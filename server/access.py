@@ -89,9 +89,10 @@ def _rate_limited(message: str) -> web.Response:
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Limit unauthenticated requests per IP; say ``WWW-Authenticate: Bearer`` on every 401."""
+    token = auth.token_from_request(request)
     if (
         request.path not in UNLIMITED_PATHS
-        and auth.token_from_request(request) is None
+        and not (token and _authenticated(request, token))
         and not request.app[LIMITS].http.take(client_ip(request))
     ):
         return _rate_limited("too many requests from this address; slow down")
@@ -99,6 +100,11 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if response.status == 401 and "WWW-Authenticate" not in response.headers:
         response.headers["WWW-Authenticate"] = 'Bearer realm="liveshop"'
     return response
+
+
+def _authenticated(request: web.Request, token: str) -> bool:
+    """A valid JWT or API key exempts a request from the anonymous limit; a made-up one does not."""
+    return auth.is_valid(request.app, token) or auth.operator_key_id(request) is not None
 
 
 def limit_ws_connects(handler: Handler) -> Handler:

@@ -64,10 +64,18 @@ class Claims:
 
 @dataclass(frozen=True)
 class Keyring:
-    """Every key a token may be signed with: the server's secret and the operator API keys."""
+    """Every key a token may be signed with: the server's secret and the operator API keys.
+
+    ``verified`` remembers the payloads of tokens whose signature already checked out, so a
+    token used again (every buy, every request of a session) costs a dict lookup and the time
+    checks, not another HMAC and JSON parse. Only valid tokens get in, and it is bounded.
+    """
 
     secret: str
     api_keys: dict[str, str] = field(default_factory=dict)  # id → secret
+    verified: dict[str, dict[str, Any]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )  # token → payload
 
     def key_for(self, kid: Any) -> str | None:
         if kid == SERVER_KID:
@@ -150,8 +158,32 @@ def issue(
     return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
 
 
+MAX_VERIFIED = 16384
+
+
+def _times_ok(payload: dict[str, Any]) -> dict[str, Any]:
+    """PyJWT's exp/nbf/iat rules (with the leeway) for a payload verified earlier."""
+    now = time.time()
+    if payload["exp"] <= now - LEEWAY_S:
+        raise ApiError(401, "token_expired", "token has expired")
+    if payload["nbf"] > now + LEEWAY_S or payload["iat"] > now + LEEWAY_S:
+        raise unauthorized("token is not valid yet")
+    return payload
+
+
 def _decode(keys: str | Keyring, token: str) -> dict[str, Any]:
     keyring = keys if isinstance(keys, Keyring) else Keyring(keys)
+    hit = keyring.verified.get(token)
+    if hit is not None:
+        return _times_ok(hit)
+    payload = _decode_jwt(keyring, token)
+    if len(keyring.verified) >= MAX_VERIFIED:
+        keyring.verified.clear()  # simplest bound: start over (a re-verify is only ~20 µs)
+    keyring.verified[token] = payload
+    return payload
+
+
+def _decode_jwt(keyring: Keyring, token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
         key = keyring.key_for(header.get("kid"))
@@ -218,6 +250,15 @@ def verify_for(app: web.Application, token: str, show_id: str | None = None) -> 
         show_id,
         revocations.is_revoked if revocations is not None else None,
     )
+
+
+def is_valid(app: web.Application, token: str) -> bool:
+    """Whether the token is a valid, unrevoked token of this server (for any show)."""
+    try:
+        verify_for(app, token)
+    except ApiError:
+        return False
+    return True
 
 
 def token_from_request(request: web.Request) -> str | None:

@@ -104,3 +104,17 @@ def test_keyed_limiter_stays_bounded() -> None:
     assert len(limiter.buckets) <= 100
     unlimited = KeyedLimiter(rate=0, burst=1)
     assert all(unlimited.take("x") for _ in range(1000)) and not unlimited.buckets
+
+
+async def test_a_made_up_token_does_not_escape_the_anonymous_limit(
+    aiohttp_client, settings: Settings
+) -> None:
+    node = await _node(aiohttp_client, settings, http_anon_per_ip=0.01, http_anon_burst=2)
+    show_id, host = await _show(node)
+    fake = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.bogus"}
+    statuses = [(await node.get("/api/shows", headers=fake)).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    real = {"Authorization": f"Bearer {host}"}
+    assert [(await node.get("/api/shows", headers=real)).status for _ in range(3)] == [200] * 3
+    assert (await node.get("/api/shows", headers=OPERATOR)).status == 200
+    assert show_id
