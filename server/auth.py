@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import itertools
 import re
 import secrets
 import time
@@ -158,7 +159,7 @@ def issue(
     return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
 
 
-MAX_VERIFIED = 16384
+MAX_VERIFIED = 32768  # tokens remembered per keyring (~1 KB each)
 
 
 def _times_ok(payload: dict[str, Any]) -> dict[str, Any]:
@@ -177,9 +178,11 @@ def _decode(keys: str | Keyring, token: str) -> dict[str, Any]:
     if hit is not None:
         return _times_ok(hit)
     payload = _decode_jwt(keyring, token)
-    if len(keyring.verified) >= MAX_VERIFIED:
-        keyring.verified.clear()  # simplest bound: start over (a re-verify is only ~20 µs)
-    keyring.verified[token] = payload
+    verified = keyring.verified
+    if len(verified) >= MAX_VERIFIED:  # forget the oldest half (dicts keep insertion order)
+        for old in list(itertools.islice(verified, MAX_VERIFIED // 2)):
+            del verified[old]
+    verified[token] = payload
     return payload
 
 
