@@ -220,3 +220,46 @@ async def test_one_viewer_cannot_end_another_viewers_session(client, make_show) 
         await viewer.leave()
         await publisher.stop()
         await asyncio.sleep(0)
+
+
+async def test_ban_and_ownership_with_media_workers(server_proc) -> None:
+    """Viewers on a worker process: DELETE needs the owner's token, a ban ends the session."""
+    import aiohttp
+
+    from tests.media.test_workers import SMALL as WORKER_SMALL
+    from tests.media.test_workers import _viewers_per_worker
+
+    server = server_proc("--media-workers", "1")
+    async with aiohttp.ClientSession() as http:
+
+        async def post(path: str, body: dict, token: str) -> dict:
+            async with http.post(server.url + path, json=body, headers=bearer(token)) as resp:
+                assert resp.status in (200, 201), await resp.text()
+                return await resp.json()
+
+        created = await post("/api/shows", {"title": "workers"}, API_KEY)
+        show_id, host = created["show"]["id"], created["host_token"]
+        publisher = Publisher(server.url, show_id, host, WORKER_SMALL)
+        viewers = [LightViewer(), LightViewer()]
+        try:
+            await publisher.start()
+            tokens = [(await post(f"/api/shows/{show_id}/tokens", {}, host)) for _ in viewers]
+            for viewer, minted in zip(viewers, tokens, strict=True):
+                await viewer.join(server.url, show_id, minted["token"])
+                assert "/w0." in (viewer.location or "")  # served by the worker
+            assert await wait_until(lambda: _viewers_per_worker(server.url).get("0") == 2, 15)
+            async with http.delete(viewers[0].location, headers=bearer(tokens[1]["token"])) as resp:
+                assert resp.status == 403
+            async with http.ws_connect(
+                f"{server.url}/ws/{show_id}?token={host}", protocols=("liveshop.json",)
+            ) as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+                await ws.send_json({"type": "mod.ban", "id": 1, "user_id": tokens[0]["user_id"]})
+                assert await wait_until(lambda: _viewers_per_worker(server.url).get("0") == 1, 10)
+            async with http.delete(viewers[1].location, headers=bearer(tokens[1]["token"])) as resp:
+                assert resp.status == 200
+            assert await wait_until(lambda: _viewers_per_worker(server.url).get("0", 0) == 0, 10)
+        finally:
+            for viewer in viewers:
+                await viewer.leave()
+            await publisher.stop()
