@@ -263,3 +263,34 @@ async def test_ban_and_ownership_with_media_workers(server_proc) -> None:
             for viewer in viewers:
                 await viewer.leave()
             await publisher.stop()
+
+
+async def test_the_access_channel_survives_a_redis_restart(
+    aiohttp_client, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away and comes back (same data): the node resubscribes, logs once, and a
+    revocation made meanwhile on another node is in force here after the reload."""
+    from server.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(tmp_path / "own-redis")
+    url = embedded.start()
+    own = replace(settings, redis_url=url)
+    node = await aiohttp_client(create_app(replace(own, data_dir=tmp_path / "n1")))
+    show_id, host = await create_show(node)
+    token, user_id = await mint(node, show_id, host)
+    embedded.stop()
+    caplog.set_level("WARNING", logger="liveshop.revocation")
+    assert await wait_until(lambda: "access channel lost" in caplog.text, 10)
+    url_again = embedded.start()
+    assert url_again == url
+    other = await aiohttp_client(create_app(replace(own, data_dir=tmp_path / "n2")))
+    resp = await other.post(f"/api/shows/{show_id}/revoke", json={"user_id": user_id},
+                            headers=OPERATOR)  # fmt: skip
+    assert resp.status == 200
+    assert await wait_until(lambda: (show_id, user_id) in node.app[REVOCATIONS].revoked, 15)
+    resp = await node.get(f"/api/shows/{show_id}/orders", headers=bearer(token))
+    assert (await resp.json())["error"]["code"] == "token_revoked"
+    assert caplog.text.count("access channel lost") == 1  # one line per outage
+    await other.close()
+    await node.close()
+    embedded.stop()
