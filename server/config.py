@@ -147,6 +147,13 @@ class Settings:
         default=200, metadata={"help": "unauthenticated HTTP requests a client IP may burst"}
     )
 
+    # Low-Latency HLS (media/hls, server/hls_api.py).
+    hls: bool = field(default=True, metadata={"help": "package live H.264 shows as LL-HLS"})
+    hls_segment_s: float = field(default=2.0, metadata={"help": "HLS segment length, seconds"})
+    hls_part_s: float = field(
+        default=0.25, metadata={"help": "HLS partial segment length, seconds"}
+    )
+
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"

@@ -294,3 +294,20 @@ async def test_the_access_channel_survives_a_redis_restart(
     await other.close()
     await node.close()
     embedded.stop()
+
+
+async def test_a_banned_user_gets_no_hls_playlist(client, make_show) -> None:
+    show_id, host = await make_show()
+    banned, banned_id = await mint(client, show_id, host)
+    other, _ = await mint(client, show_id, host)
+    ws = await client.ws_connect(f"/ws/{show_id}?token={host}", protocols=("liveshop.json",))
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    await ws.send_json({"type": "mod.ban", "id": 1, "user_id": banned_id})
+    while (reply := await ws.receive_json(timeout=5)).get("type") != "reply":
+        pass
+    await ws.close()
+    resp = await client.get(f"/hls/{show_id}/index.m3u8", headers=bearer(banned))
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "banned"
+    resp = await client.get(f"/hls/{show_id}/index.m3u8", headers=bearer(other))
+    assert (await resp.json())["error"]["code"] != "banned"  # not live here, but not refused
+    assert reply["id"] == 1
