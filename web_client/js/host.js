@@ -130,6 +130,17 @@ function connectSocket() {
     $("#st-likes").textContent = m.total;
   });
   socket.on("presence", applyPresence);
+  // The server's event feed was cut and is back: take its snapshot and reload the shop.
+  socket.on("resync", (r) => {
+    if (r.show) {
+      show = r.show;
+      renderShow();
+    }
+    state.likes = r.likes;
+    $("#st-likes").textContent = state.likes;
+    chat.pin(r.pinned || null);
+    if (window.liveshop.commerce) window.liveshop.commerce.refresh();
+  });
   socket.on("user.muted", (m) => chat.system(m.until ? `${m.user_id} muted` : `${m.user_id} unmuted`));
   socket.on("user.banned", (m) => chat.system(m.banned ? `${m.user_id} banned` : `${m.user_id} unbanned`));
   socket.on("show.live", () => {
