@@ -56,9 +56,7 @@ class _Endpoint(asyncio.DatagramProtocol):
 
 
 class _PipeTrack:
-    """Consumer-like sink on an origin producer: writes each packet once to the edge."""
-
-    state = 4  # never waiting or catching up: it takes every packet
+    """A :class:`~media.sink.Sink` on an origin producer: writes each packet once to the edge."""
 
     def __init__(self, origin: PipeOrigin, producer: Producer) -> None:
         self.origin = origin
@@ -74,6 +72,9 @@ class _PipeTrack:
             + p.payload
         )
         self.packets += 1
+
+    def producer_closed(self) -> None:
+        """The origin's router re-attaches the pipe to a replacement (``PipeOrigin.attach``)."""
 
 
 class PipeOrigin:
@@ -100,8 +101,7 @@ class PipeOrigin:
     def attach(self, producers: dict[str, Producer]) -> None:
         """Pipe these producers from now on: at start, and when a publisher is replaced."""
         for track in self.tracks:
-            if track in track.producer.consumers:  # type: ignore[comparison-overlap]
-                track.producer.consumers.remove(track)  # type: ignore[arg-type]
+            track.producer.remove_sink(track)
         self.producers = producers
         self.tracks = []
         self._control(
@@ -117,7 +117,7 @@ class PipeOrigin:
             if producer.gop is not None:
                 for p in producer.gop.snapshot():  # the edge starts with a keyframe cached
                     track.forward(p)
-            producer.consumers.append(track)  # type: ignore[arg-type]
+            producer.add_sink(track)
 
     def _send(self, data: bytes) -> None:
         if self.endpoint.transport is not None:
@@ -162,8 +162,7 @@ class PipeOrigin:
             self._task.cancel()
         self._control({"type": "bye"})
         for track in self.tracks:
-            if track in track.producer.consumers:  # type: ignore[comparison-overlap]
-                track.producer.consumers.remove(track)  # type: ignore[arg-type]
+            track.producer.remove_sink(track)
         if self.endpoint.transport is not None:
             self.endpoint.transport.close()
 

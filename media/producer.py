@@ -1,7 +1,9 @@
 """Producer: one published track. Receives RTP (never decoded) and fans it out.
 
 Per packet, once per stream: history (for NACK, RFC 4585 §6.2.1), GOP cache (instant
-join), then each consumer rewrites only SSRC/sequence/timestamp and sends.
+join), then each sink's ``forward`` (a viewer's consumer rewrites only SSRC/sequence/timestamp
+and sends; a pipe writes it once to an edge). Which sinks hang here is the Router's business
+(:mod:`media.sink`); this module knows only the :class:`~media.sink.Sink` protocol.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -20,9 +21,7 @@ from . import metrics
 from .aiortc_internals import request_keyframe, tap_receiver
 from .gop_cache import GopCache
 from .packet_history import PacketHistory
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
+from .sink import Joiner, Sink
 
 log = logging.getLogger("liveshop.media.producer")
 
@@ -50,8 +49,8 @@ class Producer:
         self.gop: GopCache | None = (
             GopCache(codec.mimeType, gop_max_packets) if kind == "video" else None
         )
-        self.consumers: list[Consumer] = []
-        self.waiting: list[Consumer] = []
+        self.sinks: list[Sink] = []  # the hot loop: every packet goes to each of these
+        self.waiting: list[Joiner] = []  # joiners that start at the next keyframe
         self.media_ssrc: int | None = None
         self.last_seq: int | None = None
         self.last_ts: int | None = None
@@ -82,16 +81,16 @@ class Producer:
         self.last_ts = packet.timestamp
         self.history.put(packet)
         started = self.gop is not None and self.gop.add(packet)
-        for consumer in self.consumers:
+        for sink in self.sinks:
             try:
-                consumer.forward(packet)
+                sink.forward(packet)
             except Exception:  # one broken viewer must not stop the others
                 log.exception("forward failed")
         if started and self.waiting:
             snapshot = self.gop.snapshot()  # type: ignore[union-attr]
             waiting, self.waiting = self.waiting, []
-            for consumer in waiting:
-                consumer.catch_up(snapshot)
+            for joiner in waiting:
+                joiner.catch_up(snapshot)
         if sample:
             metrics.FORWARD_LATENCY.labels(self.show_id).observe(time.perf_counter() - t0)
         if not self.first_packet.done():
@@ -102,27 +101,31 @@ class Producer:
             info = packet.sender_info
             self.sr = (info.ntp_timestamp, info.rtp_timestamp, time.time())
 
-    # ------------------------------------------------------------------ consumers
-    def add_consumer(self, consumer: Consumer) -> None:
-        """Start a consumer: video from the cached keyframe at once, else after a PLI."""
+    # ------------------------------------------------------------------ sinks
+    def add_sink(self, sink: Sink) -> None:
+        """Every packet from now on goes to ``sink`` as well."""
+        self.sinks.append(sink)
+
+    def add_joiner(self, joiner: Joiner) -> None:
+        """Start a joiner: video from the cached keyframe at once, else after a PLI."""
         if self.gop is None:
-            consumer.sync_next()
+            joiner.sync_next()
         else:
             snapshot = self.gop.snapshot()
             if snapshot:
                 metrics.GOP_JOINS.labels(self.show_id).inc()
-                consumer.catch_up(snapshot)
+                joiner.catch_up(snapshot)
             else:
-                consumer.wait_keyframe()
-                self.waiting.append(consumer)
+                joiner.wait_keyframe()
+                self.waiting.append(joiner)
                 self.request_keyframe()
-        self.consumers.append(consumer)
+        self.sinks.append(joiner)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-        if consumer in self.waiting:
-            self.waiting.remove(consumer)
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        if sink in self.waiting:
+            self.waiting.remove(sink)  # type: ignore[arg-type]
 
     def request_keyframe(self) -> bool:
         """Send a PLI to the publisher, throttled to one per ``PLI_INTERVAL_S``."""
@@ -158,10 +161,19 @@ class Producer:
             metrics.PACKETS_RECEIVED.labels(self.show_id, self.kind).inc(delta)
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         for task in self._tasks:
             task.cancel()
-        self.consumers.clear()
+        sinks, self.sinks = self.sinks, []
         self.waiting.clear()
+        for sink in sinks:
+            closed = getattr(sink, "producer_closed", None)  # tolerate a bare forward() sink
+            if closed is not None:
+                try:
+                    closed()
+                except Exception:
+                    log.exception("producer_closed failed")
         if self.gop is not None:
             self.gop.invalidate()
