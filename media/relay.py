@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import metrics
 from .errors import MediaError
 from .ice import IceConfig
-from .pipe import PipeEdge, PipeOrigin
+from .pipe import PipeEdge, PipeOrigin, PipeServer, pipe_key
 from .recorder import NAME_RE, Recorder
 from .router import Router
 from .session import Session
@@ -21,6 +22,7 @@ log = logging.getLogger("liveshop.media.relay")
 
 OnLive = Callable[[str, bool], Awaitable[None]]
 OnEnded = Callable[[Session], None]
+EDGE_READY_S = 5.0  # how long a viewer waits for a new edge's first hello from the origin
 
 
 async def _ignore_live(show_id: str, live: bool) -> None:
@@ -34,6 +36,11 @@ class RelayConfig:
     gop_max_packets: int = 6000  # beyond this the GOP cache is dropped until the next keyframe
     max_viewers_per_show: int = 5000
     recordings_dir: Path | None = None  # where recordings go; None disables recording
+    # Pipes (origin → edge, issue 11): keys derive from this secret (the server's token secret).
+    pipe_secret: str = ""
+    pipe_host: str = "127.0.0.1"  # where pipe sockets bind (the origin's pipe address, edges)
+    pipe_port_min: int = 0
+    pipe_port_max: int = 0
 
 
 class Relay:
@@ -54,6 +61,8 @@ class Relay:
         self.sessions: dict[str, Session] = {}
         self._report_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.pipe_server: PipeServer | None = None
+        self._edges_opening: dict[str, asyncio.Future[PipeEdge]] = {}
 
     def _background(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -91,8 +100,21 @@ class Relay:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(0.5)
+            if self.pipe_server is not None:
+                for pipe in self.pipe_server.expire():  # their edge stopped asking
+                    self.close_pipe(pipe)
+            pipes_out = edges = 0
             for router in list(self.routers.values()):
                 router.report()
+                for pipe in router.pipes:
+                    pipe.report()
+                pipes_out += len(router.pipes)
+                if router.edge is not None:
+                    router.edge.report()
+                    edges += 1
+            metrics.PIPES.labels("out").set(pipes_out)
+            metrics.PIPES.labels("in").set(edges)
+            metrics.EDGES.set(edges)
 
     # ------------------------------------------------------------------ WHIP
     async def publish(
@@ -117,6 +139,7 @@ class Relay:
         session.answer = sdp  # type: ignore[attr-defined]
         old = router.publisher
         router.publisher = session
+        router.epoch = session.id  # names this publisher in the origin directory and pipe keys
         router.set_producers(session.producers)
         self.sessions[session.id] = session
         session.start_watchdog(self.config.connect_timeout_s)
@@ -147,13 +170,78 @@ class Relay:
         return session
 
     # ------------------------------------------------------------------ origin → edge
+    def pipe_key(self, show_id: str) -> bytes:
+        """The key of pipes from this show's current publisher (its epoch)."""
+        return pipe_key(self.config.pipe_secret, show_id, self.live_router(show_id).epoch)
+
     async def pipe_to(self, show_id: str, edge: tuple[str, int]) -> PipeOrigin:
         """Origin side: pipe a live show's producers to an edge relay listening at ``edge``."""
         router = self.live_router(show_id)
-        pipe = PipeOrigin(show_id, router.producers, edge)
+        pipe = PipeOrigin(show_id, router.producers, edge, self.pipe_key(show_id))
         await pipe.start()
         router.pipes.append(pipe)
         return pipe
+
+    async def serve_pipes(self) -> tuple[str, int]:
+        """Origin side: open this process's pipe address, where edges anywhere join.
+
+        Returns the bound (host, port); the announced one goes into the origin directory.
+        """
+        if self.pipe_server is None:
+            self.pipe_server = PipeServer(self.config.pipe_secret, self._open_joined_pipe)
+            await self.pipe_server.bind(
+                self.config.pipe_host, self.config.pipe_port_min, self.config.pipe_port_max
+            )
+            self.start()
+        return self.config.pipe_host, self.pipe_server.port
+
+    def _open_joined_pipe(
+        self, show_id: str, epoch: str, edge: tuple[str, int], key: bytes
+    ) -> PipeOrigin | None:
+        """An authenticated ``join``: pipe the show to ``edge`` if its publisher is here."""
+        router = self.routers.get(show_id)
+        if router is None or router.publisher is None or not router.producers:
+            return None
+        if router.epoch != epoch or router.edge is not None:
+            return None  # a stale directory entry, or we are only an edge of this show
+        assert self.pipe_server is not None and self.pipe_server.transport is not None
+        pipe = PipeOrigin(show_id, router.producers, edge, key, self.pipe_server.transport)
+        pipe.attach(router.producers)
+        pipe.start_reports()
+        router.pipes.append(pipe)
+        log.info("pipe opened", extra={"show": show_id, "edge": f"{edge[0]}:{edge[1]}"})
+        return pipe
+
+    async def edge_from(self, show_id: str, origin: tuple[str, int], epoch: str) -> PipeEdge:
+        """Edge side: this process serves ``show_id`` fed from the origin at ``origin``.
+
+        Reuses the show's edge if one is up for that origin and epoch; concurrent viewers of a
+        new edge wait for the same one. 503 ``edge_not_ready`` if the origin sends nothing.
+        """
+        router = self.routers.get(show_id)
+        if router is not None and router.edge is not None and not router.edge.ended:
+            if router.edge.joined == (origin, epoch) and router.edge.ready.is_set():
+                return router.edge
+        opening = self._edges_opening.get(show_id)
+        if opening is None:
+            opening = asyncio.ensure_future(self._open_edge(show_id, origin, epoch))
+            self._edges_opening[show_id] = opening
+            opening.add_done_callback(lambda _: self._edges_opening.pop(show_id, None))
+        return await asyncio.shield(opening)
+
+    async def _open_edge(self, show_id: str, origin: tuple[str, int], epoch: str) -> PipeEdge:
+        key = pipe_key(self.config.pipe_secret, show_id, epoch)
+        edge, _ = await self.accept_pipe(show_id, self.config.pipe_host, key)
+        self.routers[show_id].epoch = epoch
+        edge.join(origin, epoch)
+        try:
+            await asyncio.wait_for(edge.ready.wait(), EDGE_READY_S)
+        except TimeoutError:
+            await edge.end()
+            raise MediaError(
+                503, "edge_not_ready", "the show's origin did not answer this node's pipe"
+            ) from None
+        return edge
 
     def close_pipe(self, pipe: PipeOrigin) -> None:
         """Origin side: stop piping to an edge (it is told ``bye``)."""
@@ -162,7 +250,9 @@ class Relay:
         if router is not None and pipe in router.pipes:
             router.pipes.remove(pipe)
 
-    async def accept_pipe(self, show_id: str, host: str = "127.0.0.1") -> tuple[PipeEdge, int]:
+    async def accept_pipe(
+        self, show_id: str, host: str = "127.0.0.1", key: bytes = b""
+    ) -> tuple[PipeEdge, int]:
         """Edge side: listen for an origin's pipe; viewers can join once its hello arrives.
 
         A pipe already feeding the show here is ended first (with its viewers): the origin
@@ -185,6 +275,9 @@ class Relay:
                 router.edge = None
             if router.publisher is edge:  # type: ignore[comparison-overlap]
                 router.publisher = None
+                for pipe in router.pipes:  # this node's workers, fed from this edge
+                    pipe.close()
+                router.pipes.clear()
                 router.clear_producers()
                 await asyncio.gather(
                     *(viewer.end() for viewer in list(router.viewers.values())),
@@ -192,8 +285,8 @@ class Relay:
                 )
             self._forget_if_idle(router)
 
-        edge = PipeEdge(show_id, on_ready, on_bye, self.config.gop_max_packets)
-        port = await edge.bind(host)
+        edge = PipeEdge(show_id, on_ready, on_bye, key, self.config.gop_max_packets)
+        port = await edge.bind(host, self.config.pipe_port_min, self.config.pipe_port_max)
         router.edge = edge
         return edge, port
 
@@ -277,6 +370,8 @@ class Relay:
         if self._report_task is not None:
             self._report_task.cancel()
             self._report_task = None
+        if self.pipe_server is not None:
+            self.pipe_server.close()
         for router in list(self.routers.values()):
             for pipe in router.pipes:
                 pipe.close()

@@ -17,9 +17,10 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
         assert await wait_until(
             lambda: origin.routers["piped"].producers["video"].packets_received > 30
         )
-        pipe_edge, port = await edge.accept_pipe("piped")
-        await origin.pipe_to("piped", ("127.0.0.1", port))
-        assert await wait_until(lambda: pipe_edge.ready.is_set(), 5)
+        # The edge joins the origin's pipe address (as another node would, from the directory).
+        address = await origin.serve_pipes()
+        pipe_edge = await edge.edge_from("piped", address, origin.routers["piped"].epoch)
+        assert pipe_edge.ready.is_set()
 
         for i in range(2):
             v = TestViewer()
