@@ -9,8 +9,15 @@ origin publish or play. With ``--media-workers N`` viewers are served by worker 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import ipaddress
+import json
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -18,11 +25,15 @@ from aiohttp import web
 
 from media.errors import MediaError
 from media.ice import IceConfig
+from media.origin import OriginDirectory
 from media.relay import Relay, RelayConfig
+from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
-from .appkeys import SETTINGS
+from . import keys
+from .appkeys import REDIS, SETTINGS
 from .auth import ANY_ROLE, authenticate
+from .config import Settings
 from .errors import ApiError
 from .shows import check_show_id, set_live
 
@@ -30,6 +41,8 @@ log = logging.getLogger("liveshop.media_api")
 
 RELAY = web.AppKey("media_relay", Relay)
 WORKERS = web.AppKey("media_workers", WorkerPool)  # only with --media-workers N > 0
+DIRECTORY = web.AppKey("media_directory", OriginDirectory)
+RETRY_AFTER_S = 5  # a full cluster: when to try again
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,7 +85,43 @@ def _relay_config(app: web.Application) -> RelayConfig:
         ),
         connect_timeout_s=float(getattr(settings, "media_connect_timeout_s", 15.0)),
         recordings_dir=Path(settings.data_dir) / "recordings",
+        pipe_secret=settings.secret,
+        pipe_host=_pipe_bind(settings),
+        pipe_port_min=settings.pipe_port_min,
+        pipe_port_max=settings.pipe_port_max,
     )
+
+
+def _wildcard(address: str) -> bool:
+    return address in ("", "0.0.0.0", "::")
+
+
+def _pipe_bind(settings: Settings) -> str:
+    if settings.pipe_address:
+        return settings.pipe_address
+    return "0.0.0.0" if _wildcard(settings.host) else settings.host
+
+
+def _pipe_announced(settings: Settings, bound: str) -> str:
+    """Where other nodes send ``join``: explicit, else the bound address, else an ICE one."""
+    if settings.pipe_announced_address:
+        return settings.pipe_announced_address
+    if not _wildcard(bound):
+        return bound
+    for address in (*settings.ice_addresses, settings.announced_address):
+        with contextlib.suppress(ValueError):
+            if address and not ipaddress.ip_address(address).is_unspecified:
+                return address
+    return "127.0.0.1"
+
+
+def local_viewers(app: web.Application) -> int:
+    """Viewers this process serves, its media workers' included."""
+    count = sum(len(router.viewers) for router in app[RELAY].routers.values())
+    pool = app.get(WORKERS)
+    if pool is not None:
+        count += sum(worker.load for worker in pool.workers)
+    return count
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -88,9 +137,44 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:
             log.exception("set_live(%s, %s) failed", show_id, live)
 
+    async def on_live_directory(show_id: str, live: bool) -> None:
+        try:
+            if live:
+                await directory.claim(show_id, relay.routers[show_id].epoch)
+            else:
+                await directory.release(show_id)
+        except Exception:
+            log.exception("origin directory update for %s failed", show_id)
+        await on_live(show_id, live)
+
+    async def on_lost(show_id: str) -> None:
+        """Another node's publisher took the show over: ours ends (its edges follow)."""
+        router = relay.routers.get(show_id)
+        if router is not None and isinstance(router.publisher, PublisherSession):
+            await router.publisher.end()
+
     config = _relay_config(app)
-    relay = Relay(config, on_live=on_live)
+    relay = Relay(config, on_live=on_live_directory)
     app[RELAY] = relay
+    host, port = await relay.serve_pipes()
+    node_id = settings.node_id or socket.gethostname()
+    directory = app[DIRECTORY] = OriginDirectory(
+        app[REDIS],
+        node_id=node_id,
+        process_id=f"{node_id}:{os.getpid()}:{secrets.token_hex(2)}",
+        pipe_address=(_pipe_announced(settings, host), port),
+        url=settings.base_url,
+        origin_key=keys.media_origin,
+        nodes_key=keys.MEDIA_NODES,
+        on_lost=on_lost,
+    )
+    renewing = asyncio.ensure_future(
+        directory.run(lambda: local_viewers(app), settings.media_node_max_viewers)
+    )
+    log.info(
+        "media node up",
+        extra={"node": node_id, "pipe": f"{directory.pipe_address[0]}:{port}"},
+    )
     if settings.media_workers > 0:
         options = WorkerOptions(
             ice=config.ice,
@@ -105,9 +189,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        renewing.cancel()
         if pool is not None:
             await pool.close()
         await relay.close()
+        with contextlib.suppress(Exception):
+            await directory.close()
 
 
 async def _read_offer(request: web.Request) -> str:
@@ -122,6 +209,7 @@ def _created(
     relay = request.app[RELAY]
     headers = dict(CORS)
     headers["Location"] = f"/{kind}/{show_id}/{session_id}"
+    headers["Liveshop-Node"] = request.app[DIRECTORY].process_id  # which process serves it
     links = relay.config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -133,7 +221,17 @@ async def handle_whip(request: web.Request) -> web.Response:
     await authenticate(request, show_id, HOST_ONLY)
     offer = await _read_offer(request)
     replace = request.query.get("replace", "") in ("1", "true", "yes")
-    session = await request.app[RELAY].publish(show_id, offer, replace=replace)
+    relay = request.app[RELAY]
+    router = relay.routers.get(show_id)
+    if not replace and (router is None or router.publisher is None):
+        origin = await request.app[DIRECTORY].lookup(show_id)
+        if origin is not None and origin.process != request.app[DIRECTORY].process_id:
+            raise ApiError(
+                409,
+                "already_live",
+                f"this show is live on node {origin.node} (use ?replace=1 to take over)",
+            )
+    session = await relay.publish(show_id, offer, replace=replace)
     return _created(request, "whip", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
@@ -141,12 +239,65 @@ async def handle_whep(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id)
     offer = await _read_offer(request)
+    await _place(request, show_id)
+    await _ensure_local(request.app, show_id)
     pool = request.app.get(WORKERS)
     if pool is not None:
         session_id, answer = await pool.view(show_id, offer, claims.user_id)
         return _created(request, "whep", show_id, session_id, answer)
     session = await request.app[RELAY].view(show_id, offer, claims.user_id)
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
+
+
+async def _ensure_local(app: web.Application, show_id: str) -> None:
+    """Make the show servable here: it is, or an edge fed from its origin is opened/reused."""
+    relay = app[RELAY]
+    router = relay.routers.get(show_id)
+    if router is not None and router.publisher is not None and router.producers:
+        return
+    directory = app[DIRECTORY]
+    origin = await directory.lookup(show_id)
+    if origin is None or origin.process == directory.process_id:
+        raise ApiError(409, "not_live", "this show is not live")
+    await relay.edge_from(show_id, origin.pipe, origin.epoch)
+
+
+async def _place(request: web.Request, show_id: str) -> None:
+    """A full node sends the viewer elsewhere: 307 to the least loaded node with room."""
+    ceiling = request.app[SETTINGS].media_node_max_viewers
+    if ceiling <= 0:
+        return
+    directory = request.app[DIRECTORY]
+    loads = await directory.nodes()
+    ours = local_viewers(request.app) + sum(
+        load.viewers
+        for load in loads
+        if load.node == directory.node_id and load.process != directory.process_id
+    )
+    if ours < ceiling:
+        return
+    per_node: dict[str, tuple[int, int, str]] = {}  # node → (viewers, ceiling, url)
+    for load in loads:
+        if load.node == directory.node_id:
+            continue
+        viewers, limit, url = per_node.get(load.node, (0, load.max_viewers, load.url))
+        per_node[load.node] = (viewers + load.viewers, limit, url)
+    room = [(v, url) for v, limit, url in per_node.values() if limit <= 0 or v < limit]
+    headers = dict(CORS)
+    if room:
+        _, url = min(room)
+        body = {"error": {"code": "node_full", "message": "this node is full: try the Location"}}
+        raise web.HTTPTemporaryRedirect(
+            f"{url.rstrip('/')}/whep/{show_id}",
+            headers=headers,
+            text=json.dumps(body),
+            content_type="application/json",
+        )
+    headers["Retry-After"] = str(RETRY_AFTER_S)
+    body = {"error": {"code": "cluster_full", "message": "every media node is full"}}
+    raise web.HTTPServiceUnavailable(
+        headers=headers, text=json.dumps(body), content_type="application/json"
+    )
 
 
 async def handle_delete(request: web.Request) -> web.Response:

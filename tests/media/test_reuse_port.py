@@ -1,0 +1,49 @@
+"""Two ``--reuse-port`` processes on one port and one Redis: any of them serves any viewer.
+
+The publisher lands on one process (the origin); viewers that land on the other are served
+by an edge there, fed by a pipe from the origin through the origin directory in Redis.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from loadtest.client import create_show
+from media.aiortc_internals import configure_ice
+from media.publish import Publisher
+
+from ..conftest import free_port, http_json
+from .peers import wait_until
+from .test_workers import SMALL, WhepViewer, _guest
+
+
+async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, redis_url) -> None:
+    configure_ice(["127.0.0.1"])
+    port = free_port()
+    common = ("--reuse-port", "--redis-url", redis_url, "--secret", "reuse-port-secret")
+    first = server_proc(*common, "--node-id", "box", port=port)
+    server_proc(*common, "--node-id", "box", port=port)
+    base = first.url
+    async with aiohttp.ClientSession() as http:
+        show_id, host_token = await create_show(http, base, "reuse port")
+    publisher = Publisher(base, show_id, host_token, SMALL)
+    viewers = [WhepViewer() for _ in range(10)]
+    try:
+        await publisher.start()
+        for viewer in viewers:
+            await viewer.join_http(base, show_id, _guest(base, show_id))
+        assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 30), [
+            len(v.frames) for v in viewers
+        ]
+        assert all(set(v.frames) == {(320, 240)} for v in viewers)
+        # The kernel spread the connections: both processes served viewers (one as an edge).
+        assert len({v.node for v in viewers}) == 2, {v.node for v in viewers}
+
+        # The broadcast ends: viewers on the origin and on the edge are all ended.
+        await publisher.stop()
+        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in viewers), 15)
+        assert http_json(f"{base}/api/shows/{show_id}")[1]["show"]["status"] == "ended"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await publisher.stop()
