@@ -20,6 +20,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -32,7 +33,7 @@ from media.worker_pool import WorkerOptions, WorkerPool
 
 from . import keys
 from .appkeys import REDIS, SETTINGS
-from .auth import ANY_ROLE, authenticate
+from .auth import ANY_ROLE, authenticate, token_from_request
 from .config import Settings
 from .errors import ApiError
 from .shows import check_show_id, set_live
@@ -137,20 +138,29 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:
             log.exception("set_live(%s, %s) failed", show_id, live)
 
+    taken_over: set[str] = set()  # shows whose publisher moved to another node
+
     async def on_live_directory(show_id: str, live: bool) -> None:
         try:
             if live:
+                taken_over.discard(show_id)
                 await directory.claim(show_id, relay.routers[show_id].epoch)
             else:
                 await directory.release(show_id)
         except Exception:
             log.exception("origin directory update for %s failed", show_id)
+        if not live and show_id in taken_over:
+            taken_over.discard(show_id)  # still live, elsewhere: the show must not read "ended"
+            if pool is not None:
+                pool.show_ended(show_id)
+            return
         await on_live(show_id, live)
 
     async def on_lost(show_id: str) -> None:
         """Another node's publisher took the show over: ours ends (its edges follow)."""
         router = relay.routers.get(show_id)
         if router is not None and isinstance(router.publisher, PublisherSession):
+            taken_over.add(show_id)
             await router.publisher.end()
 
     config = _relay_config(app)
@@ -287,8 +297,11 @@ async def _place(request: web.Request, show_id: str) -> None:
     if room:
         _, url = min(room)
         body = {"error": {"code": "node_full", "message": "this node is full: try the Location"}}
+        # Clients drop Authorization on a redirect to another origin (Fetch, aiohttp), so the
+        # viewer's own token rides along in the query, which authenticate() also reads.
+        query = urlencode({"token": token_from_request(request) or ""})
         raise web.HTTPTemporaryRedirect(
-            f"{url.rstrip('/')}/whep/{show_id}",
+            f"{url.rstrip('/')}/whep/{show_id}?{query}",
             headers=headers,
             text=json.dumps(body),
             content_type="application/json",

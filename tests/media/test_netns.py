@@ -287,6 +287,8 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
         assert await wait_until(lambda: on_c.pc.connectionState == "closed", 15)
         assert await wait_until(lambda: c.metric("liveshop_media_edges")[""] == 0, 5)
         assert http_json(c.url + "/healthz")[0] == 200
+        # Its directory entry was never removed, but its lease runs out.
+        assert await wait_until(lambda: not _origin(lab, show_id), 10)
     finally:
         for viewer in viewers:
             await viewer.close()
