@@ -27,6 +27,7 @@ from aiohttp import web
 from media.errors import MediaError
 from media.ice import IceConfig
 from media.origin import OriginDirectory
+from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
 from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
@@ -43,6 +44,7 @@ log = logging.getLogger("liveshop.media_api")
 RELAY = web.AppKey("media_relay", Relay)
 WORKERS = web.AppKey("media_workers", WorkerPool)  # only with --media-workers N > 0
 DIRECTORY = web.AppKey("media_directory", OriginDirectory)
+CONTROL = web.AppKey("media_control", ProcessControl)
 RETRY_AFTER_S = 5  # a full cluster: when to try again
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -168,10 +170,15 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RELAY] = relay
     host, port = await relay.serve_pipes()
     node_id = settings.node_id or socket.gethostname()
+    token = secrets.token_hex(4)  # names this process in session ids and its control channel
+    control = app[CONTROL] = ProcessControl(
+        app[REDIS], token, {"end": _end_local(app), "record": _record_local(app)}
+    )
+    await control.start()
     directory = app[DIRECTORY] = OriginDirectory(
         app[REDIS],
         node_id=node_id,
-        process_id=f"{node_id}:{os.getpid()}:{secrets.token_hex(2)}",
+        process_id=f"{node_id}:{os.getpid()}:{token}",
         pipe_address=(_pipe_announced(settings, host), port),
         url=settings.base_url,
         origin_key=keys.media_origin,
@@ -200,6 +207,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         renewing.cancel()
+        await control.close()
         if pool is not None:
             await pool.close()
         await relay.close()
@@ -218,7 +226,8 @@ def _created(
 ) -> web.Response:
     relay = request.app[RELAY]
     headers = dict(CORS)
-    headers["Location"] = f"/{kind}/{show_id}/{session_id}"
+    # ``~token`` names this process, so a DELETE that reaches another one is passed on.
+    headers["Location"] = f"/{kind}/{show_id}/{session_id}~{request.app[CONTROL].token}"
     headers["Liveshop-Node"] = request.app[DIRECTORY].process_id  # which process serves it
     links = relay.config.ice.link_headers()
     if links:
@@ -317,13 +326,54 @@ async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
-    session_id = request.match_info["session_id"]
-    pool = request.app.get(WORKERS)
-    if kind == "whep" and pool is not None and pool.owns(session_id):
-        await pool.end_viewer(show_id, session_id)
-    else:
-        await request.app[RELAY].get(show_id, session_id, kind).end()
+    session_id, _, token = request.match_info["session_id"].rpartition("~")
+    if not session_id:
+        raise ApiError(404, "no_session", "no such session")
+    control = request.app[CONTROL]
+    if token == control.token:
+        await _end_local(request.app)(kind, show_id, session_id)
+    else:  # held by another process of this node or another node
+        await control.call(token, "end", kind=kind, show_id=show_id, session_id=session_id)
     return web.Response(status=200, headers=CORS)
+
+
+def _end_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
+    async def end(kind: str, show_id: str, session_id: str) -> dict[str, object]:
+        pool = app.get(WORKERS)
+        if kind == "whep" and pool is not None and pool.owns(session_id):
+            await pool.end_viewer(show_id, session_id)
+        else:
+            await app[RELAY].get(show_id, session_id, kind).end()
+        return {}
+
+    return end
+
+
+def _record_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
+    """Start or stop recording here, at the show's origin."""
+
+    async def record(show_id: str, start: bool) -> dict[str, object]:
+        relay = app[RELAY]
+        if start:
+            router = relay.routers.get(show_id)
+            if router is not None and router.edge is not None:
+                raise MediaError(409, "not_live", "this show is not live here")  # an edge
+            recorder = relay.start_recording(show_id)
+            return {"name": recorder.name, "recording": True}
+        path = relay.stop_recording(show_id)
+        return {"name": path.name, "bytes": path.stat().st_size, "recording": False}
+
+    return record
+
+
+async def _record(request: web.Request, show_id: str, start: bool) -> dict[str, object]:
+    """Recording runs at the origin: here, or on the process the directory names."""
+    directory = request.app[DIRECTORY]
+    origin = await directory.lookup(show_id)
+    if origin is None or origin.process == directory.process_id:
+        return await _record_local(request.app)(show_id, start)
+    token = origin.process.rpartition(":")[2]
+    return await request.app[CONTROL].call(token, "record", show_id=show_id, start=start)
 
 
 async def handle_options(request: web.Request) -> web.Response:
@@ -338,17 +388,13 @@ async def handle_options(request: web.Request) -> web.Response:
 async def handle_recording_start(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY)
-    recorder = request.app[RELAY].start_recording(show_id)
-    return web.json_response({"recording": {"name": recorder.name, "recording": True}}, status=201)
+    return web.json_response({"recording": await _record(request, show_id, True)}, status=201)
 
 
 async def handle_recording_stop(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY)
-    path = request.app[RELAY].stop_recording(show_id)
-    return web.json_response(
-        {"recording": {"name": path.name, "bytes": path.stat().st_size, "recording": False}}
-    )
+    return web.json_response({"recording": await _record(request, show_id, False)})
 
 
 async def handle_recording_list(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from media.publish import Publisher
 
 from ..conftest import free_port, http_json
 from .peers import wait_until
-from .test_workers import SMALL, WhepViewer, _guest
+from .test_workers import SMALL, WhepViewer, _delete, _guest
 
 
 async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, redis_url) -> None:
@@ -30,14 +30,32 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
     viewers = [WhepViewer() for _ in range(10)]
     try:
         await publisher.start()
+        assert await wait_until(lambda: publisher.pc.connectionState == "connected", 20)
         for viewer in viewers:
             await viewer.join_http(base, show_id, _guest(base, show_id))
-        assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 30), [
-            len(v.frames) for v in viewers
+        assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 40), [
+            (len(v.frames), v.node, v.pc.connectionState) for v in viewers
         ]
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
         # The kernel spread the connections: both processes served viewers (one as an edge).
         assert len({v.node for v in viewers}) == 2, {v.node for v in viewers}
+
+        # Recording runs at the origin whichever process the request reaches.
+        url = f"{base}/api/shows/{show_id}/recordings"
+        for _ in range(3):
+            status, body = http_json(url, "POST", {}, host_token)
+            assert status == 201, body
+            status, body = http_json(url + "/stop", "POST", {}, host_token)
+            assert status == 200 and body["recording"]["bytes"] > 0, body
+
+        # DELETE reaches whichever process holds the viewer (passed on through Redis).
+        leaving, viewers = viewers[:5], viewers[5:]
+        for viewer in leaving:
+            assert await _delete(base, viewer.location, _guest(base, show_id)) == 200
+        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in leaving), 10)
+        for viewer in leaving:
+            await viewer.close()
+            assert await _delete(base, viewer.location, _guest(base, show_id)) == 404
 
         # The broadcast ends: viewers on the origin and on the edge are all ended.
         await publisher.stop()
