@@ -51,7 +51,7 @@ TAG_BYTES = 16
 SR_EVERY_S = 1.0  # sender reports and ``alive`` from the origin
 JOIN_EVERY_S = 1.0  # ``join`` keepalives from a joining edge
 JOIN_TIMEOUT_S = 5.0  # the origin stops piping to an edge silent this long
-EDGE_TIMEOUT_S = 3.0  # an edge that hears nothing authentic this long ends its viewers
+EDGE_TIMEOUT_S = 4.0  # an edge that hears nothing authentic this long ends its viewers
 # The GOP priming is sent in one burst: the edge's socket must hold a whole GOP (a 2 s GOP
 # of 720p at 1.5 Mbps is ≈ 400 kB; the kernel default is 208 kB). Capped by net.core.rmem_max.
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
@@ -227,6 +227,8 @@ class PipeOrigin:
                 producer.request_keyframe()  # throttled at the origin too
         elif kind == "join":
             self.last_join = time.monotonic()
+        elif kind == "leave":  # the edge closed: stop now rather than at the join timeout
+            self.close()
 
     async def _sender_reports(self) -> None:
         while not self.closed:
@@ -490,6 +492,8 @@ class PipeEdge:
         if self._ending is None:
             self.ended = True
             self.report()
+            if self.joined is not None and self.endpoint.transport is not None:
+                self.endpoint.transport.sendto(seal(self.key, b'{"type": "leave"}'), self.joined[0])
             if self._task is not None and self._task is not asyncio.current_task():
                 self._task.cancel()
             for producer in self.producers.values():

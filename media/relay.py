@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class RelayConfig:
     pipe_host: str = "127.0.0.1"  # where pipe sockets bind (the origin's pipe address, edges)
     pipe_port_min: int = 0
     pipe_port_max: int = 0
+    edge_idle_s: float = 30.0  # an edge of another process with no viewers this long is closed
 
 
 class Relay:
@@ -104,7 +106,9 @@ class Relay:
                 for pipe in self.pipe_server.expire():  # their edge stopped asking
                     self.close_pipe(pipe)
             pipes_out = edges = 0
+            now = time.monotonic()
             for router in list(self.routers.values()):
+                self._close_if_idle_edge(router, now)
                 router.report()
                 for pipe in router.pipes:
                     pipe.report()
@@ -115,6 +119,19 @@ class Relay:
             metrics.PIPES.labels("out").set(pipes_out)
             metrics.PIPES.labels("in").set(edges)
             metrics.EDGES.set(edges)
+
+    def _close_if_idle_edge(self, router: Router, now: float) -> None:
+        """An edge joined to another process's origin, unwatched for ``edge_idle_s``, ends."""
+        edge = router.edge
+        if edge is None or edge.joined is None or edge.ended:
+            return
+        if router.viewers or router.pipes:
+            router.idle_since = None
+        elif router.idle_since is None:
+            router.idle_since = now
+        elif now - router.idle_since >= self.config.edge_idle_s:
+            log.info("closing idle edge", extra={"show": router.show_id})
+            self._background(edge.end())
 
     # ------------------------------------------------------------------ WHIP
     async def publish(
@@ -266,14 +283,14 @@ class Relay:
             raise MediaError(409, "already_live", "this show already has a publisher here")
 
         def on_ready(edge: PipeEdge) -> None:
-            router.publisher = edge  # type: ignore[assignment]
+            router.publisher = edge
             router.set_producers(edge.producers)
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:
             if router.edge is edge:
                 router.edge = None
-            if router.publisher is edge:  # type: ignore[comparison-overlap]
+            if router.publisher is edge:
                 router.publisher = None
                 for pipe in router.pipes:  # this node's workers, fed from this edge
                     pipe.close()

@@ -21,6 +21,7 @@ from .sink import Sink
 if TYPE_CHECKING:
     from .pipe import PipeEdge, PipeOrigin
     from .recorder import Recorder
+    from .whip import PublisherSession
 
 
 class ProducersListener(Protocol):
@@ -34,14 +35,15 @@ class Router:
 
     def __init__(self, show_id: str) -> None:
         self.show_id = show_id
-        self.publisher: Session | None = None  # a WHIP session, or the pipe feeding an edge
+        self.publisher: PublisherSession | PipeEdge | None = None  # WHIP, or an edge's pipe
         self.producers: dict[str, Producer] = {}
         self.sinks: list[Sink] = []  # everything fed by this router's producers
         self.viewers: dict[str, Session] = {}
         self.recorder: Recorder | None = None
         self.pipes: list[PipeOrigin] = []  # origin side: edges fed from this router
         self.edge: PipeEdge | None = None  # edge side: the pipe feeding this router
-        self.epoch = ""  # the publisher's epoch (origin directory), "" on an edge
+        self.epoch = ""  # the publisher's epoch (origin directory; an edge: its origin's)
+        self.idle_since: float | None = None  # an edge with no viewers since (monotonic)
 
     @property
     def live(self) -> bool:

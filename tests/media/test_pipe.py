@@ -48,3 +48,28 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
         await pub.close()
         await origin.close()
         await edge.close()
+
+
+async def test_an_idle_edge_closes_and_the_origin_stops_piping_to_it() -> None:
+    origin, edge = Relay(RelayConfig()), Relay(RelayConfig(edge_idle_s=0.5))
+    pub = TestPublisher(PublishOptions(codec="vp8", audio=False, **SMALL))
+    viewer = TestViewer()
+    try:
+        await pub.publish(origin, "idle")
+        assert await wait_until(lambda: origin.routers["idle"].producers["video"].packets_received)
+        address = await origin.serve_pipes()
+        await edge.edge_from("idle", address, origin.routers["idle"].epoch)
+        await viewer.join(edge, "idle", "v")
+        assert await wait_until(lambda: len(viewer.frames) >= 5, 15)
+        assert len(origin.routers["idle"].pipes) == 1
+
+        await edge.get("idle", viewer.session_id, "whep").end()
+        # No viewer left: the edge ends after edge_idle_s, says leave, the origin stops at once.
+        assert await wait_until(lambda: "idle" not in edge.routers, 5)
+        assert await wait_until(lambda: not origin.routers["idle"].pipes, 3)
+        assert origin.routers["idle"].publisher is not None  # the broadcast itself goes on
+    finally:
+        await viewer.close()
+        await pub.close()
+        await origin.close()
+        await edge.close()
