@@ -70,8 +70,8 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
         origin = _origin(lab, show_id)
         assert origin["node"] == "A" and origin["pipe"].startswith(f"{a.address}:"), origin
 
-        on_b, on_c = await _watch(b, show_id), await _watch(c, show_id)
-        viewers += [on_b, on_c]
+        on_a, on_b, on_c = [await _watch(node, show_id) for node in (a, b, c)]
+        viewers += [on_a, on_b, on_c]
         assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 20), [
             len(v.frames) for v in viewers
         ]
@@ -86,6 +86,7 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
         assert publisher.video.keyframes_forced == forced
         assert b.metric("liveshop_media_edges")[""] == 1
         assert a.metric("liveshop_media_pipes")['direction="out"'] == 2
+        assert a.metric("liveshop_media_edges")[""] == 0  # A is the origin, not an edge
 
         # A forged join and a forged RTP datagram at the origin's pipe address: both dropped.
         host, port = origin["pipe"].rsplit(":", 1)
@@ -100,14 +101,16 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
         )
         assert a.metric("liveshop_media_pipes")['direction="out"'] == 2  # no pipe for it
 
-        # Node B dies: A's origin and C's viewer carry on; A drops the pipe to B by itself.
+        # Node B dies: A's and C's viewers carry on; A drops the pipe to B by itself.
         b.kill()
-        frames = len(on_c.frames)
-        assert await wait_until(lambda: len(on_c.frames) >= frames + 30, 15)
+        frames = [len(on_a.frames), len(on_c.frames)]
+        assert await wait_until(
+            lambda: len(on_a.frames) >= frames[0] + 30 and len(on_c.frames) >= frames[1] + 30, 15
+        )
         assert await wait_until(
             lambda: a.metric("liveshop_media_pipes")['direction="out"'] == 1, 10
         )
-        assert on_c.pc.connectionState == "connected"
+        assert on_a.pc.connectionState == on_c.pc.connectionState == "connected"
 
         # Node A dies: C's edge hears nothing, ends, and its viewer's connection is closed.
         a.kill()
