@@ -55,7 +55,9 @@ class ProcessControl:
         self._pending[request_id] = future
         message = {"id": request_id, "op": op, "args": args, "reply": self.channel}
         try:
-            if not await self.redis.publish(CHANNEL_PREFIX + token, json.dumps(message)):
+            receivers = await self.redis.publish(CHANNEL_PREFIX + token, json.dumps(message))
+            # A cluster counts only its own node's subscribers: there, wait for the timeout.
+            if not receivers and not hasattr(self.redis, "get_nodes"):
                 raise MediaError(404, "no_process", "the process holding this is gone")
             return self.result(await asyncio.wait_for(future, CALL_TIMEOUT_S))
         except TimeoutError:

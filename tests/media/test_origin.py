@@ -45,6 +45,14 @@ async def _post_whep(base: str, show_id: str, token: str) -> tuple[int, dict[str
         await viewer.close()
 
 
+async def _delete_code(base: str, path: str, token: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(base + path, headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        return resp.status, (await resp.json())["error"]["code"]
+
+
 def _node_viewers(redis_url: str, node: str) -> int:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -114,6 +122,14 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
         await viewer.join_http(second.url, show_id, _guest(second.url, show_id))
         assert viewer.node.startswith("n2:")  # an edge of n1's origin
         assert await wait_until(lambda: len(viewer.frames) >= 10, 20)
+
+        # A DELETE naming no process, or one that is gone, is a clear 404.
+        token = _guest(first.url, show_id)
+        assert await _delete_code(first.url, f"/whep/{show_id}/abc", token) == (404, "no_session")
+        assert await _delete_code(first.url, f"/whep/{show_id}/abc~0dead0", token) == (
+            404,
+            "no_process",
+        )
 
         try:
             await rival.start()

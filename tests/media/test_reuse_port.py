@@ -6,11 +6,16 @@ by an edge there, fed by a pipe from the origin through the origin directory in 
 
 from __future__ import annotations
 
+import json
+import secrets
+
 import aiohttp
+import redis
 
 from loadtest.client import create_show
 from media.aiortc_internals import configure_ice
 from media.publish import Publisher
+from server import keys
 
 from ..conftest import free_port, http_json
 from .peers import wait_until
@@ -21,9 +26,26 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
     configure_ice(["127.0.0.1"])
     port = free_port()
     common = ("--reuse-port", "--redis-url", redis_url, "--secret", "reuse-port-secret")
-    first = server_proc(*common, "--node-id", "box", port=port)
-    server_proc(*common, "--node-id", "box", port=port)
+    node = f"box-{secrets.token_hex(3)}"
+    first = server_proc(*common, "--node-id", node, port=port)
+    server_proc(*common, "--node-id", node, port=port)
     base = first.url
+    # A health check on the shared port may be answered by either process: wait until both
+    # are in the node registry, so both accept connections.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await wait_until(
+            lambda: (
+                sum(
+                    json.loads(line)["node"] == node
+                    for line in client.hgetall(keys.MEDIA_NODES).values()
+                )
+                >= 2
+            ),
+            30,
+        )
+    finally:
+        client.close()
     async with aiohttp.ClientSession() as http:
         show_id, host_token = await create_show(http, base, "reuse port")
     publisher = Publisher(base, show_id, host_token, SMALL)
