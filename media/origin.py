@@ -53,6 +53,8 @@ class NodeLoad:
     url: str
     viewers: int
     max_viewers: int  # 0: no ceiling
+    cpu: float  # share of one core, averaged over the process and its media workers
+    max_cpu: float  # 0: no ceiling
     seen: float
 
 
@@ -141,12 +143,16 @@ class OriginDirectory:
                 await self.on_lost(show_id)
 
     # ------------------------------------------------------------------ node registry
-    async def heartbeat(self, viewers: int, max_viewers: int = 0) -> None:
+    async def heartbeat(
+        self, viewers: int, max_viewers: int = 0, cpu: float = 0.0, max_cpu: float = 0.0
+    ) -> None:
         line = {
             "node": self.node_id,
             "url": self.url,
             "viewers": viewers,
             "max": max_viewers,
+            "cpu": round(cpu, 4),
+            "max_cpu": max_cpu,
             "seen": time.time(),
         }
         await self.redis.hset(self.nodes_key, self.process_id, json.dumps(line))
@@ -166,6 +172,8 @@ class OriginDirectory:
                     str(line["url"]),
                     int(line["viewers"]),
                     int(line.get("max", 0)),
+                    float(line.get("cpu", 0.0)),
+                    float(line.get("max_cpu", 0.0)),
                     float(line["seen"]),
                 )
             except (ValueError, KeyError, TypeError):
@@ -179,15 +187,30 @@ class OriginDirectory:
             await self.redis.hdel(self.nodes_key, *stale)
         return fresh
 
-    async def run(self, viewers: Callable[[], int], max_viewers: int = 0) -> None:
-        """Renew leases and heartbeat until cancelled; a Redis hiccup is logged and retried."""
+    async def run(
+        self,
+        viewers: Callable[[], int],
+        cpu_seconds: Callable[[], tuple[float, int]],
+        max_viewers: int = 0,
+        max_cpu: float = 0.0,
+    ) -> None:
+        """Renew leases and heartbeat until cancelled; a Redis hiccup is logged and retried.
+
+        ``cpu_seconds()`` is (CPU seconds so far, processes they are summed over): the share
+        reported is the CPU used since the last heartbeat per process, of one core.
+        """
         beat = 0.0
+        last = (cpu_seconds()[0], time.monotonic())
         while True:
             try:
                 await self.renew()
-                if time.monotonic() - beat >= HEARTBEAT_S:
-                    beat = time.monotonic()
-                    await self.heartbeat(viewers(), max_viewers)
+                now = time.monotonic()
+                if now - beat >= HEARTBEAT_S:
+                    beat = now
+                    seconds, processes = cpu_seconds()
+                    share = (seconds - last[0]) / max(1e-3, now - last[1]) / max(1, processes)
+                    last = (seconds, now)
+                    await self.heartbeat(viewers(), max_viewers, share, max_cpu)
             except asyncio.CancelledError:
                 raise
             except Exception:

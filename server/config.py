@@ -139,6 +139,13 @@ class Settings:
             "(503 + Retry-After when none has room; 0: no ceiling)"
         },
     )
+    media_node_max_cpu: float = field(
+        default=0.0,
+        metadata={
+            "help": "CPU share of one core per process (0..1, averaged over the node's processes "
+            "and media workers) at which WHEP answers 307 to another node (0: no ceiling)"
+        },
+    )
 
     @property
     def base_url(self) -> str:

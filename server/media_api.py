@@ -18,6 +18,8 @@ import logging
 import os
 import secrets
 import socket
+import statistics
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -26,7 +28,7 @@ from aiohttp import web
 
 from media.errors import MediaError
 from media.ice import IceConfig
-from media.origin import OriginDirectory
+from media.origin import NodeLoad, OriginDirectory
 from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
 from media.whip import PublisherSession
@@ -118,6 +120,18 @@ def _pipe_announced(settings: Settings, bound: str) -> str:
     return "127.0.0.1"
 
 
+def _cpu_seconds(app: web.Application) -> tuple[float, int]:
+    """CPU seconds of this process and its media workers, and how many processes that is."""
+    seconds, processes = time.process_time(), 1
+    pool = app.get(WORKERS)
+    if pool is not None:
+        for worker in pool.workers:
+            used = worker.cpu_seconds()
+            if used is not None:
+                seconds, processes = seconds + used, processes + 1
+    return seconds, processes
+
+
 def local_viewers(app: web.Application) -> int:
     """Viewers this process serves, its media workers' included."""
     count = sum(len(router.viewers) for router in app[RELAY].routers.values())
@@ -186,7 +200,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         on_lost=on_lost,
     )
     renewing = asyncio.ensure_future(
-        directory.run(lambda: local_viewers(app), settings.media_node_max_viewers)
+        directory.run(
+            lambda: local_viewers(app),
+            lambda: _cpu_seconds(app),
+            settings.media_node_max_viewers,
+            settings.media_node_max_cpu,
+        )
     )
     log.info(
         "media node up",
@@ -282,29 +301,35 @@ async def _ensure_local(app: web.Application, show_id: str) -> None:
 
 
 async def _place(request: web.Request, show_id: str) -> None:
-    """A full node sends the viewer elsewhere: 307 to the least loaded node with room."""
-    ceiling = request.app[SETTINGS].media_node_max_viewers
-    if ceiling <= 0:
+    """A full node sends the viewer elsewhere: 307 to the least loaded node with room.
+
+    Full: at ``--media-node-max-viewers`` (summed over the node's processes) or at
+    ``--media-node-max-cpu`` (their mean CPU share), from the node registry (≤ 2 s old).
+    """
+    settings = request.app[SETTINGS]
+    if settings.media_node_max_viewers <= 0 and settings.media_node_max_cpu <= 0:
         return
     directory = request.app[DIRECTORY]
     loads = await directory.nodes()
-    ours = local_viewers(request.app) + sum(
-        load.viewers
-        for load in loads
-        if load.node == directory.node_id and load.process != directory.process_id
-    )
-    if ours < ceiling:
-        return
-    per_node: dict[str, tuple[int, int, str]] = {}  # node → (viewers, ceiling, url)
+    per_node: dict[str, list[NodeLoad]] = {}
     for load in loads:
-        if load.node == directory.node_id:
-            continue
-        viewers, limit, url = per_node.get(load.node, (0, load.max_viewers, load.url))
-        per_node[load.node] = (viewers + load.viewers, limit, url)
-    room = [(v, url) for v, limit, url in per_node.values() if limit <= 0 or v < limit]
+        per_node.setdefault(load.node, []).append(load)
+    ours = per_node.pop(directory.node_id, [])  # our own line included (its CPU share)
+    viewers = local_viewers(request.app) + sum(
+        load.viewers for load in ours if load.process != directory.process_id
+    )
+    cpu = statistics.fmean([load.cpu for load in ours] or [0.0])
+    if not _full(viewers, cpu, settings.media_node_max_viewers, settings.media_node_max_cpu):
+        return
+    room = []
+    for lines in per_node.values():
+        node_viewers = sum(line.viewers for line in lines)
+        node_cpu = statistics.fmean(line.cpu for line in lines)
+        if not _full(node_viewers, node_cpu, lines[0].max_viewers, lines[0].max_cpu):
+            room.append((node_viewers, node_cpu, lines[0].url))
     headers = dict(CORS)
     if room:
-        _, url = min(room)
+        url = min(room)[2]
         body = {"error": {"code": "node_full", "message": "this node is full: try the Location"}}
         # Clients drop Authorization on a redirect to another origin (Fetch, aiohttp), so the
         # viewer's own token rides along in the query, which authenticate() also reads.
@@ -320,6 +345,10 @@ async def _place(request: web.Request, show_id: str) -> None:
     raise web.HTTPServiceUnavailable(
         headers=headers, text=json.dumps(body), content_type="application/json"
     )
+
+
+def _full(viewers: int, cpu: float, max_viewers: int, max_cpu: float) -> bool:
+    return (max_viewers > 0 and viewers >= max_viewers) or (max_cpu > 0 and cpu >= max_cpu)
 
 
 async def handle_delete(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ WHIP and decoding aiortc viewers over WHEP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -102,6 +103,29 @@ async def test_a_full_node_redirects_to_one_with_room_then_answers_503(
     finally:
         for viewer in viewers:
             await viewer.close()
+        await publisher.stop()
+
+
+async def test_a_node_over_its_cpu_ceiling_redirects(server_proc, redis_url) -> None:
+    configure_ice(["127.0.0.1"])
+    # A ceiling no running process stays under: n1 is full as soon as it reports its CPU.
+    first = _node(server_proc, redis_url, "n3", "--media-node-max-cpu", "0.000001")
+    second = _node(server_proc, redis_url, "n4")
+    async with aiohttp.ClientSession() as http:
+        show_id, host_token = await create_show(http, first.url, "cpu ceiling")
+    publisher = Publisher(first.url, show_id, host_token, SMALL)
+    try:
+        await publisher.start()
+
+        async def redirected() -> bool:
+            status, headers, _ = await _post_whep(first.url, show_id, _guest(first.url, show_id))
+            return status == 307 and headers["Location"].startswith(f"{second.url}/whep/")
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await redirected():  # its first CPU report comes within one heartbeat
+            assert asyncio.get_running_loop().time() < deadline, "never redirected"
+            await asyncio.sleep(0.2)
+    finally:
         await publisher.stop()
 
 
