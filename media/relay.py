@@ -64,6 +64,8 @@ class Relay:
         self._report_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.pipe_server: PipeServer | None = None
+        # Where a show's origin is now (set by the server from the origin directory).
+        self.rehome: Callable[[str], Awaitable[tuple[tuple[str, int], str] | None]] | None = None
         self._edges_opening: dict[str, asyncio.Future[PipeEdge]] = {}
 
     def _background(self, coro: Awaitable[None]) -> None:
@@ -246,6 +248,31 @@ class Relay:
             opening.add_done_callback(lambda _: self._edges_opening.pop(show_id, None))
         return await asyncio.shield(opening)
 
+    async def _rehome(self, router: Router, edge: PipeEdge) -> bool:
+        """An edge's origin said bye or went quiet: follow the show to a new origin, if any.
+
+        ``rehome(show)`` (the origin directory) names the show's origin now; a different
+        publisher epoch means the show moved (``?replace=1`` on another node), and a new edge
+        joined there moves the viewers over as a replacement publisher would. The same epoch
+        (the origin died, its lease not yet run out) or none: False, the viewers are ended.
+        """
+        if self.rehome is None or edge.joined is None or not (router.viewers or router.pipes):
+            return False
+        try:
+            target = await self.rehome(router.show_id)
+        except Exception:
+            log.exception("looking up a new origin for %s", router.show_id)
+            return False
+        if target is None or target[1] == router.epoch:
+            return False
+        try:
+            await self._open_edge(router.show_id, target[0], target[1])
+        except MediaError as exc:
+            log.warning("re-homing %s failed: %s", router.show_id, exc.code)
+            return False
+        log.info("edge re-homed", extra={"show": router.show_id, "epoch": target[1]})
+        return True
+
     async def _open_edge(self, show_id: str, origin: tuple[str, int], epoch: str) -> PipeEdge:
         key = pipe_key(self.config.pipe_secret, show_id, epoch)
         edge, _ = await self.accept_pipe(show_id, self.config.pipe_host, key)
@@ -292,6 +319,8 @@ class Relay:
                 router.edge = None
             if router.publisher is edge:
                 router.publisher = None
+                if await self._rehome(router, edge):
+                    return  # a new origin's producers took the viewers (and worker pipes) over
                 for pipe in router.pipes:  # this node's workers, fed from this edge
                     pipe.close()
                 router.pipes.clear()

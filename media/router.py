@@ -83,11 +83,15 @@ class Router:
 
     # ------------------------------------------------------------------ producers
     def set_producers(self, producers: dict[str, Producer]) -> None:
-        """Install a (new) publisher's producers and move every attached consumer onto them."""
+        """Install a (new) publisher's producers and move every consumer onto them.
+
+        Consumers are registered once connected, so all of them follow, including those whose
+        producer already closed under them (an edge re-homed to a new origin).
+        """
         old = self.producers
         self.producers = producers
         for sink in self.sinks:
-            if isinstance(sink, Consumer) and sink.producer is not None:
+            if isinstance(sink, Consumer):
                 new = producers.get(sink.kind)
                 if new is not None:
                     sink.attach(new)

@@ -199,6 +199,14 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         nodes_key=keys.MEDIA_NODES,
         on_lost=on_lost,
     )
+
+    async def rehome(show_id: str) -> tuple[tuple[str, int], str] | None:
+        origin = await directory.lookup(show_id)
+        if origin is None or origin.process == directory.process_id:
+            return None
+        return origin.pipe, origin.epoch
+
+    relay.rehome = rehome
     renewing = asyncio.ensure_future(
         directory.run(
             lambda: local_viewers(app),

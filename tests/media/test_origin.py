@@ -135,17 +135,22 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
     configure_ice(["127.0.0.1"])
     first = _node(server_proc, redis_url, "n1")
     second = _node(server_proc, redis_url, "n2")
+    third = _node(server_proc, redis_url, "n5")
     async with aiohttp.ClientSession() as http:
         show_id, host_token = await create_show(http, first.url, "takeover")
     original = Publisher(first.url, show_id, host_token, SMALL)
     rival = Publisher(second.url, show_id, host_token, SMALL)
     taker = Publisher(second.url, show_id, host_token, SMALL)
-    viewer = WhepViewer()
+    viewer, bystander = WhepViewer(), WhepViewer()
     try:
         await original.start()
         await viewer.join_http(second.url, show_id, _guest(second.url, show_id))
         assert viewer.node.startswith("n2:")  # an edge of n1's origin
-        assert await wait_until(lambda: len(viewer.frames) >= 10, 20)
+        await bystander.join_http(third.url, show_id, _guest(third.url, show_id))
+        assert bystander.node.startswith("n5:")  # another edge of n1's origin
+        assert await wait_until(
+            lambda: len(viewer.frames) >= 10 and len(bystander.frames) >= 10, 20
+        )
 
         # A DELETE naming no process, or one that is gone, is a clear 404.
         token = _guest(first.url, show_id)
@@ -161,8 +166,9 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
         except RuntimeError as exc:
             assert "409" in str(exc) and "already_live" in str(exc)
 
-        # ?replace=1 on n2: n2 becomes the origin, n1's publisher is ended, the edge's viewer
-        # moves onto the new publisher in place, and the show stays live throughout.
+        # ?replace=1 on n2: n2 becomes the origin, n1's publisher is ended, n2's viewer moves
+        # onto the new publisher in place, n5's edge follows the show to n2 (re-homed: its
+        # viewer is not ended), and the show stays live throughout.
         await taker.start(replace=True)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
@@ -171,8 +177,14 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
             client.close()
         assert entry["node"] == "n2", entry
         assert await wait_until(lambda: original.pc.connectionState == "closed", 15)
-        frames = len(viewer.frames)
-        assert await wait_until(lambda: len(viewer.frames) >= frames + 30, 15)
+        frames = len(viewer.frames), len(bystander.frames)
+        assert await wait_until(
+            lambda: (
+                len(viewer.frames) >= frames[0] + 30 and len(bystander.frames) >= frames[1] + 30
+            ),
+            15,
+        )
+        assert bystander.pc.connectionState == "connected"
         assert http_json(f"{first.url}/api/shows/{show_id}")[1]["show"]["status"] == "live"
 
         # The end, at the new origin: its entry is removed from the directory at once.
@@ -184,6 +196,7 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
             client.close()
     finally:
         await viewer.close()
+        await bystander.close()
         await original.stop()
         await rival.stop()
         await taker.stop()
