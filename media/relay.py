@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import metrics
 from .errors import MediaError
+from .hls import HlsConfig, follow_hls, stop_hls
 from .ice import IceConfig
 from .pipe import PipeEdge, PipeOrigin, PipeServer, pipe_key
 from .recorder import NAME_RE, Recorder
@@ -37,6 +38,7 @@ class RelayConfig:
     gop_max_packets: int = 6000  # beyond this the GOP cache is dropped until the next keyframe
     max_viewers_per_show: int = 5000
     recordings_dir: Path | None = None  # where recordings go; None disables recording
+    hls: HlsConfig | None = field(default_factory=HlsConfig)  # None: no LL-HLS packaging
     # Pipes (origin → edge, issue 11): keys derive from this secret (the server's token secret).
     pipe_secret: str = ""
     pipe_host: str = "127.0.0.1"  # where pipe sockets bind (the origin's pipe address, edges)
@@ -160,6 +162,7 @@ class Relay:
         router.publisher = session
         router.epoch = session.id  # names this publisher in the origin directory and pipe keys
         router.set_producers(session.producers)
+        follow_hls(router, self.config.hls)
         self.sessions[session.id] = session
         session.start_watchdog(self.config.connect_timeout_s)
         if old is not None:
@@ -312,6 +315,7 @@ class Relay:
         def on_ready(edge: PipeEdge) -> None:
             router.publisher = edge
             router.set_producers(edge.producers)
+            follow_hls(router, self.config.hls)
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:
@@ -324,6 +328,7 @@ class Relay:
                 for pipe in router.pipes:  # this node's workers, fed from this edge
                     pipe.close()
                 router.pipes.clear()
+                stop_hls(router)
                 router.clear_producers()
                 await asyncio.gather(
                     *(viewer.end() for viewer in list(router.viewers.values())),
@@ -404,6 +409,7 @@ class Relay:
             if router.recorder is not None:
                 router.recorder.stop()
                 router.recorder = None
+            stop_hls(router)
             router.clear_producers()
             # the broadcast is over: end every viewer, concurrently
             await asyncio.gather(

@@ -19,6 +19,7 @@ from .session import Session
 from .sink import Sink
 
 if TYPE_CHECKING:
+    from .hls import HlsPackager
     from .pipe import PipeEdge, PipeOrigin
     from .recorder import Recorder
     from .whip import PublisherSession
@@ -40,6 +41,7 @@ class Router:
         self.sinks: list[Sink] = []  # everything fed by this router's producers
         self.viewers: dict[str, Session] = {}
         self.recorder: Recorder | None = None
+        self.hls: HlsPackager | None = None  # LL-HLS while live with H.264 (media/hls)
         self.pipes: list[PipeOrigin] = []  # origin side: edges fed from this router
         self.edge: PipeEdge | None = None  # edge side: the pipe feeding this router
         self.epoch = ""  # the publisher's epoch (origin directory; an edge: its origin's)

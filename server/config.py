@@ -83,6 +83,11 @@ class Settings:
     payment_failure_rate: float = field(
         default=0.0, metadata={"help": "simulated payment failure rate 0..1"}
     )
+    # Interactive commerce (issue 18): the flash sale's sold-out short-circuit on the node.
+    soldout_short_circuit: bool = field(
+        default=True,
+        metadata={"help": "answer attempts on a sold-out sale on the node, without Redis"},
+    )
     # Media.
     ice_addresses: list[str] = field(
         default_factory=list,
@@ -145,6 +150,13 @@ class Settings:
             "help": "CPU share of one core per process (0..1, averaged over the node's processes "
             "and media workers) at which WHEP answers 307 to another node (0: no ceiling)"
         },
+    )
+
+    # Low-Latency HLS (media/hls, server/hls_api.py).
+    hls: bool = field(default=True, metadata={"help": "package live H.264 shows as LL-HLS"})
+    hls_segment_s: float = field(default=2.0, metadata={"help": "HLS segment length, seconds"})
+    hls_part_s: float = field(
+        default=0.25, metadata={"help": "HLS partial segment length, seconds"}
     )
 
     @property

@@ -6,6 +6,8 @@ import { $, errorText, h, money, toast } from "./util.js";
 import { WhipPublisher } from "./whip.js";
 import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
+import { HostInteractive } from "./host_interactive.js";
+import { watchHlsStatus } from "./hls_player.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -69,8 +71,11 @@ async function start() {
     setupTeam();
   }
   connectSocket();
+  watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
+  window.liveshop.interactive = new HostInteractive({ showId, token, socket });
+  window.liveshop.interactive.start();
   setInterval(renderChatRate, 5000);
 }
 
@@ -125,6 +130,17 @@ function connectSocket() {
     $("#st-likes").textContent = m.total;
   });
   socket.on("presence", applyPresence);
+  // The server's event feed was cut and is back: take its snapshot and reload the shop.
+  socket.on("resync", (r) => {
+    if (r.show) {
+      show = r.show;
+      renderShow();
+    }
+    state.likes = r.likes;
+    $("#st-likes").textContent = state.likes;
+    chat.pin(r.pinned || null);
+    if (window.liveshop.commerce) window.liveshop.commerce.refresh();
+  });
   socket.on("user.muted", (m) => chat.system(m.until ? `${m.user_id} muted` : `${m.user_id} unmuted`));
   socket.on("user.banned", (m) => chat.system(m.banned ? `${m.user_id} banned` : `${m.user_id} unbanned`));
   socket.on("show.live", () => {

@@ -2,8 +2,10 @@
 // shopping (pinned products, flash sale, checkout, giveaway, coupons) lives in viewer_commerce.js.
 import { api, guestToken, showIdFromPath, tokenClaims } from "./api.js";
 import { Danmaku } from "./danmaku.js";
+import { HlsPlayer, withHlsFallback } from "./hls_player.js";
 import { $, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
+import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
 import { LiveSocket } from "./ws.js";
 
@@ -71,7 +73,11 @@ function pinComment(m) {
 function setupChat(socket) {
   socket.on("chat", (m) => {
     // History replayed on join/recovery goes to the chat list; only fresh comments fly.
-    if (!m.ts || Date.now() - m.ts < 30_000) danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
+    const mine = m.uid === state.claims?.user_id;
+    const fly = () => danmaku.add({ text: m.text, mine, role: m.role });
+    // over LL-HLS the picture is seconds behind: others' comments wait for it (PROGRAM-DATE-TIME)
+    const delay = mine ? 0 : player?.delayMs || 0;
+    if (!m.ts || Date.now() - m.ts < 30_000) delay ? setTimeout(fly, delay) : fly();
     addRecent(m);
   });
   socket.on("chat.delete", (m) => {
@@ -84,6 +90,14 @@ function setupChat(socket) {
   socket.on("history_lost", (e) => e.reason === "epoch_changed" && $("#chat-recent").replaceChildren());
   socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
   socket.on("likes", (m) => setLikes(m.total));
+  // The server's event feed was cut and is back: take its snapshot (the shop follows as events).
+  socket.on("resync", (r) => {
+    setLikes(r.likes);
+    pinComment(r.pinned || null);
+    if (r.show) state.show = r.show;
+    renderShow();
+    renderConnState();
+  });
   socket.on("show.live", () => {
     if (state.show) state.show.status = "live";
     renderShow();
@@ -211,12 +225,17 @@ async function start() {
     $("#chat-error").textContent = "Could not join: " + errorText(err);
     return;
   }
-  player = new WhepPlayer($("#video"), showId, getToken, {
-    onState: (s) => {
-      state.videoState = s;
-      renderConnState();
-    },
-  });
+  const onState = (s) => {
+    state.videoState = s;
+    renderConnState();
+  };
+  // ?hls=1: LL-HLS; otherwise WebRTC (WHEP), handing over to LL-HLS if WebRTC cannot connect
+  const makeHls = () => new HlsPlayer($("#video"), showId, getToken, { onState });
+  if (params.get("hls") === "1") player = makeHls();
+  else {
+    const whep = new WhepPlayer($("#video"), showId, getToken, { onState: (s, d) => (onState(s), player?.observe(s, d)) });
+    player = withHlsFallback(whep, makeHls);
+  }
   window.liveshop.player = player;
   player.start({ live: state.show.status === "live" });
 
@@ -249,6 +268,7 @@ async function start() {
       setLikes(w.likes ?? 0);
       pinComment(w.pinned || null);
       if (reconnect) commerce.refresh();
+      if (reconnect) window.liveshop.interactive?.refresh();
     },
   });
   window.liveshop.socket = socket;
@@ -258,6 +278,8 @@ async function start() {
   window.liveshop.commerce = commerce;
   socket.connect();
   commerce.start();
+  window.liveshop.interactive = new ViewerInteractive({ showId, getToken, socket, claims: state.claims, commerce });
+  window.liveshop.interactive.start();
   // Poll the show's status while not live, so the video starts as soon as the host goes live.
   setInterval(async () => {
     if (state.videoState === "playing") return;
