@@ -44,7 +44,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters  # noqa: E402
 from aiortc.rtp import RtpPacket  # noqa: E402
 
 from loadtest.client import create_show  # noqa: E402
-from loadtest.netns import Lab, Node, make_lab  # noqa: E402
+from loadtest.netns import API_KEY, Lab, Node, make_lab  # noqa: E402
 from media.aiortc_internals import configure_ice  # noqa: E402
 from media.light_viewer import LightViewer  # noqa: E402
 from media.publish import Publisher, PublishOptions  # noqa: E402
@@ -147,7 +147,7 @@ async def run(lab: Lab, viewers_total: int, window: float) -> dict[str, object]:
     nodes = [a, b, c]
     result: dict[str, object] = {}
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, a.url, "media scale")
+        show_id, host_token = await create_show(http, a.url, "media scale", API_KEY)
         # In this process: its ICE gathers on this host's leg of the lab's bridge only.
         publisher = Publisher(a.url, show_id, host_token, PublishOptions(preencode_s=2.0))
         everyone: list[ProbeViewer] = []

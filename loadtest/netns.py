@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 SECRET = "netns-lab-secret"
+API_KEY = "lab:netns-lab-operator-api-key-0123456789"  # the operator key every node is given
+# every client in one namespace shares an address: per-IP limits off on the lab's nodes
+NO_IP_LIMITS = ("--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0")
 HTTP_PORT = 8080  # every node has an address of its own, so all listen on the same port
 NODE_NAMES = "ABCDEFGH"
 
@@ -156,6 +159,7 @@ class Lab:
             argv += ["--host", address, "--port", str(HTTP_PORT), "--data-dir", str(data)]
             argv += ["--ice-addresses", address, "--redis-url", self.redis_url]
             argv += ["--secret", SECRET, "--node-id", name, "--guest-per-minute", "100000"]
+            argv += ["--api-key", API_KEY, *NO_IP_LIMITS]
             argv += list(extra)
             with open(log_path, "wb") as out:
                 proc = subprocess.Popen(

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from loadtest.client import create_show
-from loadtest.netns import Lab, Node, make_lab
+from loadtest.netns import API_KEY, Lab, Node, make_lab
 from media.aiortc_internals import configure_ice
 from media.pipe import pipe_key, seal
 from media.publish import Publisher, PublishOptions
@@ -58,7 +58,7 @@ def _origin(lab: Lab, show_id: str) -> dict[str, str]:
 async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(lab: Lab) -> None:
     a, b, c = lab.start_nodes(["A", "B", "C"])
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, a.url, "netns vp8")
+        show_id, host_token = await create_show(http, a.url, "netns vp8", API_KEY)
     # keyint 10 s: no keyframe of its own during the test, so joins must use the GOP cache.
     options = PublishOptions(
         codec="vp8", width=320, height=240, fps=30, bitrate=400_000, keyint_s=10.0
@@ -128,7 +128,7 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
 async def test_h264_on_two_edges_and_the_origin_dying_ends_both(lab: Lab) -> None:
     a, b, c = lab.start_nodes(["A", "B", "C"])
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, a.url, "netns h264")
+        show_id, host_token = await create_show(http, a.url, "netns h264", API_KEY)
     options = PublishOptions(codec="h264", width=320, height=240, fps=30, bitrate=400_000)
     publisher = Publisher(a.url, show_id, host_token, options)
     viewers: list[WhepViewer] = []

@@ -17,7 +17,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher
 from server import keys
 
-from ..conftest import http_json
+from ..conftest import API_KEY, http_json
 from .peers import wait_until
 from .test_workers import SMALL, WhepViewer, _guest
 
@@ -73,7 +73,7 @@ async def test_a_full_node_redirects_to_one_with_room_then_answers_503(
         server_proc, redis_url, "n2", "--media-node-max-viewers", "1", "--media-workers", "1"
     )
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, first.url, "placement")
+        show_id, host_token = await create_show(http, first.url, "placement", API_KEY)
     publisher = Publisher(first.url, show_id, host_token, SMALL)
     viewers = [WhepViewer(), WhepViewer()]
     try:
@@ -112,7 +112,7 @@ async def test_a_node_over_its_cpu_ceiling_redirects(server_proc, redis_url) -> 
     first = _node(server_proc, redis_url, "n3", "--media-node-max-cpu", "0.000001")
     second = _node(server_proc, redis_url, "n4")
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, first.url, "cpu ceiling")
+        show_id, host_token = await create_show(http, first.url, "cpu ceiling", API_KEY)
     publisher = Publisher(first.url, show_id, host_token, SMALL)
     try:
         await publisher.start()
@@ -137,7 +137,7 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
     second = _node(server_proc, redis_url, "n2")
     third = _node(server_proc, redis_url, "n5")
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, first.url, "takeover")
+        show_id, host_token = await create_show(http, first.url, "takeover", API_KEY)
     original = Publisher(first.url, show_id, host_token, SMALL)
     rival = Publisher(second.url, show_id, host_token, SMALL)
     taker = Publisher(second.url, show_id, host_token, SMALL)

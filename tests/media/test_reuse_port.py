@@ -17,7 +17,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher
 from server import keys
 
-from ..conftest import free_port, http_json
+from ..conftest import API_KEY, free_port, http_json
 from .peers import wait_until
 from .test_workers import SMALL, WhepViewer, _delete, _guest
 
@@ -47,14 +47,16 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
     finally:
         client.close()
     async with aiohttp.ClientSession() as http:
-        show_id, host_token = await create_show(http, base, "reuse port")
+        show_id, host_token = await create_show(http, base, "reuse port", API_KEY)
     publisher = Publisher(base, show_id, host_token, SMALL)
     viewers = [WhepViewer() for _ in range(10)]
     try:
         await publisher.start()
         assert await wait_until(lambda: publisher.pc.connectionState == "connected", 20)
+        tokens = {}  # a viewer's own token: only it may DELETE the session
         for viewer in viewers:
-            await viewer.join_http(base, show_id, _guest(base, show_id))
+            tokens[viewer] = _guest(base, show_id)
+            await viewer.join_http(base, show_id, tokens[viewer])
         assert await wait_until(lambda: all(len(v.frames) >= 10 for v in viewers), 40), [
             (len(v.frames), v.node, v.pc.connectionState) for v in viewers
         ]
@@ -73,11 +75,12 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
         # DELETE reaches whichever process holds the viewer (passed on through Redis).
         leaving, viewers = viewers[:5], viewers[5:]
         for viewer in leaving:
-            assert await _delete(base, viewer.location, _guest(base, show_id)) == 200
+            assert await _delete(base, viewer.location, _guest(base, show_id)) == 403
+            assert await _delete(base, viewer.location, tokens[viewer]) == 200
         assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in leaving), 10)
         for viewer in leaving:
             await viewer.close()
-            assert await _delete(base, viewer.location, _guest(base, show_id)) == 404
+            assert await _delete(base, viewer.location, tokens[viewer]) == 404
 
         # The broadcast ends: viewers on the origin and on the edge are all ended.
         await publisher.stop()
