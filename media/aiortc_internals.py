@@ -9,6 +9,8 @@ neither, so this module:
 * parks a sender (its track never yields) and replaces its RTCP loop, so the relay can
   write already-packetized RTP straight through the SRTP session (RFC 3711) to the
   nominated ICE pair of the viewer;
+* takes the DTLS server role when an offer allows it and, as a DTLS client, offers RSA
+  suites too (peers such as GStreamer's webrtcbin have RSA certificates);
 * makes aioice gather the configured host addresses (it skips 127.0.0.1) in a UDP port
   range and announce a public address (like mediasoup's ``announcedIp``).
 
@@ -28,10 +30,12 @@ from typing import Any, NamedTuple
 
 import aioice.ice
 import aiortc
+import aiortc.sdp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
@@ -64,6 +68,7 @@ __all__ = [
     "check_internals",
     "configure_ice",
     "fast_rtp_writer",
+    "interoperable_dtls",
     "park_sender",
     "request_keyframe",
     "rtp_writer",
@@ -116,6 +121,12 @@ def check_internals() -> list[str]:
     ):
         if name not in send_init:
             problems.append(f"RTCRtpSender no longer sets {name}")
+    if not hasattr(RTCCertificate, "_create_ssl_context"):
+        problems.append("RTCCertificate._create_ssl_context is gone")
+    if not hasattr(RTCDtlsTransport, "_set_role"):
+        problems.append("RTCDtlsTransport._set_role is gone")
+    if "_role" not in RTCDtlsTransport.__init__.__code__.co_names:
+        problems.append("RTCDtlsTransport no longer sets _role")
     conn_init = aioice.ice.Connection.__init__.__code__.co_names
     if "_nominated" not in conn_init:
         problems.append("aioice Connection no longer has _nominated")
@@ -325,6 +336,50 @@ def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -
             await original(data, arrival_time_ms)
 
     dtls._handle_rtp_data = handle  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- DTLS interop
+
+# aiortc's own list is ECDHE-ECDSA only: fine while it is the DTLS server (its certificate is
+# ECDSA), fatal as a client against an RSA-certificate server ("no shared cipher"). The
+# ECDHE-RSA suites are the same AEAD/CBC choices with RSA authentication of the server.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+_original_ssl_context = RTCCertificate._create_ssl_context
+
+
+def _ssl_context(self: RTCCertificate, srtp_profiles: Any) -> Any:
+    ctx = _original_ssl_context(self, srtp_profiles)
+    ctx.set_cipher_list(DTLS_CIPHERS)
+    return ctx
+
+
+def interoperable_dtls(pc: RTCPeerConnection) -> None:
+    """Make the coming answer's DTLS work with RSA-certificate peers (GStreamer webrtcbin).
+
+    Call after ``setRemoteDescription(offer)``, before ``createAnswer``. Where the offer
+    says ``a=setup:actpass`` aiortc would answer ``active`` (DTLS client) and offer only
+    ECDSA suites; instead we answer ``passive`` (RFC 4145 §4.1 lets the answerer choose), so
+    the peer's client hello meets our ECDSA certificate. For offers that insist on
+    ``setup:passive`` the client hello also lists ECDHE-RSA suites (installed process wide).
+    """
+    RTCCertificate._create_ssl_context = _ssl_context  # type: ignore[method-assign]
+    remote = pc.remoteDescription
+    if remote is None:
+        return
+    actpass = {
+        media.rtp.muxId
+        for media in aiortc.sdp.SessionDescription.parse(remote.sdp).media
+        if media.dtls is not None and media.dtls.role == "auto"
+    }
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if transceiver.mid in actpass and dtls is not None and dtls._role == "auto":
+            dtls._set_role("server")
 
 
 # --------------------------------------------------------------------------- ICE gathering
