@@ -19,6 +19,7 @@ from aiohttp import web
 from media.errors import MediaError
 from media.ice import IceConfig
 from media.relay import Relay, RelayConfig
+from media.sdp import SDPFRAG, ice_etag, trickle
 from media.worker_pool import WorkerOptions, WorkerPool
 
 from .appkeys import SETTINGS
@@ -47,11 +48,14 @@ def media_errors(handler: Handler) -> Handler:
     return translated
 
 
+# What a page on another origin may do (RFC 9725 §4.1): trickle ICE PATCHes the session
+# URL with If-Match, and reads Location, Link (ICE servers) and ETag. Error responses get
+# their CORS headers from server.errors.error_middleware.
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Expose-Headers": "Location, Link",
+    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, WWW-Authenticate",
     "Access-Control-Max-Age": "600",
 }
 HOST_ONLY = frozenset({"host"})
@@ -122,6 +126,8 @@ def _created(
     relay = request.app[RELAY]
     headers = dict(CORS)
     headers["Location"] = f"/{kind}/{show_id}/{session_id}"
+    headers["ETag"] = ice_etag(sdp)
+    headers["Accept-Patch"] = SDPFRAG
     links = relay.config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -162,9 +168,34 @@ async def handle_delete(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=CORS)
 
 
+async def handle_patch(request: web.Request) -> web.Response:
+    """Trickle ICE (RFC 9725 §4.3.1): the client's late candidates; 204 with the ETag.
+
+    An ICE restart (new ufrag) is 422 ``ice_restart_unsupported``: aiortc cannot restart.
+    """
+    kind = request.match_info["kind"]
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    if request.content_type != SDPFRAG:
+        raise ApiError(415, "unsupported_media_type", f"send the ICE fragment as {SDPFRAG}")
+    frag = await request.text()
+    if_match = request.headers.get("If-Match")
+    session_id = request.match_info["session_id"]
+    pool = request.app.get(WORKERS)
+    if kind == "whep" and pool is not None and pool.owns(session_id):
+        etag = await pool.trickle(show_id, session_id, frag, if_match)
+    else:
+        session = request.app[RELAY].get(show_id, session_id, kind)
+        etag = await trickle(session.pc, frag, if_match)
+    return web.Response(status=204, headers={**CORS, "ETag": etag})
+
+
 async def handle_options(request: web.Request) -> web.Response:
     headers = dict(CORS)
-    headers["Accept-Post"] = "application/sdp"
+    if "session_id" in request.match_info:
+        headers["Accept-Patch"] = SDPFRAG
+    else:
+        headers["Accept-Post"] = "application/sdp"
     links = request.app[RELAY].config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -211,6 +242,7 @@ def setup(app: web.Application) -> None:
     app.router.add_route("OPTIONS", "/whep/{show_id}", handle_options)
     app.router.add_route("OPTIONS", "/{kind:whip|whep}/{show_id}/{session_id}", handle_options)
     app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", media_errors(handle_delete))
+    app.router.add_patch("/{kind:whip|whep}/{show_id}/{session_id}", media_errors(handle_patch))
     app.router.add_post("/api/shows/{show_id}/recordings", media_errors(handle_recording_start))
     app.router.add_post("/api/shows/{show_id}/recordings/stop", media_errors(handle_recording_stop))
     app.router.add_get("/api/shows/{show_id}/recordings", media_errors(handle_recording_list))

@@ -49,3 +49,22 @@ def test_ice_servers_handed_to_clients() -> None:
     links = config.link_headers()
     assert links[0] == '<stun:stun.example.org:3478>; rel="ice-server"'
     assert 'username="alice"' in links[1]
+
+
+def test_ice_server_link_keeps_the_query() -> None:
+    """``?transport=tcp`` (RFC 7065 §3.1) survives into the RTCIceServer and the Link header."""
+    config = IceConfig(
+        servers=[
+            "turn:alice:s3cret@turn.example.org:3478?transport=tcp",
+            "turn:t.example:3478?transport=udp",
+        ]
+    )
+    servers = config.ice_servers()
+    assert servers[0].urls == "turn:turn.example.org:3478?transport=tcp"
+    assert servers[1].urls == "turn:t.example:3478?transport=udp"
+    links = config.link_headers()
+    assert links[0] == (
+        '<turn:turn.example.org:3478?transport=tcp>; rel="ice-server"; username="alice"; '
+        'credential="s3cret"; credential-type="password"'
+    )
+    assert links[1] == '<turn:t.example:3478?transport=udp>; rel="ice-server"'
