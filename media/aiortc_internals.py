@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import aioice.ice
+import aioice.turn
 import aiortc
 import aiortc.sdp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
@@ -68,6 +69,7 @@ __all__ = [
     "check_internals",
     "configure_ice",
     "fast_rtp_writer",
+    "ice_sockets",
     "interoperable_dtls",
     "park_sender",
     "request_keyframe",
@@ -94,6 +96,9 @@ def check_internals() -> list[str]:
         (aioice.ice, "get_host_addresses"),
         (aioice.ice.Connection, "get_component_candidates"),
         (aioice.ice.Connection, "sendto"),
+        (aioice.ice, "server_reflexive_candidate"),
+        (aioice.ice, "StunProtocol"),
+        (aioice.turn, "UDP_SOCKET_BUFFER_SIZE"),
     ]
     for owner, name in need:
         if not hasattr(owner, name):
@@ -128,6 +133,9 @@ def check_internals() -> list[str]:
     if "_role" not in RTCDtlsTransport.__init__.__code__.co_names:
         problems.append("RTCDtlsTransport no longer sets _role")
     conn_init = aioice.ice.Connection.__init__.__code__.co_names
+    for name in ("_protocols", "stun_server"):
+        if name not in conn_init:
+            problems.append(f"aioice Connection no longer has {name}")
     if "_nominated" not in conn_init:
         problems.append("aioice Connection no longer has _nominated")
     # rtp_writer protects in place with libsrtp through pylibsrtp's own cffi binding.
@@ -418,24 +426,35 @@ async def _component_candidates(
     addresses: list[str],
     timeout: int = 5,  # noqa: ASYNC109
 ) -> list[Candidate]:
+    """aioice's gathering, with host sockets bound in the port range / announced elsewhere.
+
+    Mirrors ``Connection.get_component_candidates`` of the pinned aioice 0.13: each host
+    socket gets aioice's receive-buffer bump (``SO_RCVBUF``), IPv4 host sockets ask the
+    configured STUN server for a server-reflexive candidate (through the same socket, so
+    it is in the range too), and TURN relays still come from aioice itself.
+    """
     if not _announced and _port_range == (0, 0):
         return await _original_component_candidates(self, component, addresses, timeout)
     loop = asyncio.get_running_loop()
     candidates: list[Candidate] = []
+    host_protocols: list[aioice.ice.StunProtocol] = []
     for address in addresses:
         try:
             if _port_range != (0, 0):
                 sock = _bind_in_range(address)
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(self), sock=sock
                 )
             else:
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(self), local_addr=(address, 0)
                 )
         except OSError:
             continue
-        bound = protocol.transport.get_extra_info("sockname")
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        bound = transport.get_extra_info("sockname")
         host = _announced or bound[0]
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", host),
@@ -447,10 +466,35 @@ async def _component_candidates(
             type="host",
         )
         candidates.append(protocol.local_candidate)
-        self._protocols.append(protocol)
-    # TURN relays (if any) still come from aioice itself.
+        host_protocols.append(protocol)
+    self._protocols += host_protocols
+    stun: list[asyncio.Task[tuple[Candidate, None]]] = []
+    if self.stun_server:
+        stun = [
+            asyncio.create_task(aioice.ice.server_reflexive_candidate(p, self.stun_server))
+            for p in host_protocols
+            if ":" not in p.transport.get_extra_info("sockname")[0]  # IPv4 only, as aioice
+        ]
+    # TURN relays (if any) still come from aioice itself, while the STUN queries run.
     candidates += await _original_component_candidates(self, component, [], timeout)
+    if stun:
+        done, pending = await asyncio.wait(stun, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        candidates += [t.result()[0] for t in done if t.exception() is None]
     return candidates
+
+
+def ice_sockets(pc: RTCPeerConnection) -> list[socket.socket]:
+    """The UDP sockets a peer connection's ICE agents gathered on (diagnostics, tests)."""
+    out = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            raw = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if raw is not None and raw not in out:
+                out.append(raw)
+    return out
 
 
 def configure_ice(
