@@ -103,7 +103,12 @@ async def test_recording_starts_at_record_with_audio_and_video_aligned(
 
         # the cached keyframe is ≥ 1 s old and both tracks have had an RTCP sender report
         assert await wait_until(
-            lambda: cached_span() >= 1.0 and all(p.sr for p in router.producers.values()), 10
+            lambda: cached_span() >= 1.0 and all(p.sr for p in router.producers.values()), 15
+        ), (
+            cached_span(),
+            {k: p.sr for k, p in router.producers.items()},
+            {k: p.packets_received for k, p in router.producers.items()},
+            publisher.pc.connectionState if publisher.pc else None,
         )
         pressed = time.monotonic()
         resp = await client.post(f"/api/shows/{show_id}/recordings", headers=auth)
