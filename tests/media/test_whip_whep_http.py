@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
@@ -165,6 +166,47 @@ async def test_trickle_ice_over_patch(client: TestClient, make_show, guest_token
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert await wait_until(session.connected.is_set, 15)
         await viewer.wait_frames(10, within=15)
+        assert len(viewer.frames) >= 10
+    finally:
+        await viewer.close()
+        await publisher.stop()
+
+
+async def test_trickle_reaches_a_worker_viewer(server_proc) -> None:
+    """With ``--media-workers 1`` the PATCH is relayed to the worker that owns the viewer."""
+    from .test_workers import SMALL as WORKER_SMALL
+    from .test_workers import _guest, _show
+
+    server = server_proc("--media-workers", "1")
+    base = server.url
+    show_id, host_token = _show(base)
+    publisher = Publisher(base, show_id, host_token, WORKER_SMALL)
+    viewer = TestViewer()
+    try:
+        await publisher.start()
+        auth = {"Authorization": f"Bearer {_guest(base, show_id)}"}
+        offer, candidates = _strip_candidates(await viewer.offer())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{base}/whep/{show_id}", data=offer, headers={**auth, **SDP}
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                location, etag = resp.headers["Location"], resp.headers["ETag"]
+                answer, _ = _strip_candidates(await resp.text())
+            assert location.rsplit("/", 1)[1].startswith("w0.")
+            await viewer.answer(answer)
+            ufrag = re.search(r"a=ice-ufrag:(\S+)", offer).group(1)  # type: ignore[union-attr]
+            body = f"a=ice-ufrag:{ufrag}\r\n" + "".join(f"{c}\r\n" for c in candidates)
+            async with http.patch(
+                base + location, data=body, headers={**auth, "If-Match": '"stale"', **FRAG}
+            ) as resp:
+                assert resp.status == 412, await resp.text()
+                assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            async with http.patch(
+                base + location, data=body, headers={**auth, "If-Match": etag, **FRAG}
+            ) as resp:
+                assert resp.status == 204, await resp.text()
+        await viewer.wait_frames(10, within=20)
         assert len(viewer.frames) >= 10
     finally:
         await viewer.close()
