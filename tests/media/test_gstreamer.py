@@ -132,8 +132,9 @@ async def test_aiortc_publishes_gstreamer_decodes(
             try:
                 code = await asyncio.wait_for(gst.proc.wait(), 30)
             except TimeoutError:
-                code = None
-            assert code == 0, (gst.lines, await gst.stderr() if code is not None else "")
+                gst.proc.kill()
+                code = await gst.proc.wait()
+            assert code == 0, (gst.lines, await gst.stderr())
             assert gst.has("decoded 30 320x240"), gst.lines
     finally:
         await publisher.stop()
