@@ -15,6 +15,7 @@ It reports on stdout, one event a line: ``location <path>``, ``answer a=setup:<r
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import urllib.error
@@ -249,4 +250,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: finalizing GStreamer's threads from Python's exit path can
+    # hang after the pipeline is already NULL (seen on a loaded machine).
+    os._exit(status)

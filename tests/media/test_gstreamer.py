@@ -21,27 +21,34 @@ from .peers import SMALL, TestViewer, wait_until
 
 GST_PEER = Path(__file__).with_name("gst_peer.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
+TEST_BUDGET_S = 90
 
 
 class GstPeer:
-    """The running gst_peer.py: its stdout events, collected as they come."""
+    """The running gst_peer.py: its stdout events and stderr, collected as they come."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.lines: list[str] = []
-        self.reader = asyncio.ensure_future(self._read())
+        self.err: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        self.readers = [
+            asyncio.ensure_future(self._read(proc.stdout, self.lines)),
+            asyncio.ensure_future(self._read(proc.stderr, self.err)),
+        ]
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            self.lines.append(raw.decode().strip())
+    @staticmethod
+    async def _read(stream: asyncio.StreamReader, into: list[str]) -> None:
+        async for raw in stream:
+            into.append(raw.decode(errors="replace").rstrip())
 
     def has(self, prefix: str) -> bool:
         return any(line.startswith(prefix) for line in self.lines)
 
-    async def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return (await self.proc.stderr.read()).decode(errors="replace")
+    @property
+    def stderr(self) -> str:
+        """What the peer said on stderr so far (never waits for it to exit)."""
+        return "\n".join(self.err[-40:])
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +75,7 @@ async def gst_peer(*args: str) -> AsyncIterator[GstPeer]:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        await peer.reader
+        await asyncio.wait_for(asyncio.gather(*peer.readers), 10)
 
 
 def _base(client: TestClient) -> str:
@@ -89,11 +96,14 @@ async def test_gstreamer_publishes_aiortc_decodes(
     show_id, host_token = await make_show()
     url = f"{_base(client)}/whip/{show_id}"
     extra = ["--setup", setup] if setup != "actpass" else []
-    async with gst_peer("publish", url, host_token, "--codec", codec, *extra) as gst:
+    async with (
+        asyncio.timeout(TEST_BUDGET_S),
+        gst_peer("publish", url, host_token, "--codec", codec, *extra) as gst,
+    ):
         assert await wait_until(
             lambda: gst.has("state connected") or gst.proc.returncode is not None, 20
         )
-        assert gst.has("state connected"), (gst.lines, await gst.stderr())
+        assert gst.has("state connected"), (gst.lines, gst.stderr)
         assert f"answer a=setup:{answered}" in gst.lines
 
         token = await guest_token(show_id)
@@ -112,7 +122,7 @@ async def test_gstreamer_publishes_aiortc_decodes(
             assert await wait_until(lambda: viewer.audio_frames > 10, 5)
         finally:
             await viewer.close()
-    assert gst.proc.returncode == 0, await gst.stderr()
+    assert gst.proc.returncode == 0, gst.stderr
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
@@ -123,18 +133,19 @@ async def test_aiortc_publishes_gstreamer_decodes(
     publisher = Publisher(
         _base(client), show_id, host_token, PublishOptions(codec=codec, keyint_s=1.0, **SMALL)
     )
-    await publisher.start()
-    try:
-        token = await guest_token(show_id)
-        async with gst_peer(
-            "play", f"{_base(client)}/whep/{show_id}", token, "--codec", codec, "--frames", "30"
-        ) as gst:
-            try:
-                code = await asyncio.wait_for(gst.proc.wait(), 30)
-            except TimeoutError:
-                gst.proc.kill()
-                code = await gst.proc.wait()
-            assert code == 0, (gst.lines, await gst.stderr())
-            assert gst.has("decoded 30 320x240"), gst.lines
-    finally:
-        await publisher.stop()
+    async with asyncio.timeout(TEST_BUDGET_S):  # a hang anywhere fails here, with its traceback
+        await publisher.start()
+        try:
+            token = await guest_token(show_id)
+            async with gst_peer(
+                "play", f"{_base(client)}/whep/{show_id}", token, "--codec", codec, "--frames", "30"
+            ) as gst:
+                try:
+                    code = await asyncio.wait_for(gst.proc.wait(), 30)
+                except TimeoutError:
+                    gst.proc.kill()
+                    code = await gst.proc.wait()
+                assert code == 0, (gst.lines, gst.stderr)
+                assert gst.has("decoded 30 320x240"), gst.lines
+        finally:
+            await asyncio.wait_for(publisher.stop(), 15)
