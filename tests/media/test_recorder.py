@@ -93,35 +93,36 @@ async def test_recording_starts_at_record_with_audio_and_video_aligned(
         host_token,
         PublishOptions(codec=codec, keyint_s=3.0, **SMALL),
     )
-    await publisher.start()
-    try:
-        router = client.app[RELAY].routers[show_id]
+    async with asyncio.timeout(90):  # a stalled peer fails the test with its traceback
+        await publisher.start()
+        try:
+            router = client.app[RELAY].routers[show_id]
 
-        def cached_span() -> float:
-            snapshot = router.producers["video"].gop.snapshot()
-            return (snapshot[-1].timestamp - snapshot[0].timestamp) / 90000 if snapshot else 0.0
+            def cached_span() -> float:
+                snapshot = router.producers["video"].gop.snapshot()
+                return (snapshot[-1].timestamp - snapshot[0].timestamp) / 90000 if snapshot else 0.0
 
-        # the cached keyframe is ≥ 1 s old and both tracks have had an RTCP sender report
-        assert await wait_until(
-            lambda: cached_span() >= 1.0 and all(p.sr for p in router.producers.values()), 15
-        ), (
-            cached_span(),
-            {k: p.sr for k, p in router.producers.items()},
-            {k: p.packets_received for k, p in router.producers.items()},
-            publisher.pc.connectionState if publisher.pc else None,
-        )
-        pressed = time.monotonic()
-        resp = await client.post(f"/api/shows/{show_id}/recordings", headers=auth)
-        started = time.monotonic()
-        assert resp.status == 201, await resp.text()
-        name = (await resp.json())["recording"]["name"]
-        await asyncio.sleep(3.0)  # the length of the recording itself
-        stopping = time.monotonic()
-        resp = await client.post(f"/api/shows/{show_id}/recordings/stop", headers=auth)
-        stopped = time.monotonic()
-        assert resp.status == 200
-    finally:
-        await publisher.stop()
+            # the cached keyframe is ≥ 1 s old and both tracks have had an RTCP sender report
+            assert await wait_until(
+                lambda: cached_span() >= 1.0 and all(p.sr for p in router.producers.values()), 15
+            ), (
+                cached_span(),
+                {k: p.sr for k, p in router.producers.items()},
+                {k: p.packets_received for k, p in router.producers.items()},
+                publisher.pc.connectionState if publisher.pc else None,
+            )
+            pressed = time.monotonic()
+            resp = await client.post(f"/api/shows/{show_id}/recordings", headers=auth)
+            started = time.monotonic()
+            assert resp.status == 201, await resp.text()
+            name = (await resp.json())["recording"]["name"]
+            await asyncio.sleep(3.0)  # the length of the recording itself
+            stopping = time.monotonic()
+            resp = await client.post(f"/api/shows/{show_id}/recordings/stop", headers=auth)
+            stopped = time.monotonic()
+            assert resp.status == 200
+        finally:
+            await asyncio.wait_for(publisher.stop(), 15)
 
     resp = await client.get(f"/api/shows/{show_id}/recordings/{name}", headers=auth)
     path = tmp_path / name
