@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCConfiguration
 
 from . import metrics
-from .aiortc_internals import ParkedTrack
+from .aiortc_internals import ParkedTrack, interoperable_dtls
 from .consumer import Consumer
 from .errors import MediaError
 from .router import Router
@@ -41,12 +41,15 @@ class ViewerSession(Session):
                 continue
             transceiver = self.pc.addTransceiver(ParkedTrack(kind), direction="sendonly")
             transceiver.setCodecPreferences(matching_codecs(kind, producer.codec))
-            self.consumers.append(Consumer(self.show_id, self.viewer_id, kind, transceiver.sender))
+            self.consumers.append(
+                Consumer(self.show_id, self.viewer_id, kind, transceiver.sender, self.router)
+            )
         if not self.consumers:
             raise MediaError(
                 406, "no_common_media", "the offer receives no audio/video this show publishes"
             )
         await self.set_offer(offer)
+        interoperable_dtls(self.pc)
         chosen = await answer(self.pc)
         for consumer in self.consumers:
             codec = chosen.get(consumer.kind)
@@ -72,9 +75,8 @@ class ViewerSession(Session):
             await self.end()
             return
         for consumer in self.consumers:
-            producer = self.router.producers.get(consumer.kind)
-            if producer is not None and not self.ended:
-                consumer.attach(producer)
+            if not self.ended:
+                self.router.add_sink(consumer)
 
     async def teardown(self) -> None:
         for consumer in self.consumers:

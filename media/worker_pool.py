@@ -311,7 +311,8 @@ class WorkerPool:
             pipe = worker.pipes.get(show_id)
             if pipe is not None and not pipe.closed:
                 return
-            port = (await worker.call("accept_pipe", show=show_id))["port"]
+            key = self.relay.pipe_key(show_id).hex()  # over the private socketpair only
+            port = (await worker.call("accept_pipe", show=show_id, key=key))["port"]
             try:
                 worker.pipes[show_id] = await self.relay.pipe_to(show_id, ("127.0.0.1", port))
             except BaseException:
@@ -350,6 +351,20 @@ class WorkerPool:
         if not worker.up.is_set():
             raise MediaError(404, "no_session", "no such session")
         await worker.call("end", show=show_id, session=parsed[1])
+
+    async def trickle(self, show_id: str, session_id: str, frag: str, if_match: str | None) -> str:
+        """A trickle PATCH for a worker's viewer; the session's ETag."""
+        parsed = split_session_id(session_id)
+        if (
+            parsed is None
+            or parsed[0] >= len(self.workers)
+            or not self.workers[parsed[0]].up.is_set()
+        ):
+            raise MediaError(404, "no_session", "no such session")
+        reply = await self.workers[parsed[0]].call(
+            "trickle", show=show_id, session=parsed[1], frag=frag, if_match=if_match
+        )
+        return str(reply["etag"])
 
     def show_ended(self, show_id: str) -> None:
         """The origin's broadcast is over: every worker ends the show's edge and its viewers."""

@@ -116,6 +116,76 @@ class Settings:
             "(0: this process serves them)"
         },
     )
+    # Media at scale: origin directory, pipes between processes and nodes, placement (issue 11).
+    node_id: str = field(
+        default="",
+        metadata={"help": "this node's name in the origin directory (default: the host name)"},
+    )
+    pipe_address: str = field(
+        default="",
+        metadata={
+            "help": "address pipe sockets bind to, where other nodes' edges reach this one "
+            "(default: --host, or 0.0.0.0 when --host is a wildcard)"
+        },
+    )
+    pipe_announced_address: str = field(
+        default="",
+        metadata={
+            "help": "pipe address written to the origin directory, for nodes behind NAT "
+            "(default: --pipe-address, else the first --ice-addresses, else 127.0.0.1)"
+        },
+    )
+    pipe_port_min: int = field(default=0, metadata={"help": "lowest UDP port for pipes (0: any)"})
+    pipe_port_max: int = field(default=0, metadata={"help": "highest UDP port for pipes (0: any)"})
+    media_node_max_viewers: int = field(
+        default=0,
+        metadata={
+            "help": "viewers this node serves before WHEP answers 307 to another node "
+            "(503 + Retry-After when none has room; 0: no ceiling)"
+        },
+    )
+    media_node_max_cpu: float = field(
+        default=0.0,
+        metadata={
+            "help": "CPU share of one core per process (0..1, averaged over the node's processes "
+            "and media workers) at which WHEP answers 307 to another node (0: no ceiling)"
+        },
+    )
+
+    # Operator trust (issue 14): API keys, TLS, per-IP limits.
+    api_key: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "operator API keys as ID:SECRET, comma separated (several for rotation); "
+            "generated into the data dir and printed once when absent"
+        },
+    )
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate chain: serve HTTPS/WSS"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "addresses of reverse proxies whose X-Forwarded-For names the client "
+            "(comma separated IPs or CIDRs)"
+        },
+    )
+    ws_connects_per_ip: float = field(
+        default=5.0, metadata={"help": "WebSocket connects per second per client IP (0: no limit)"}
+    )
+    ws_connect_burst: int = field(
+        default=60, metadata={"help": "WebSocket connects a client IP may make at once"}
+    )
+    ws_max_per_ip: int = field(
+        default=500,
+        metadata={"help": "open WebSocket connections per client IP on one node (0: no limit)"},
+    )
+    http_anon_per_ip: float = field(
+        default=20.0,
+        metadata={"help": "unauthenticated HTTP requests per second per client IP (0: no limit)"},
+    )
+    http_anon_burst: int = field(
+        default=200, metadata={"help": "unauthenticated HTTP requests a client IP may burst"}
+    )
 
     # Low-Latency HLS (media/hls, server/hls_api.py).
     hls: bool = field(default=True, metadata={"help": "package live H.264 shows as LL-HLS"})
@@ -154,8 +224,12 @@ class Settings:
     )
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+        return self.public_url.rstrip("/") or f"{self.scheme}://{self.host}:{self.port}"
 
 
 def _convert(kind: Any, raw: str) -> Any:
