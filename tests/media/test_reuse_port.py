@@ -28,7 +28,7 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
     common = ("--reuse-port", "--redis-url", redis_url, "--secret", "reuse-port-secret")
     node = f"box-{secrets.token_hex(3)}"
     first = server_proc(*common, "--node-id", node, port=port)
-    server_proc(*common, "--node-id", node, port=port)
+    second = server_proc(*common, "--node-id", node, port=port)
     base = first.url
     # A health check on the shared port may be answered by either process: wait until both
     # are in the node registry, so both accept connections.
@@ -69,6 +69,10 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
         for _ in range(3):
             status, body = http_json(url, "POST", {}, host_token)
             assert status == 201, body
+            # A recording starts at the next keyframe (requested by PLI): wait for its first bytes.
+            name = body["recording"]["name"]
+            files = [p.data_dir / "recordings" / show_id / name for p in (first, second)]
+            assert await wait_until(lambda: any(f.is_file() and f.stat().st_size for f in files), 10)
             status, body = http_json(url + "/stop", "POST", {}, host_token)
             assert status == 200 and body["recording"]["bytes"] > 0, body
 
