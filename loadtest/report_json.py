@@ -114,9 +114,14 @@ def build_report(
         }
     report["notes"] = ctl.notes
     report["slos"] = evaluate_slos(parse_slos(args.get("slo")), report)
-    report["ok"] = all(v["ok"] for v in report["invariants"].values()) and all(
+    checks_ok = all(v["ok"] for v in report["invariants"].values()) and all(
         s["ok"] for s in report["slos"]
     )
+    # A saturated tester is never "OK": the checks may have held, but the numbers measure the
+    # tester (or a machine shared with other work), so the run proves nothing about the server.
+    saturated = report["tester"]["saturated"]
+    report["verdict"] = "fail" if not checks_ok else "inconclusive" if saturated else "pass"
+    report["ok"] = report["verdict"] == "pass"
     return report
 
 

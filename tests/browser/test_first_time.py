@@ -113,7 +113,7 @@ def test_several_flash_sales_each_with_its_own_countdown_stock_and_buy(
     card = "#sale .sale-bar[data-sale='{}']"
     for sale in (sale_a, sale_b):
         viewer.wait_for_function(
-            f"() => {{ const b = document.querySelector(\"{card.format(sale['id'])} button.buy\"); return b && !b.disabled; }}"
+            f'() => {{ const b = document.querySelector("{card.format(sale["id"])} button.buy"); return b && !b.disabled; }}'
         )
     assert viewer.locator("#sale .sale-bar").count() == 3
     assert "Starts in" in viewer.locator("#sale .sale-bar", has_text="Socks").inner_text()
@@ -128,8 +128,14 @@ def test_several_flash_sales_each_with_its_own_countdown_stock_and_buy(
     a_card = viewer.locator(card.format(sale_a["id"]))
     assert a_card.locator("button.buy").is_enabled()
     assert re.search(r"Ends in \d+:\d\d", a_card.locator(".sale-clock").inner_text())
-    host.locator(f"#sale-active .sale-card[data-sale='{sale_b['id']}'][data-status='ended']").wait_for()
-    assert host.locator(f"#sale-active .sale-card[data-sale='{sale_a['id']}'] .sale-phase").inner_text().startswith("ends in")
+    host.locator(
+        f"#sale-active .sale-card[data-sale='{sale_b['id']}'][data-status='ended']"
+    ).wait_for()
+    assert (
+        host.locator(f"#sale-active .sale-card[data-sale='{sale_a['id']}'] .sale-phase")
+        .inner_text()
+        .startswith("ends in")
+    )
 
     # Buying from A reserves A's product; A's stock drops on both pages, B's does not change.
     a_card.locator("button.buy").click()
@@ -137,7 +143,9 @@ def test_several_flash_sales_each_with_its_own_countdown_stock_and_buy(
     assert "Runner" in viewer.locator("#checkout-body").inner_text()
     viewer.get_by_role("button", name="Close").click()
     a_card.locator(".sale-left", has_text="9 left").wait_for()
-    host.locator(f"#sale-active .sale-card[data-sale='{sale_a['id']}'] .sale-left", has_text="9 of 10 left").wait_for()
+    host.locator(
+        f"#sale-active .sale-card[data-sale='{sale_a['id']}'] .sale-left", has_text="9 of 10 left"
+    ).wait_for()
     assert "10 left" in b_card.locator(".sale-left").inner_text()
     shot(viewer, "viewer_two_sales")
 
@@ -176,9 +184,7 @@ def test_giveaway_card_names_winners_and_never_says_null(make_show: Any, new_pag
     assert loser_page.locator("#winner-names li b").all_inner_texts() == [winner]
 
 
-def test_one_button_go_live_end_card_and_studio_confirmation(
-    make_show: Any, new_page: Any
-) -> None:
+def test_one_button_go_live_end_card_and_studio_confirmation(make_show: Any, new_page: Any) -> None:
     show = make_show("Go live in one click")
     host = new_page(viewport={"width": 1366, "height": 900})
     open_studio(host, show)
