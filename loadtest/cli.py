@@ -44,6 +44,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="extra argument for the spawned server (repeatable), e.g. --server-arg=--batch-ms=50",
     )
     parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="with --spawn-server: the spawned server's HTTP port (default: any free port)",
+    )
+    parser.add_argument(
+        "--udp-ports",
+        metavar="MIN-MAX",
+        default="",
+        help="with --spawn-server: the UDP port range for media, e.g. 40000-40199 (default: any)",
+    )
+    parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds of steady load (default 10)"
     )
     parser.add_argument(
@@ -125,6 +137,19 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(str(exc))
     if ns.processes < 1:
         parser.error("--processes must be at least 1")
+    if (ns.port or ns.udp_ports) and not ns.spawn_server:
+        parser.error(
+            "--port and --udp-ports set up the spawned server: use them with --spawn-server"
+        )
+    if not 0 <= ns.port <= 65535:
+        parser.error("--port must be 0..65535")
+    if ns.port:
+        ns.server_args += ["--port", str(ns.port)]
+    if ns.udp_ports:
+        low, _, high = ns.udp_ports.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+            parser.error(f"--udp-ports {ns.udp_ports!r}: expected MIN-MAX within 1024-65535")
+        ns.server_args += [f"--udp-port-min={low}", f"--udp-port-max={high}"]
     return vars(ns)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,27 @@ def test_show(tmp_path: Path) -> None:
     assert report["sale"]["sold"] == 10 and report["lottery"]["winners"] >= 1
     assert report["likes"]["sent"] == report["likes"]["server_total"] > 0
     assert report["received"] > 0
+
+
+@pytest.mark.slow
+def test_media_with_workers_counts_every_server_process(tmp_path: Path) -> None:
+    """--media-workers 2: viewers are served by worker processes; their packets and CPU count.
+    The spawned server also takes a fixed --port and a UDP range (beside other services)."""
+    from loadtest.spawn import free_port
+
+    port, udp = free_port(), 20000 + (os.getpid() % 2000) * 20
+    status, report, err = run_loadtest(
+        tmp_path, "media", "--viewers", "3", "--duration", "4", "--ramp", "5", *SMALL_VIDEO,
+        "--server-arg=--media-workers=2", "--port", str(port), "--udp-ports", f"{udp}-{udp + 19}",
+        timeout=240,
+    )  # fmt: skip
+    assert status == passed(report), err
+    assert_report(report, "media")
+    assert report["url"] == f"http://127.0.0.1:{port}"
+    media = report["media"]
+    assert media["viewers_with_frames"] == 3
+    assert media["packets_forwarded"] >= media["packets_received"] > 0
+    assert media["server_us_per_packet"] > 0
+    by_process = media["server_cpu_s_by_process"]
+    assert set(by_process) == {"main", "worker 0", "worker 1"}, by_process
+    assert sum(v for k, v in by_process.items() if k != "main") > 0
