@@ -22,6 +22,7 @@ SLO_UNITS = {
     "p50": "ms", "p90": "ms", "p99": "ms", "p999": "ms", "max": "ms", "errors": "%", "loss": "%",
     "deliveries_per_s": "/s", "ttff_p95": "ms", "fps": "fps", "media_loss": "%", "attempts_per_s": "/s",
 }  # fmt: skip
+PLAIN_TICKS = {"automargin": True, "exponentformat": "none", "separatethousands": True}
 OP_TEXT = {"<": "<", "<=": "≤", ">": ">", ">=": "≥"}
 
 
@@ -115,8 +116,9 @@ def _figure(
         "data": traces,
         "layout": {
             "title": {"text": title, "x": 0, "font": {"size": 15}},
-            "xaxis": {"title": {"text": x_title}, "rangemode": "tozero", "automargin": True},
-            "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", "automargin": True},
+            # Plain numbers with thousands separators: ticks read 0, 200, 400 or 1,000, never 1e+03.
+            "xaxis": {"title": {"text": x_title}, "rangemode": "tozero", **PLAIN_TICKS},
+            "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", **PLAIN_TICKS},
             "height": 320,
             "margin": {"l": 60, "r": 20, "t": 44, "b": 50},
             "legend": {"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
@@ -177,12 +179,12 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
             _figure(
                 "Latency distribution",
                 [_bar("samples", [round(u, 3) for u, _ in hist], [c for _, c in hist], "samples")],
-                "latency (ms, log scale; bar = samples up to that bound)",
+                "latency (ms, log scale)",
                 "samples",
                 xaxis={
                     "type": "log",
                     "title": {"text": "latency (ms, log scale)"},
-                    "automargin": True,
+                    **PLAIN_TICKS,
                 },
                 hovermode="closest",
             )
@@ -288,7 +290,7 @@ th,td{border:1px solid #e5e7eb;padding:5px 10px;text-align:left;vertical-align:t
 thead th{background:#f3f4f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass-cell{color:#15803d;font-weight:700} .fail-cell{color:#b91c1c;font-weight:700}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:0 2rem}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:1rem}
+.plots{display:grid;grid-template-columns:minmax(0,1fr);gap:1rem}
 .plot{border:1px solid #e5e7eb;border-radius:8px;padding:4px;min-width:0}
 details pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}
 """
