@@ -55,6 +55,19 @@ async def server_counters(ctl: Controller, show_id: str) -> dict[str, Any]:
         return parse_metrics(await resp.text(), show_id)
 
 
+async def settled_counters(ctl: Controller, show_id: str, rounds: int = 4) -> dict[str, Any]:
+    """The counters once they stop moving: media workers ship their metrics to the main process
+    about once a second, so the first read after the viewers stop can lag behind them."""
+    last = await server_counters(ctl, show_id)
+    for _ in range(rounds):
+        await asyncio.sleep(1.2)
+        now = await server_counters(ctl, show_id)
+        if now["packets"] == last["packets"]:
+            return now
+        last = now
+    return last
+
+
 def _percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
@@ -193,7 +206,7 @@ class MediaScenario(Scenario):
 
     async def finish(self, ctl: Controller, plan: dict[str, Any], agg: Aggregate) -> dict[str, Any]:
         per_viewer = [v for extra in agg.extras for v in extra.get("per_viewer", [])]
-        before, after = plan["counters_before"], await server_counters(ctl, plan["show_id"])
+        before, after = plan["counters_before"], await settled_counters(ctl, plan["show_id"])
         forwarded = after["packets"] - before["packets"]
         # CPU of every server process over the run, as the server itself reports it (works with
         # --url too; --spawn-server also measures the whole process tree from /proc).
