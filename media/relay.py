@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MediaError
+from .hls import HlsConfig, follow_hls, stop_hls
 from .ice import IceConfig
 from .pipe import PipeEdge, PipeOrigin
 from .recorder import NAME_RE, Recorder
@@ -34,6 +35,7 @@ class RelayConfig:
     gop_max_packets: int = 6000  # beyond this the GOP cache is dropped until the next keyframe
     max_viewers_per_show: int = 5000
     recordings_dir: Path | None = None  # where recordings go; None disables recording
+    hls: HlsConfig | None = field(default_factory=HlsConfig)  # None: no LL-HLS packaging
 
 
 class Relay:
@@ -118,6 +120,7 @@ class Relay:
         old = router.publisher
         router.publisher = session
         router.set_producers(session.producers)
+        follow_hls(router, self.config.hls)
         self.sessions[session.id] = session
         session.start_watchdog(self.config.connect_timeout_s)
         if old is not None:
@@ -178,6 +181,7 @@ class Relay:
         def on_ready(edge: PipeEdge) -> None:
             router.publisher = edge  # type: ignore[assignment]
             router.set_producers(edge.producers)
+            follow_hls(router, self.config.hls)
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:
@@ -185,6 +189,7 @@ class Relay:
                 router.edge = None
             if router.publisher is edge:  # type: ignore[comparison-overlap]
                 router.publisher = None
+                stop_hls(router)
                 router.clear_producers()
                 await asyncio.gather(
                     *(viewer.end() for viewer in list(router.viewers.values())),
@@ -265,6 +270,7 @@ class Relay:
             if router.recorder is not None:
                 router.recorder.stop()
                 router.recorder = None
+            stop_hls(router)
             router.clear_producers()
             # the broadcast is over: end every viewer, concurrently
             await asyncio.gather(

@@ -8,6 +8,7 @@ from . import metrics
 from .producer import Producer
 
 if TYPE_CHECKING:
+    from .hls import HlsPackager
     from .pipe import PipeEdge, PipeOrigin
     from .recorder import Recorder
     from .whep import ViewerSession
@@ -23,6 +24,7 @@ class Router:
         self.producers: dict[str, Producer] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self.recorder: Recorder | None = None
+        self.hls: HlsPackager | None = None  # LL-HLS while live with H.264 (media/hls)
         self.pipes: list[PipeOrigin] = []  # origin side: edges fed from this router
         self.edge: PipeEdge | None = None  # edge side: the pipe feeding this router
 

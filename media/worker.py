@@ -100,6 +100,7 @@ class Worker:
                 gop_max_packets=config["gop_max_packets"],
                 max_viewers_per_show=config["max_viewers_per_show"],
                 recordings_dir=None,  # the origin records
+                hls=None,  # and packages LL-HLS: no HTTP here to serve it
             ),
             on_ended=self._session_ended,
         )

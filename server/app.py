@@ -30,6 +30,7 @@ PARTS: tuple[str, ...] = (
     "server.commerce",
     "server.web",
     "server.media_api",
+    "server.hls_api",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

@@ -116,6 +116,13 @@ class Settings:
         default=False, metadata={"help": "with --demo: keep the demo show as the last run left it"}
     )
 
+    # Low-Latency HLS (media/hls, server/hls_api.py).
+    hls: bool = field(default=True, metadata={"help": "package live H.264 shows as LL-HLS"})
+    hls_segment_s: float = field(default=2.0, metadata={"help": "HLS segment length, seconds"})
+    hls_part_s: float = field(
+        default=0.25, metadata={"help": "HLS partial segment length, seconds"}
+    )
+
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

@@ -6,6 +6,7 @@ import { $, errorText, h, money, toast } from "./util.js";
 import { WhipPublisher } from "./whip.js";
 import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
+import { watchHlsStatus } from "./hls_player.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -69,6 +70,7 @@ async function start() {
     setupTeam();
   }
   connectSocket();
+  watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
   setInterval(renderChatRate, 5000);

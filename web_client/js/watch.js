@@ -2,6 +2,7 @@
 // shopping (pinned products, flash sale, checkout, giveaway, coupons) lives in viewer_commerce.js.
 import { api, guestToken, showIdFromPath, tokenClaims } from "./api.js";
 import { Danmaku } from "./danmaku.js";
+import { HlsPlayer, withHlsFallback } from "./hls_player.js";
 import { $, clock, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
 import { WhepPlayer } from "./whep.js";
@@ -82,7 +83,11 @@ function pinComment(m) {
 function setupChat(socket) {
   socket.on("chat", (m) => {
     // History replayed on join/recovery goes to the chat list; only fresh comments fly.
-    if (!m.ts || Date.now() - m.ts < 30_000) danmaku.add({ text: m.text, mine: m.uid === state.claims?.user_id, role: m.role });
+    const mine = m.uid === state.claims?.user_id;
+    const fly = () => danmaku.add({ text: m.text, mine, role: m.role });
+    // over LL-HLS the picture is seconds behind: others' comments wait for it (PROGRAM-DATE-TIME)
+    const delay = mine ? 0 : player?.delayMs || 0;
+    if (!m.ts || Date.now() - m.ts < 30_000) delay ? setTimeout(fly, delay) : fly();
     addRecent(m);
   });
   socket.on("chat.delete", (m) => {
@@ -246,12 +251,17 @@ async function start() {
     $("#chat-error").textContent = "Could not join: " + errorText(err);
     return;
   }
-  player = new WhepPlayer($("#video"), showId, getToken, {
-    onState: (s) => {
-      state.videoState = s;
-      renderConnState();
-    },
-  });
+  const onState = (s) => {
+    state.videoState = s;
+    renderConnState();
+  };
+  // ?hls=1: LL-HLS; otherwise WebRTC (WHEP), handing over to LL-HLS if WebRTC cannot connect
+  const makeHls = () => new HlsPlayer($("#video"), showId, getToken, { onState });
+  if (params.get("hls") === "1") player = makeHls();
+  else {
+    const whep = new WhepPlayer($("#video"), showId, getToken, { onState: (s, d) => (onState(s), player?.observe(s, d)) });
+    player = withHlsFallback(whep, makeHls);
+  }
   window.liveshop.player = player;
   player.start({ live: state.show.status === "live" });
 
