@@ -7,9 +7,18 @@ for N = 5, 10, 20, 40. Server CPU comes from /proc/PID/stat, packets from /metri
 µs/packet is the slope of server CPU over packets sent across N (ingest cost cancels out).
 
     .venv/bin/python benchmarks/media_relay.py [--viewers 5,10,20,40] [--window 8] [--repeats 3]
+
+Side by side (issue 12): ``--compare native,python`` starts one server per forwarding path
+(``LIVESHOP_FASTPATH=1``: the C extension media/_fastpath.c; ``=0``: pure Python), each
+with its own publisher, and measures them in alternating rounds (``--rounds``): in each
+round, each server in turn gets N viewers added up to each count, one window per count,
+and its slope is that round's µs/packet. Reported: each round's slopes and ratio, and the
+median over rounds.
+
+    .venv/bin/python benchmarks/media_relay.py --compare native,python --rounds 3 --window 3
 """
 
-# ruff: noqa: ASYNC220, ASYNC251  (a benchmark orchestrating subprocesses)
+# ruff: noqa: ASYNC220, ASYNC221, ASYNC251  (a benchmark orchestrating subprocesses)
 from __future__ import annotations
 
 import argparse
@@ -18,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -26,12 +36,15 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from media.aiortc_internals import configure_ice  # noqa: E402
-from media.light_viewer import LightViewer  # noqa: E402
+from media.aiortc_internals import configure_ice, tap_receiver  # noqa: E402
+from media.light_viewer import LightViewer, TrackCounters  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NOTE = (
@@ -48,6 +61,12 @@ NOTE = (
 
 def free_port() -> int:
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -124,6 +143,350 @@ async def ttff_probes(base: str, show: str, count: int) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+PATH_ENV = {"native": "1", "python": "0"}  # LIVESHOP_FASTPATH for each --compare name
+
+
+class Liveshop:
+    """One benchmark server (embedded Redis) with its own publisher, on one forwarding path."""
+
+    def __init__(self, name: str, py: str, codec: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = tempfile.mkdtemp(prefix=f"liveshop-bench-{name}-")
+        env = {**os.environ, "LIVESHOP_FASTPATH": PATH_ENV[name]}
+        self.server = subprocess.Popen(
+            [py, "-m", "server", "--port", str(self.port), "--data-dir", self.tmp]
+            + ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.pid = self.server.pid
+        self.publisher: subprocess.Popen | None = None
+        self.py, self.codec = py, codec
+        self.show = ""
+
+    async def start(self) -> None:
+        for _ in range(100):
+            try:
+                http(self.base + "/healthz")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        created = json.loads(http(self.base + "/api/shows", "POST", {"title": "bench"})[1])
+        self.show, host_token = created["show"]["id"], created["host_token"]
+        log = Path(self.tmp) / "publisher.log"
+        self.publisher = subprocess.Popen(
+            [self.py, "-m", "media.publish", "--url", self.base, "--show", self.show]
+            + ["--token", host_token, "--width", "1280", "--height", "720", "--fps", "30"]
+            + ["--bitrate", "1500000", "--codec", self.codec, "--keyint", "2", "--preencode", "4"],
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2400):
+            if "publishing" in log.read_text() or self.publisher.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        print(f"[{self.name}] {log.read_text().strip()}", flush=True)
+
+    def stop(self) -> None:
+        if self.publisher is not None:
+            self.publisher.terminate()
+            self.publisher.wait(10)
+        self.server.terminate()
+        self.server.wait(15)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    async def join(self) -> Any:
+        token = json.loads(http(f"{self.base}/api/shows/{self.show}/guest", "POST", {})[1])["token"]
+        v = LightViewer()
+        await v.join(self.base, self.show, token)
+        v.token = token  # type: ignore[attr-defined]
+        return v
+
+    async def leave(self, v: Any) -> None:
+        await v.leave(v.token)
+
+    def packets(self, viewers: list[Any]) -> float:
+        return packets_sent(self.base)
+
+
+JANUS_PLUGINS = "/usr/lib/x86_64-linux-gnu/janus"
+JANUS_CONF = """general: {{
+    configs_folder = "{dir}"
+    plugins_folder = "{lib}/plugins"
+    transports_folder = "{lib}/transports"
+    events_folder = "{lib}/events"
+    loggers_folder = "{lib}/loggers"
+    debug_level = 3
+    event_loops = 2
+    session_timeout = 0
+}}
+media: {{ rtp_port_range = "{rtp_min}-{rtp_max}" }}
+nat: {{ ice_enforce_list = "lo" nice_debug = false }}
+plugins: {{ disable = "{disable}" }}
+transports: {{ disable = "libjanus_websockets.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so" }}
+events: {{ broadcast = false }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+"""
+JANUS_HTTP = """general: {{ json = "compact" base_path = "/janus" http = true port = {port} https = false }}
+admin: {{ admin_http = false }}
+"""
+JANUS_STREAMING = """general: {{ }}
+bench: {{
+    type = "rtp"
+    id = 1
+    description = "bench"
+    media = ({{ type = "video" mid = "v" label = "video" port = {port} pt = 96 codec = "vp8" }})
+}}
+"""
+
+
+class Janus:
+    """Janus 1.1 (Debian) with the Streaming plugin fed by ffmpeg: an RTP copy of a VP8 clip.
+
+    ``event_loops = 2`` (two shared loops, its fastest setting on 2 cores). Viewers are the
+    same light receivers, signalled through Janus's HTTP API (watch → offer, answer → start).
+    Janus has no packet counter: its packets are what the viewers received.
+    """
+
+    name = "janus"
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="liveshop-bench-janus-"))
+        self.port, rtp = free_port(), free_udp_port()
+        base_rtp = 30000 + os.getpid() % 20000
+        plugins = sorted(p.name for p in Path(JANUS_PLUGINS, "plugins").glob("libjanus_*.so"))
+        (self.dir / "janus.jcfg").write_text(
+            JANUS_CONF.format(
+                dir=self.dir,
+                lib=JANUS_PLUGINS,
+                rtp_min=base_rtp,
+                rtp_max=base_rtp + 999,
+                disable=",".join(p for p in plugins if "streaming" not in p),
+            )
+        )
+        (self.dir / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=self.port))
+        (self.dir / "janus.plugin.streaming.jcfg").write_text(JANUS_STREAMING.format(port=rtp))
+        self.base = f"http://127.0.0.1:{self.port}/janus"
+        log = (self.dir / "janus.log").open("w")
+        self.server = subprocess.Popen(
+            ["janus", "-F", str(self.dir), "-C", str(self.dir / "janus.jcfg")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.pid = self.server.pid
+        self.rtp = rtp
+        self.feeder: subprocess.Popen | None = None
+        self.feed_transport: asyncio.DatagramTransport | None = None
+        self.fed = 0
+
+    async def start(self) -> None:
+        clip = self.dir / "clip.webm"
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
+            + ["-i", "testsrc2=size=1280x720:rate=30", "-t", "4", "-c:v", "libvpx"]
+            + ["-b:v", "1500k", "-minrate", "1500k", "-maxrate", "1500k", "-g", "60"]
+            + ["-deadline", "realtime", "-cpu-used", "8", str(clip)],
+            check=True,
+        )
+        for _ in range(100):
+            try:
+                http(self.base + "/info")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        self.feed_transport, _ = await loop.create_datagram_endpoint(
+            lambda: FeedCounter(self), local_addr=("127.0.0.1", 0)
+        )
+        feed_port = self.feed_transport.get_extra_info("sockname")[1]
+        self.feeder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"]
+            + ["-i", str(clip), "-an", "-c:v", "copy", "-payload_type", "96", "-f", "rtp"]
+            + ["-pkt_size", "1200", "-sdp_file", os.devnull, f"rtp://127.0.0.1:{feed_port}"],
+            stdin=subprocess.DEVNULL,
+        )
+        print(
+            f"[janus] {http(self.base + '/info')[1][:120]}...; ffmpeg feeding {clip.name}",
+            flush=True,
+        )
+
+    async def join(self) -> Any:
+        v = JanusViewer(self.base)
+        await v.join()
+        return v
+
+    async def leave(self, v: Any) -> None:
+        await v.leave()
+
+    def packets(self, viewers: list[Any]) -> float:
+        """Packets Janus sent: every fed packet to every started viewer (what liveshop's
+        packets-sent counter counts too: no retransmissions). Viewers' own counts would
+        undercount when the benchmark process, sharing the cores, falls behind."""
+        return float(self.fed * len(viewers))
+
+    def stop(self) -> None:
+        if self.feeder is not None:
+            self.feeder.terminate()
+            self.feeder.wait(10)
+        if self.feed_transport is not None:
+            self.feed_transport.close()
+        self.server.terminate()
+        self.server.wait(15)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FeedCounter(asyncio.DatagramProtocol):
+    """Between ffmpeg and Janus: counts the RTP fed to the mountpoint and passes it on."""
+
+    def __init__(self, janus: Janus) -> None:
+        self.janus = janus
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.janus.fed += 1
+        assert self.janus.feed_transport is not None
+        self.janus.feed_transport.sendto(data, ("127.0.0.1", self.janus.rtp))
+
+
+class JanusViewer(LightViewer):
+    """The light receiver as a Janus Streaming viewer (Janus offers, we answer)."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+        self.url = ""
+
+    def __post_init__(self) -> None:
+        # Video only: Janus offers one m-line, and an unanswered audio transceiver breaks
+        # aiortc's answer.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.counters = {"video": TrackCounters(), "audio": TrackCounters()}
+        self.started_at = 0.0
+        self.location = None
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        tap_receiver(video.receiver, self._rtp_handler("video"), self._rtcp_handler("video"))
+
+    def _call(self, path: str, body: dict) -> dict:
+        body = {**body, "transaction": os.urandom(6).hex()}
+        reply = json.loads(http(self.base + path, "POST", body)[1])
+        if reply.get("janus") == "error":
+            raise RuntimeError(f"janus: {reply}")
+        return reply
+
+    async def join(self) -> None:
+        self.started_at = time.monotonic()
+        session = self._call("", {"janus": "create"})["data"]["id"]
+        handle = self._call(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+        self.url = f"/{session}/{handle['data']['id']}"
+        self._call(self.url, {"janus": "message", "body": {"request": "watch", "id": 1}})
+        offer = None
+        for _ in range(20):
+            event = json.loads(http(f"{self.base}/{session}?maxev=1")[1])
+            events = event if isinstance(event, list) else [event]
+            offer = next((e["jsep"] for e in events if "jsep" in e), None)
+            if offer is not None:
+                break
+        if offer is None:
+            raise RuntimeError("janus sent no offer")
+        await self.pc.setRemoteDescription(RTCSessionDescription(**offer))
+        # Janus never gathers on loopback: answer from the IPv4 address it offers (a local
+        # address, so the packets still take the loopback device), then back to 127.0.0.1.
+        host = re.search(r"a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) ", offer["sdp"])
+        configure_ice([host.group(1) if host else "127.0.0.1"])
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        finally:
+            configure_ice(["127.0.0.1"])
+        answer = {"type": "answer", "sdp": self.pc.localDescription.sdp}
+        self._call(self.url, {"janus": "message", "body": {"request": "start"}, "jsep": answer})
+
+    async def leave(self) -> None:  # type: ignore[override]
+        try:
+            self._call(self.url, {"janus": "detach"})
+        finally:
+            await self.pc.close()
+
+
+async def at_edge(target: Any, viewers: list[Any]) -> tuple[float, float, float]:
+    """CPU, packets and time just after the packet count moves: liveshop publishes its
+    counters every 0.5 s, so a window between two such edges counts its packets exactly
+    (within the 50 ms poll) where a window between arbitrary instants is off by up to 0.5 s."""
+    first = target.packets(viewers)
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        now = target.packets(viewers)
+        if now != first:
+            break
+    return cpu_seconds(target.pid), now, time.monotonic()
+
+
+async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
+    """Viewers added up to each count (never removed in between), one window per count."""
+    viewers: list[Any] = []
+    rows = []
+    for n in counts:
+        while len(viewers) < n:
+            viewers.append(await target.join())
+        await asyncio.sleep(1.5)  # catch-up bursts done
+        c0, p0, t0 = await at_edge(target, viewers)
+        await asyncio.sleep(window)
+        c1, p1, t1 = await at_edge(target, viewers)
+        rows.append({"n": n, "cpu": (c1 - c0) / (t1 - t0), "pps": (p1 - p0) / (t1 - t0)})
+    for v in viewers:
+        await target.leave(v)
+    await asyncio.sleep(1.0)
+    return rows
+
+
+async def compare(args: argparse.Namespace, py: str) -> None:
+    """Targets measured in turn, round after round; ratios are to the last target named."""
+    names = args.compare.split(",")
+    known = (*PATH_ENV, "janus")
+    if len(names) < 2 or len(set(names)) != len(names) or any(n not in known for n in names):
+        raise SystemExit("--compare takes two or more of: " + ",".join(known))
+    counts = [int(x) for x in args.viewers.split(",")]
+    targets = [Janus() if name == "janus" else Liveshop(name, py, args.codec) for name in names]
+    ref = names[-1]
+    try:
+        for t in targets:
+            await t.start()
+        await asyncio.sleep(2.0)
+        slopes: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            order = targets if r % 2 == 0 else targets[::-1]  # alternate who goes first
+            for t in order:
+                rows = await ladder(t, counts, args.window)
+                b, _ = slope([x["pps"] for x in rows], [x["cpu"] for x in rows])
+                slopes[t.name].append(b * 1e6)
+                detail = "  ".join(
+                    f"N={x['n']} {x['cpu'] * 100:.1f}%/{x['pps']:.0f}pps" for x in rows
+                )
+                print(
+                    f"round {r + 1} {t.name:7s} slope {b * 1e6:5.1f} µs/pkt   {detail}", flush=True
+                )
+            ratios = ", ".join(
+                f"{n}/{ref} {slopes[n][-1] / slopes[ref][-1]:.2f}" for n in names[:-1]
+            )
+            print(f"round {r + 1} ratios: {ratios}  (load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"median over {args.rounds} rounds (loaded shared machine):")
+        for n in names:
+            per_round = [a / b for a, b in zip(slopes[n], slopes[ref], strict=True)]
+            us = statistics.median(slopes[n])
+            print(
+                f"  {n:7s} {us:5.1f} µs/pkt  (rounds: {', '.join(f'{x:.1f}' for x in slopes[n])})"
+                f"  ratio to {ref} {statistics.median(per_round):.2f}"
+                f" (rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
+                f"  ≈ {1e6 / (us * 165):.0f} viewers/core at ≈165 pkt/s each (marginal)"
+            )
+    finally:
+        for t in targets:
+            t.stop()
+
+
 def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
@@ -141,10 +504,22 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--codec", default="vp8", choices=("vp8", "h264"))
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--compare", default="", help="two forwarding paths side by side: native,python"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--compare)")
     args = parser.parse_args()
     if len(set(args.viewers.split(","))) < 2:
         parser.error("--viewers needs at least two different counts: µs/packet is a slope")
     configure_ice(["127.0.0.1"])
+    if args.compare:
+        py = (
+            str(ROOT / ".venv/bin/python")
+            if (ROOT / ".venv/bin/python").exists()
+            else sys.executable
+        )
+        await compare(args, py)
+        return
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     py = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable

@@ -11,7 +11,9 @@ kernel's loopback delivery, which runs on the sender's CPU, is included):
                    loopback socket read by another process
 * ``sendto_raw``   ``socket.sendto`` of the same datagram on the same kind of socket
 * ``path_before``  header + ``protect`` + ``sendto_uv``: the relay's write before this change
-* ``path_after``   ``media.aiortc_internals.rtp_writer`` on ``socket.sendto``: what it does now
+* ``path_after``   ``media.aiortc_internals.rtp_writer`` on ``socket.sendto``: the Python writer
+* ``forward_py``   ``Consumer.forward`` per viewer on the Python writer (the pure-Python path)
+* ``fan_out_c``    one ``media._fastpath.fan_out`` call per burst, C writers (the fast path)
 
 Sends go to ``--sockets`` receiving sockets (one per simulated viewer) in a separate
 process that drains them, in bursts of one packet per socket paced at ``--rate`` bursts
@@ -44,7 +46,11 @@ from pylibsrtp import Policy, Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from media.aiortc_internals import rtp_writer  # noqa: E402
+from aiortc.rtp import RtpPacket  # noqa: E402
+
+from media import fastpath  # noqa: E402
+from media.aiortc_internals import native_rtp_writer, rtp_writer  # noqa: E402
+from media.consumer import LIVE, Consumer  # noqa: E402
 
 PAYLOAD = bytes(range(256)) * 4 + bytes(176)  # 1,200 bytes: a full video packet at 1.5 Mbps
 HDR = struct.Struct("!BBHII")
@@ -95,10 +101,15 @@ def srtp_session() -> Session:
 
 def cpu_per_call(step: Callable[[int], None], count: int) -> float:
     """CPU µs (this process, user + system) per call of ``step(i)``."""
+    first = _calls.get(step, 0)  # each step's indexes only move forward (libsrtp's replay check)
+    _calls[step] = first + count
     t0 = time.process_time()
-    for i in range(count):
+    for i in range(first, first + count):
         step(i)
     return (time.process_time() - t0) / count * 1e6
+
+
+_calls: dict[Callable[[int], None], int] = {}
 
 
 _burst = 0  # sequence numbers only move forward: libsrtp refuses an index far behind
@@ -192,6 +203,35 @@ async def main() -> None:
     def path_after(b: int, k: int) -> None:
         writers[k](PAYLOAD, 0, 96, b & 0xFFFF, b * 3000 & 0xFFFFFFFF, 99)
 
+    def consumer(write: Callable[..., None]) -> Consumer:
+        """A live Consumer without a peer connection: just what forward() reads."""
+        c = Consumer.__new__(Consumer)
+        c.state, c.drop_rate, c.seq_off, c.ts_off, c.pt, c.ssrc = LIVE, 0.0, 7, 9, 96, 99
+        c.packets = c.octets = 0
+        c._send = write
+        return c
+
+    py_consumers = [
+        consumer(rtp_writer(srtp_session(), r.sendto, a, t.sendto))
+        for r, t, a in zip(raws, transports, addrs, strict=True)
+    ]
+    ext = fastpath.native()
+    c_consumers = [
+        consumer(native_rtp_writer(srtp_session(), r, a, t.sendto))
+        for r, t, a in zip(raws, transports, addrs, strict=True)
+    ]
+    packet = RtpPacket(payload_type=96, marker=0, ssrc=1234, payload=PAYLOAD)
+
+    def forward_py(b: int, k: int) -> None:
+        if k == 0:
+            packet.sequence_number, packet.timestamp = b & 0xFFFF, b * 3000 & 0xFFFFFFFF
+        py_consumers[k].forward(packet)
+
+    def fan_out_c(b: int, k: int) -> None:
+        if k == 0:  # one call per burst sends to every socket
+            packet.sequence_number, packet.timestamp = b & 0xFFFF, b * 3000 & 0xFFFFFFFF
+            ext.fan_out(c_consumers, packet, LIVE)  # type: ignore[union-attr]
+
     def delivered() -> int:
         receiver.stdin.write("\n")  # type: ignore[union-attr]
         receiver.stdin.flush()  # type: ignore[union-attr]
@@ -213,7 +253,8 @@ async def main() -> None:
             ("sendto_raw", sendto_raw),
             ("path_before", path_before),
             ("path_after", path_after),
-        ):
+            ("forward_py", forward_py),
+        ) + ((("fan_out_c", fan_out_c),) if ext is not None else ()):
             results.setdefault(name, []).append(paced_cpu(send, n, args.sockets, args.rate))
             sent = n // args.sockets * args.sockets
             arrived.setdefault(name, []).append(delivered() / sent)

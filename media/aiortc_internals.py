@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import aioice.ice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
@@ -45,11 +45,15 @@ from pylibsrtp import Session
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from . import fastpath
+
 AIORTC_VERSION = "1.16.0"
 
 _RTP_HEADER = struct.Struct("!BBHII")
 _SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
 _RTP_BUFFER = 1500 + _SRTP_TRAILER
+# The libsrtp 2.x prototype media/_fastpath.c calls through a pointer (protect_fn there).
+_SRTP_PROTECT_C_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 OnRtp = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 OnRtcp = Callable[[AnyRtcpPacket], None]
@@ -64,10 +68,12 @@ __all__ = [
     "check_internals",
     "configure_ice",
     "fast_rtp_writer",
+    "native_rtp_writer",
     "park_sender",
     "request_keyframe",
     "rtp_writer",
     "sender_cname",
+    "srtp_pointers",
     "tap_receiver",
 ]
 
@@ -124,6 +130,40 @@ def check_internals() -> list[str]:
         problems.append("pylibsrtp Session no longer sets _srtp")
     if not hasattr(_srtp_lib, "srtp_protect"):
         problems.append("pylibsrtp binding has no srtp_protect")
+    problems += _check_send_path_internals()
+    return problems
+
+
+def _check_send_path_internals() -> list[str]:
+    """The private names :func:`fast_rtp_writer` and :func:`native_rtp_writer` read.
+
+    The C writer calls pylibsrtp's own ``srtp_protect`` through a raw function pointer, so
+    its exact C signature (libsrtp 2.x) is checked here too, not only its presence.
+    """
+    problems: list[str] = []
+    sender_init = RTCRtpSender.__init__.__code__.co_names
+    for name in ("_ssrc", "_rtx_ssrc"):
+        if name not in sender_init:
+            problems.append(f"RTCRtpSender no longer sets {name}")
+    if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
+        problems.append("RTCIceTransport no longer sets _connection")
+    if "_protocols" not in aioice.ice.Connection.__init__.__code__.co_names:
+        problems.append("aioice Connection no longer sets _protocols")
+    stun = getattr(aioice.ice, "StunProtocol", None)
+    if stun is None:
+        problems.append("aioice.ice.StunProtocol is gone")
+    elif "transport" not in stun.connection_made.__code__.co_names:
+        problems.append("aioice StunProtocol.connection_made no longer sets transport")
+    if "protocol" not in aioice.ice.CandidatePair.__init__.__code__.co_names:
+        problems.append("aioice CandidatePair no longer sets protocol")
+    if not isinstance(getattr(aioice.ice.CandidatePair, "remote_addr", None), property):
+        problems.append("aioice CandidatePair.remote_addr is gone")
+    protect = getattr(_srtp_lib, "srtp_protect", None)
+    if protect is not None and _srtp_ffi.typeof(protect).cname != _SRTP_PROTECT_C_TYPE:
+        problems.append(
+            f"pylibsrtp srtp_protect is {_srtp_ffi.typeof(protect).cname}, "
+            f"media/_fastpath.c assumes {_SRTP_PROTECT_C_TYPE}"
+        )
     return problems
 
 
@@ -307,13 +347,52 @@ def fast_rtp_writer(dtls: RTCDtlsTransport) -> ViewerOutput | None:
     addr = pair.remote_addr
     protect_rtcp = srtp.protect_rtcp
     queued_sendto = transport.sendto
-    raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
-    raw.setblocking(False)
+    sock = transport.get_extra_info("socket")
 
     def write_rtcp(data: bytes) -> None:
         queued_sendto(protect_rtcp(data), addr)
 
+    native = native_rtp_writer(srtp, sock, addr, queued_sendto)
+    if native is not None:
+        return ViewerOutput(native, write_rtcp, native.close)
+    raw = socket.socket(fileno=os.dup(sock.fileno()))
+    raw.setblocking(False)
     return ViewerOutput(rtp_writer(srtp, raw.sendto, addr, queued_sendto), write_rtcp, raw.close)
+
+
+def srtp_pointers(session: Session) -> tuple[int, int]:
+    """``(srtp_t, &srtp_protect)`` of a pylibsrtp session, as integers for media/_fastpath.c.
+
+    The function is pylibsrtp's own (its bundled libsrtp), so the C writer and ``Session``
+    share one library instance and one session state.
+    """
+    ctx = int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
+    protect = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
+    return ctx, protect
+
+
+def native_rtp_writer(session: Session, sock: Any, addr: Any, fallback: SendTo | None) -> Any:
+    """The C twin of :func:`rtp_writer` (``media._fastpath.Writer``), or None without it.
+
+    Hands the extension the viewer's ``srtp_t`` and the address of pylibsrtp's own
+    ``srtp_protect`` as integers, so the C code protects with the same libsrtp instance and
+    the same session state (rollover counter, replay window) as the Python path would; the
+    writer holds ``session`` so the context outlives it. It sends on its own duplicate of
+    ``sock``'s descriptor (closed by ``close()``). None when the extension is not built or
+    not selected, or the address is not a plain numeric IPv4/IPv6 one (e.g. a scoped IPv6).
+    """
+    ext = fastpath.native()
+    if ext is None:
+        return None
+    ctx, protect = srtp_pointers(session)
+    fd = os.dup(sock.fileno())
+    try:
+        return ext.Writer(
+            ctx, protect, fd, int(sock.family), addr[0], int(addr[1]), session, fallback
+        )
+    except ValueError:
+        os.close(fd)
+        return None
 
 
 def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:

@@ -193,8 +193,7 @@ class Consumer:
         if self.first_sent_at is None:
             self.first_sent_at = time.monotonic()
         if len(ordered) <= CATCH_UP_CHUNK:
-            for p in ordered:
-                self._send_cached(p)
+            self._send_cached_burst(ordered)
             self.state = LIVE
             return
         self.state = CATCHUP
@@ -206,14 +205,44 @@ class Consumer:
         for start in range(0, len(ordered), CATCH_UP_CHUNK):
             if self.state != CATCHUP:
                 return
-            for p in ordered[start : start + CATCH_UP_CHUNK]:
-                self._send_cached(p)
+            self._send_cached_burst(ordered[start : start + CATCH_UP_CHUNK])
             await asyncio.sleep(0.002)
         pending, self._pending = self._pending, []
         self.state = LIVE
         self._task = None
         for p in pending:
             self.forward(p)
+
+    def _send_cached_burst(self, packets: list[RtpPacket]) -> None:
+        """Cached packets in one go: one ``sendmmsg`` with the C writer (media/_fastpath.c),
+        else one write each."""
+        burst = getattr(self._send, "burst", None)
+        if burst is None:
+            for p in packets:
+                self._send_cached(p)
+            return
+        squash, ts_off, seq_off, pt, ssrc = (
+            self._squash,
+            self.ts_off,
+            self.seq_off,
+            self.pt,
+            self.ssrc,
+        )
+        burst(
+            [
+                (
+                    p.payload,
+                    p.marker,
+                    pt,
+                    (p.sequence_number + seq_off) & 0xFFFF,
+                    squash.get(p.timestamp, (p.timestamp + ts_off) & MASK32),
+                    ssrc,
+                )
+                for p in packets
+            ]
+        )
+        self.packets += len(packets)
+        self.octets += sum(len(p.payload) for p in packets)
 
     def _send_cached(self, p: RtpPacket) -> None:
         ts = self._squash.get(p.timestamp, (p.timestamp + self.ts_off) & MASK32)

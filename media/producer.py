@@ -16,8 +16,9 @@ from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
-from . import metrics
+from . import fastpath, metrics
 from .aiortc_internals import request_keyframe, tap_receiver
+from .consumer import LIVE
 from .gop_cache import GopCache
 from .packet_history import PacketHistory
 
@@ -28,6 +29,7 @@ log = logging.getLogger("liveshop.media.producer")
 
 PLI_INTERVAL_S = 1.0  # at most one PLI per second per stream, however many viewers ask
 LATENCY_SAMPLE_EVERY = 16
+_native_fan_out = fastpath.fan_out()
 
 
 class Producer:
@@ -82,11 +84,7 @@ class Producer:
         self.last_ts = packet.timestamp
         self.history.put(packet)
         started = self.gop is not None and self.gop.add(packet)
-        for consumer in self.consumers:
-            try:
-                consumer.forward(packet)
-            except Exception:  # one broken viewer must not stop the others
-                log.exception("forward failed")
+        self._fan_out(packet)
         if started and self.waiting:
             snapshot = self.gop.snapshot()  # type: ignore[union-attr]
             waiting, self.waiting = self.waiting, []
@@ -96,6 +94,20 @@ class Producer:
             metrics.FORWARD_LATENCY.labels(self.show_id).observe(time.perf_counter() - t0)
         if not self.first_packet.done():
             self.first_packet.set_result(None)
+
+    def _fan_out(self, packet: RtpPacket) -> None:
+        """Every consumer gets ``packet``: live ones with a C writer in one call into
+        media._fastpath (no interpreter per viewer), the rest through ``Consumer.forward``."""
+        try:
+            rest = _native_fan_out(self.consumers, packet, LIVE)
+        except Exception:
+            log.exception("fast-path fan-out failed")
+            return
+        for consumer in rest:
+            try:
+                consumer.forward(packet)
+            except Exception:  # one broken viewer must not stop the others
+                log.exception("forward failed")
 
     def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket):

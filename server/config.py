@@ -83,6 +83,11 @@ class Settings:
     payment_failure_rate: float = field(
         default=0.0, metadata={"help": "simulated payment failure rate 0..1"}
     )
+    # Interactive commerce (issue 18): the flash sale's sold-out short-circuit on the node.
+    soldout_short_circuit: bool = field(
+        default=True,
+        metadata={"help": "answer attempts on a sold-out sale on the node, without Redis"},
+    )
     # Media.
     ice_addresses: list[str] = field(
         default_factory=list,

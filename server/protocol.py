@@ -291,6 +291,138 @@ class ShowEndedEvent:
     TYPE: ClassVar[str] = "show.ended"
 
 
+# --------------------------------------------------------------------------- interactive commerce
+# Commands registered in app[WS_HANDLERS] by server/commerce (auctions, group buys, polls); their
+# handlers check them with validate_as. Staff-only commands answer `forbidden` to a viewer.
+
+
+@dataclass
+class PollCreate:
+    """Staff: open a poll. Replied with `{poll}`; everyone receives `poll.created`."""
+
+    TYPE: ClassVar[str] = "poll.create"
+    question: str = _f("1..200 characters", max_len=200)
+    options: list = _f("2..6 option labels (1..80 chars) or product ids of the show")
+    duration_s: int = _f("5..3600", 60, min=5, max=3600)
+    changeable: bool = _f("whether a vote may be changed until the close", False)
+
+
+@dataclass
+class PollVote:
+    """Vote for one option. Replied with `{outcome, poll_id, option}`: `voted`, `changed`, `already_voted` (not changeable: `option` is your first vote), `closed`."""
+
+    TYPE: ClassVar[str] = "poll.vote"
+    poll_id: str = _f("the poll", max_len=80)
+    option: int = _f("index of the option, 0-based", min=0, max=5)
+
+
+@dataclass
+class PollClose:
+    """Staff: close a poll early. Replied with `{poll}` (results frozen)."""
+
+    TYPE: ClassVar[str] = "poll.close"
+    poll_id: str = _f("the poll", max_len=80)
+
+
+@dataclass
+class AuctionBid:
+    """Bid. Replied with `{outcome, auction_id, price, leader_name, bids, ends_at}`; outcome `leading`, `outbid_by_higher` (accepted, but a proxy bid of the leader is higher), `too_low`, `ended`, `not_started`. The same `key` answers its first reply."""
+
+    TYPE: ClassVar[str] = "auction.bid"
+    auction_id: str = _f("the auction", max_len=80)
+    amount: int = _f(
+        "bid in minor units: at least the start price, then price + increment",
+        min=1,
+        max=10_000_000_000,
+    )
+    key: str = _f("idempotency key, 1-64 of A-Za-z0-9_.:-", max_len=64)
+    max_amount: int = _f(
+        "proxy bid: the server raises your bid by the increment up to this (≥ amount)",
+        0,
+        min=0,
+        max=10_000_000_000,
+    )
+
+
+@dataclass
+class AuctionEnd:
+    """Staff: close an auction now (the leader, if over the reserve, wins). Replied with `{auction}`."""
+
+    TYPE: ClassVar[str] = "auction.end"
+    auction_id: str = _f("the auction", max_len=80)
+
+
+@dataclass
+class GroupJoin:
+    """Join the open group of a deal (holds a unit). Replied with `{outcome, deal_id, group, joined, size, ends_at}`: `joined`, `formed` (you completed it: `reservation_id`), `already_joined`, `sold_out`, `ended`, `not_started`."""
+
+    TYPE: ClassVar[str] = "group.join"
+    deal_id: str = _f("the group-buy deal", max_len=80)
+
+
+@dataclass
+class GroupLeave:
+    """Leave a group that has not formed yet (the held unit is released). Replied with `{outcome, deal_id}`: `left`, `not_joined`, `already_formed`."""
+
+    TYPE: ClassVar[str] = "group.leave"
+    deal_id: str = _f("the group-buy deal", max_len=80)
+
+
+@dataclass
+class GroupEnd:
+    """Staff: end a deal now (an open group short of its size fails). Replied with `{deal}`."""
+
+    TYPE: ClassVar[str] = "group.end"
+    deal_id: str = _f("the group-buy deal", max_len=80)
+
+
+COMMERCE_COMMANDS: tuple[type, ...] = (
+    PollCreate, PollVote, PollClose, AuctionBid, AuctionEnd, GroupJoin, GroupLeave, GroupEnd,
+)  # fmt: skip
+
+
+@dataclass
+class PollEvent:
+    """`poll.created`, `poll.tally` (at most every 250 ms while votes change) and `poll.closed` (final, frozen)."""
+
+    TYPE: ClassVar[str] = "poll.created | poll.tally | poll.closed"
+    poll_id: str = _f("the poll")
+    question: str = _f("the question (created, closed)")
+    options: list = _f("[{label, product_id}] (created, closed)")
+    tallies: list = _f("votes per option")
+    total: int = _f("voters")
+    ends_at: int = _f("close time (ms)")
+
+
+@dataclass
+class AuctionEvent:
+    """`auction.started`, `auction.bid` (state after bids, at most every 100 ms) and `auction.ended` (`winner_name`, `winner_user_id`, `reservation_id`, `reserve_met`)."""
+
+    TYPE: ClassVar[str] = "auction.started | auction.bid | auction.ended"
+    auction_id: str = _f("the auction")
+    price: int = _f("current price (minor units); start price before the first bid")
+    leader_name: str = _f("display name of the leading bidder ('' before the first bid)")
+    bids: int = _f("accepted bids")
+    ends_at: int = _f("end time (ms), after every soft-close extension")
+
+
+@dataclass
+class GroupEvent:
+    """`group.created` (the deal), `group.progress` ("2 of 3 joined", at most every 100 ms), `group.formed` (`members` [{user_id, name, reservation_id}]: pay now), `group.failed` (`members` [user ids]: units released), `group.ended`."""
+
+    TYPE: ClassVar[str] = (
+        "group.created | group.progress | group.formed | group.failed | group.ended"
+    )
+    deal_id: str = _f("the deal")
+    group: int = _f("number of the group in the deal (1, 2, …)")
+    joined: int = _f("members of the open group")
+    size: int = _f("members needed")
+    ends_at: int = _f("end of the open group's join window (ms)")
+    left: int = _f("units of the deal not held")
+
+
+COMMERCE_EVENTS: tuple[type, ...] = (PollEvent, AuctionEvent, GroupEvent)
+
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type, ...] = (
     ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
@@ -348,6 +480,11 @@ def validate(message: dict[str, Any]) -> Any:
     cls = CLIENT_MESSAGES.get(message["type"])
     if cls is None:
         raise ProtocolError("unknown_type", f"unknown message type {message['type']!r}")
+    return validate_as(cls, message)
+
+
+def validate_as(cls: type, message: dict[str, Any]) -> Any:
+    """``message`` checked against the schema dataclass ``cls`` (also commands registered elsewhere)."""
     values: dict[str, Any] = {}
     for spec in fields(cls):
         name = spec.name
@@ -484,6 +621,12 @@ def markdown() -> str:
         out += _table(cls)
     out += ["## Events (inside `batch`)", ""]
     for cls in EVENTS:
+        out += _table(cls)
+    out += ["## Interactive commerce commands (registered by server/commerce)", ""]
+    for cls in COMMERCE_COMMANDS:
+        out += _table(cls)
+    out += ["## Interactive commerce events (inside `batch`)", ""]
+    for cls in COMMERCE_EVENTS:
         out += _table(cls)
     out += ["## Error codes", "", "| code | meaning |", "|---|---|"]
     out += [f"| `{code}` | {text} |" for code, text in ERROR_CODES.items()]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from .auction import AuctionScenario
 from .base import Scenario
 from .chat import ChatScenario
 from .flash_sale import FlashSaleScenario
+from .group_buy import GroupBuyScenario
 from .hls import HlsScenario
 from .lottery import LotteryScenario
 from .media import MediaScenario
+from .poll import PollScenario
 from .show import ShowScenario
 
 SCENARIOS: dict[str, type[Scenario]] = {
@@ -20,6 +23,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         MediaScenario,
         ShowScenario,
     )
+    + (AuctionScenario, GroupBuyScenario, PollScenario)  # interactive commerce (issue 18)
 }
 
 __all__ = ["SCENARIOS", "Scenario"]

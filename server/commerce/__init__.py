@@ -1,7 +1,8 @@
 """Commerce in the stream: products, flash sales, checkout and orders, coupons, giveaways, stats.
 
 ``setup(app)`` registers the routes, the WebSocket commands (``buy``, ``coupon.claim``,
-``lottery.enter``, ``product.click``), the background tasks (order consumer, per-show timers)
+``lottery.enter``, ``product.click``, and the interactive ``auction.*``, ``group.*``, ``poll.*``),
+the background tasks (order consumer, per-show timers)
 and the demo seeder. See docs/protocol.md "## Commerce".
 """
 
@@ -10,7 +11,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import DEMO_SEEDERS
-from . import coupons, lottery, orders, products, sales, stats
+from . import (
+    auctions,
+    coupons,
+    group_buys,
+    interactive,
+    lottery,
+    orders,
+    polls,
+    products,
+    sales,
+    stats,
+)
 from .demo import seed_products
 from .payments import payments_ctx
 from .scripts import scripts_ctx
@@ -19,8 +31,9 @@ from .ticker import ticker_ctx
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(scripts_ctx)
+    app.cleanup_ctx.append(interactive.scripts_ctx)
     app.cleanup_ctx.append(payments_ctx)
-    for part in (products, sales, orders, coupons, lottery, stats):
+    for part in (products, sales, orders, coupons, lottery, stats, polls, auctions, group_buys):
         part.setup(app)
     app.cleanup_ctx.append(ticker_ctx)
     app[DEMO_SEEDERS].append(seed_products)

@@ -16,8 +16,11 @@ from ..errors import not_found
 # Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
 COMMERCE_SHOWS = "liveshop:commerce:active"
 
-ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrcl])(\d{1,12})$")
-KIND_NAMES = {"p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery"}
+ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrclagq])(\d{1,12})$")
+KIND_NAMES = {
+    "p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery",
+    "a": "auction", "g": "group_buy", "q": "poll",
+}  # fmt: skip
 
 
 def show_of(entity_id: str, kind: str) -> str:
@@ -162,4 +165,65 @@ def order_script_keys(show_id: str) -> list[str]:
         pay_keys(show_id),
         coupon_claims(show_id),
         coupons(show_id),
+    ]
+
+
+# -- interactive commerce (issue 18): auctions, group buys, polls ------------------------------
+
+
+def interactive_live(show_id: str) -> str:
+    """Set of open auction / group-buy / poll ids: what the show's timers look at each tick."""
+    return k(show_id, "interactive_live")
+
+
+def polls(show_id: str) -> str:
+    """Hash ``POLL:field`` → value (def JSON, n, changeable, start, end, status, total, t:I tallies, final)."""
+    return k(show_id, "polls")
+
+
+def poll_votes(show_id: str) -> str:
+    """Hash ``POLL|USER`` → option index the user voted for."""
+    return k(show_id, "poll_votes")
+
+
+def auctions(show_id: str) -> str:
+    """Hash ``AUCTION:field`` → value (prices, leader, ceiling, bids, end, cap, status, winner)."""
+    return k(show_id, "auctions")
+
+
+def auction_keys(show_id: str) -> str:
+    """Hash ``AUCTION|USER|KEY`` → first answer of that bid (idempotency)."""
+    return k(show_id, "auction_keys")
+
+
+def auction_bids(show_id: str) -> str:
+    """List of every decided bid of the show's auctions (JSON), the audit trail the invariants are checked on."""
+    return k(show_id, "auction_bids")
+
+
+def group_deals(show_id: str) -> str:
+    """Hash ``DEAL:field`` → value (def, size, window, end, status, held, current group)."""
+    return k(show_id, "group_deals")
+
+
+def group_members(show_id: str) -> str:
+    """Hash ``DEAL|USER`` → number of the group (open or formed) the user is in."""
+    return k(show_id, "group_members")
+
+
+def groups(show_id: str) -> str:
+    """Hash ``DEAL#N`` → JSON of group N (status open/formed/failed, members, opened, ends)."""
+    return k(show_id, "groups")
+
+
+def order_keys(show_id: str) -> list[str]:
+    """What a script creating a reservation touches (the same keys ``buy.lua`` writes)."""
+    return [
+        sales(show_id),
+        sale_users(show_id),
+        reservations(show_id),
+        expiries(show_id),
+        base.orders_stream(show_id),
+        base.counters(show_id),
+        funnel(show_id, "reserved"),
     ]

@@ -5,6 +5,14 @@ per-show micro-batcher: attempts arriving on this node while one script call is 
 queued and decided together by the next ``buy.lua`` call (one EVALSHA for up to
 ``MAX_BATCH`` attempts). Inside the script attempts are decided one after the other, so each is
 as atomic as if it had its own call, and the batch size grows with the load by itself.
+
+Once a sale is sold out, the node answers further attempts itself (:class:`SoldOut`): a
+``sold_out`` in a batch result makes it subscribe to the show's events and snapshot who holds
+units of the sale; from then on an attempt by anyone who holds no unit is answered ``sold_out``
+without a Redis round trip (its key is still recorded, in the background, with HSETNX), until the
+stock-return event (``sale.stock`` with units left, after an expiry, cancel or failed payment)
+or ``sale.ended`` clears the flag. Holders still go to Redis: their keys may have answered
+``reserved`` and must replay it. See docs/protocol.md "Buy outcomes and idempotency".
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -22,8 +31,10 @@ from .. import auth
 from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
-from ..events import publish
+from ..events import decode_event, publish
+from ..keys import channel
 from ..shows import get_show
+from ..store import load_script
 from . import fields
 from . import keys as ck
 from .activity import touch
@@ -51,6 +62,8 @@ INT_FIELDS = {
     "created",
 }
 OUTCOMES = ("reserved", "sold_out", "limit_reached", "not_started", "ended")
+SOLDOUT_RECHECK_S = 5.0  # a flag older than this lets one attempt through to Redis (lost events)
+RECORD_BATCH = 5000
 
 
 def sale_status(sale: dict[str, Any], now_ms: int) -> str:
@@ -211,9 +224,14 @@ class BuyBatcher:
         self.batches = 0
         self.touched = 0.0
         self.attempts = 0
+        self.short_circuited = 0
 
     async def decide(self, sale_id: str, user_id: str, name: str, key: str) -> str:
         """The raw outcome of one attempt (``reserved|RID|EXPIRES`` or a code)."""
+        soldout = self.app.get(SOLDOUT)  # absent in bare test apps
+        if soldout is not None and soldout.answers(sale_id, user_id, key):
+            self.short_circuited += 1
+            return "sold_out"
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.pending.append((sale_id, user_id, name, key, future))
         self.wake.set()
@@ -225,6 +243,7 @@ class BuyBatcher:
 
     async def run(self) -> None:
         script = self.app[SCRIPTS].buy
+        soldout = self.app.get(SOLDOUT)
         while True:
             if not self.pending:
                 self.wake.clear()
@@ -259,14 +278,180 @@ class BuyBatcher:
                 continue
             self.batches += 1
             self.attempts += len(batch)
-            for (*_, future), outcome in zip(batch, outcomes, strict=True):
+            for (sale_id, *_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
+                if soldout is None:
+                    continue
+                if outcome == "sold_out":
+                    soldout.learn(self.show_id, sale_id)
+                elif outcome.startswith("reserved|"):
+                    soldout.clear(sale_id)  # units came back before we saw the event
             if time.monotonic() - self.touched > 5:  # after answering: no batch waits for it
                 self.touched = time.monotonic()
                 await touch(self.app, self.show_id)
 
 
+class SoldOut:
+    """This node's sold-out flags: sale id → users holding units (snapshot), learned from batches.
+
+    The snapshot is exact for as long as the flag stands: while nothing is left nobody can gain
+    a unit, and a unit can only leave its holder by a release, which returns stock and so
+    clears the flag (``sale.stock`` with ``left`` > 0).
+    """
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        # sale id → (flagged since, monotonic s; the sale's end, ms; users holding units)
+        self.flags: dict[str, tuple[float, int, frozenset[str]]] = {}
+        self.learning: set[str] = set()
+        self.watched: dict[str, set[str]] = {}  # show → flagged or learning sales
+        self.pubsub: Any = None
+        self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.records: list[tuple[str, str]] = []  # (show, buy_keys field) to set to "sold_out"
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.record_wake = asyncio.Event()
+
+    def answers(self, sale_id: str, user_id: str, key: str) -> bool:
+        """True when the attempt is answered ``sold_out`` here (and its key queued for recording)."""
+        flag = self.flags.get(sale_id)
+        if flag is None:
+            return False
+        since, end_ms, holders = flag
+        now = time.monotonic()
+        if time.time() * 1000 >= end_ms or now - since >= SOLDOUT_RECHECK_S:
+            self.clear(sale_id)  # ended (Redis answers `ended`) or due for a recheck
+            return False
+        if user_id in holders:
+            return False  # their keys may have answered `reserved`: Redis replays them
+        self.records.append((sale_id.rpartition(".")[0], f"{sale_id}|{user_id}|{key}"))
+        self.record_wake.set()
+        return True
+
+    def clear(self, sale_id: str) -> None:
+        self.flags.pop(sale_id, None)
+
+    def watched_now(self, show_id: str) -> bool:
+        """Whether a sale of the show is flagged or being learned on this node."""
+        return any(s in self.flags or s in self.learning for s in self.watched.get(show_id, ()))
+
+    def learn(self, show_id: str, sale_id: str) -> None:
+        if sale_id in self.flags or sale_id in self.learning:
+            return
+        if not self.app[SETTINGS].soldout_short_circuit:
+            return
+        self.learning.add(sale_id)
+        self._spawn(self._learn(show_id, sale_id))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _learn(self, show_id: str, sale_id: str) -> None:
+        """Subscribe first (no stock-return event can be missed after that), then snapshot."""
+        redis = self.app[REDIS]
+        try:
+            self.watched.setdefault(show_id, set()).add(sale_id)
+            await self._subscribe(show_id)
+            fields_ = [f"{sale_id}:{name}" for name in ("left", "end", "status", "limit")]
+            left, end, status, _ = await redis.hmget(ck.sales(show_id), fields_)
+            if left is None or int(left) > 0 or status == "ended":
+                return
+            holders = set()
+            async for field_, have in redis.hscan_iter(
+                ck.sale_users(show_id), match=f"{sale_id}|*", count=1000
+            ):
+                if int(have) > 0:
+                    holders.add(field_.split("|", 1)[1])
+            if int(await redis.hget(ck.sales(show_id), f"{sale_id}:left") or 0) > 0:
+                return  # stock came back while we looked
+            self.flags[sale_id] = (time.monotonic(), int(end), frozenset(holders))
+        except Exception as exc:  # no flag: attempts simply keep going to Redis
+            log.warning("sold-out flag for %s not learned: %s", sale_id, exc)
+        finally:
+            self.learning.discard(sale_id)
+
+    async def _subscribe(self, show_id: str) -> None:
+        if self.pubsub is None:
+            self.pubsub = self.app[REDIS].pubsub()
+        future = self.subscribed.get(show_id)
+        if future is None:
+            future = self.subscribed[show_id] = asyncio.get_running_loop().create_future()
+            await self.pubsub.subscribe(channel(show_id))
+            if not any(t.get_name() == "soldout-reader" for t in self.tasks):
+                task = asyncio.create_task(self._read(), name="soldout-reader")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if not any(t.get_name() == "soldout-recorder" for t in self.tasks):
+                task = asyncio.create_task(self._record(), name="soldout-recorder")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        await asyncio.wait_for(asyncio.shield(future), timeout=10)
+
+    async def _read(self) -> None:
+        """Stock returned or the sale ended → the flag goes (the next attempt asks Redis)."""
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sold-out watch read failed")
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            show_id = str(message["channel"]).split("{show:", 1)[-1].split("}", 1)[0]
+            if message["type"] == "subscribe":
+                future = self.subscribed.get(show_id)
+                if future is not None and not future.done():
+                    future.set_result(None)
+                continue
+            if message["type"] != "message":
+                continue
+            try:
+                event, _, _ = decode_event(message["data"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            kind = event.get("type")
+            if kind == "sale.stock" and event.get("left", 0) > 0 or kind == "sale.ended":
+                self.clear(str(event.get("sale_id")))
+            if kind == "sale.ended" and not self.watched_now(show_id):
+                # Nothing of this show is flagged any more: stop receiving its events.
+                self.subscribed.pop(show_id, None)
+                self.watched.pop(show_id, None)
+                await self.pubsub.unsubscribe(channel(show_id))
+
+    async def _record(self) -> None:
+        """Record short-circuited keys as ``sold_out`` (HSETNX: a key keeps its first answer),
+        one ``soldout_record.lua`` call per show and batch (one packed argument, like buy.lua)."""
+        script = load_script(self.app[REDIS], Path(__file__).with_name("soldout_record.lua"))
+        while True:
+            await self.record_wake.wait()
+            self.record_wake.clear()
+            while self.records:
+                batch, self.records = self.records[:RECORD_BATCH], self.records[RECORD_BATCH:]
+                by_show: dict[str, list[str]] = {}
+                for show_id, name in batch:
+                    by_show.setdefault(show_id, []).append(name)
+                for show_id, names in by_show.items():
+                    try:
+                        await script(keys=[ck.buy_keys(show_id)], args=[msgpack.packb(names)])
+                    except Exception as exc:
+                        log.warning("recording %d sold-out keys failed: %s", len(names), exc)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.pubsub is not None:
+            try:
+                await self.pubsub.aclose()
+            except Exception:
+                pass
+
+
+SOLDOUT = web.AppKey("soldout_flags", SoldOut)
 BATCHERS = web.AppKey("buy_batchers", dict[str, BuyBatcher])
 
 
@@ -344,7 +529,9 @@ async def handle_end(request: web.Request) -> web.Response:
 
 async def batchers_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHERS] = {}
+    app[SOLDOUT] = SoldOut(app)
     yield
+    await app[SOLDOUT].close()
     for batcher in app[BATCHERS].values():
         for task in list(batcher.tasks):
             task.cancel()

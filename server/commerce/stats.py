@@ -1,4 +1,5 @@
-"""Live stats for the host: viewers, chat rate, likes, clicks, reservations, paid orders, GMV, funnel."""
+"""Live stats for the host: viewers, chat rate, likes, clicks, reservations, paid orders, GMV, funnel
+(with bids, group joins and votes from the interactive commerce of issue 18)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ..auth import STAFF, authenticate
 from ..shows import get_show
 from . import keys as ck
 from .activity import touch
+
+INTERACTIVE_STAGES = ("bid", "group_joined", "voted")
 
 
 async def _viewers(app: web.Application, show_id: str) -> tuple[int, int]:
@@ -44,7 +47,9 @@ async def show_stats(app: web.Application, show_id: str) -> dict[str, Any]:
         pipe.scard(ck.funnel(show_id, "clicked"))
         pipe.scard(ck.funnel(show_id, "reserved"))
         pipe.scard(ck.funnel(show_id, "paid"))
-        counters, clicked, reserved, paid = await pipe.execute()
+        for stage in INTERACTIVE_STAGES:
+            pipe.scard(ck.funnel(show_id, stage))
+        counters, clicked, reserved, paid, *interactive = await pipe.execute()
     current, peak = await _viewers(app, show_id)
     gmv = {
         name.removeprefix("gmv:"): int(v) for name, v in counters.items() if name.startswith("gmv:")
@@ -66,7 +71,12 @@ async def show_stats(app: web.Application, show_id: str) -> dict[str, Any]:
             "clicked": clicked,
             "reserved": reserved,
             "paid": paid,
+            # Interactive commerce (issue 18): distinct users who bid, joined a group, voted.
+            **dict(zip(INTERACTIVE_STAGES, interactive, strict=True)),
         },
+        "bids": int(counters.get("bids", 0)),
+        "group_joins": int(counters.get("group_joins", 0)),
+        "votes": int(counters.get("votes", 0)),
     }
 
 

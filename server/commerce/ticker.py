@@ -21,8 +21,10 @@ from aiohttp import web
 
 from ..appkeys import REDIS
 from ..events import publish
+from . import auctions, group_buys, polls
 from . import keys as ck
 from .activity import active_shows
+from .interactive import now_ms
 from .lottery import draw_due
 from .orders import settle_stale_payment
 from .sales import countdown_event, ended_event, sales_of, started_event
@@ -58,6 +60,7 @@ class ShowTimers:
     sweep_at: float = 0.0
     draw_at: float = 0.0
     stats_sig: str = ""
+    interactive: dict[str, Any] = field(default_factory=dict)  # id → what was last broadcast
 
 
 class Ticker:
@@ -100,18 +103,27 @@ class Ticker:
                 # EVAL, not EVALSHA: a pipeline (also a Cluster one) cannot load a missing script.
                 pipe.eval(LEASE_LUA, 1, ck.leader(show_id), self.node, LEASE_MS)
                 pipe.hget(ck.seq(show_id), "sale")
+                pipe.smembers(ck.interactive_live(show_id))  # open auctions, group buys, polls
             replies = await pipe.execute()
         counts = {}
-        for show_id, held, count in zip(shows, replies[::2], replies[1::2], strict=True):
+        live: dict[str, set[str]] = {}
+        for show_id, held, count, open_ids in zip(
+            shows, replies[::3], replies[1::3], replies[2::3], strict=True
+        ):
             if held:
                 counts[show_id] = int(count or 0)
+                live[show_id] = open_ids
             else:
                 self.shows.pop(show_id, None)
         sales = await sales_of(self.app, counts)
-        ticks = [self.tick(show_id, show_sales) for show_id, show_sales in sales.items()]
+        ticks = [
+            self.tick(show_id, show_sales, live[show_id]) for show_id, show_sales in sales.items()
+        ]
         return any(await asyncio.gather(*ticks))
 
-    async def tick(self, show_id: str, sales: list[dict[str, Any]]) -> bool:
+    async def tick(
+        self, show_id: str, sales: list[dict[str, Any]], live: set[str] | None = None
+    ) -> bool:
         """One show's timers; True when they failed (logged; the other shows go on)."""
         timers = self.shows.setdefault(show_id, ShowTimers())
         async with self.limit:
@@ -121,6 +133,7 @@ class Ticker:
                     timers.sweep_at = now
                     await self.sweep(show_id)
                 await self.sale_events(show_id, timers, sales, now)
+                await self.interactive_events(show_id, timers, live or set())
                 if now - timers.draw_at >= DRAW_EVERY_S:
                     timers.draw_at = now
                     await draw_due(self.app, show_id)
@@ -133,6 +146,21 @@ class Ticker:
                 log.exception("commerce tick failed for show %s", show_id)
                 return True
             return False
+
+    async def interactive_events(self, show_id: str, timers: ShowTimers, live: set[str]) -> None:
+        """Auctions, group buys and polls: closes that are due, throttled progress broadcasts."""
+        if not live:
+            timers.interactive.clear()
+            return
+        now, memo = now_ms(self.app), timers.interactive
+        by_kind: dict[str, list[str]] = {"a": [], "g": [], "q": []}
+        for entity_id in sorted(live):
+            match = ck.ID_RE.match(entity_id)
+            if match and match.group(2) in by_kind:
+                by_kind[match.group(2)].append(entity_id)
+        await auctions.tick(self.app, show_id, by_kind["a"], memo, now)
+        await group_buys.tick(self.app, show_id, by_kind["g"], memo, now)
+        await polls.tick(self.app, show_id, by_kind["q"], memo, now)
 
     async def stats(self, show_id: str, timers: ShowTimers) -> None:
         """Host stats, pushed while something changes or someone watches."""

@@ -114,4 +114,7 @@ async def test_stats_pushed_to_staff(shop: Any, events: Any) -> None:
         "clicked",
         "reserved",
         "paid",
+        "bid",
+        "group_joined",
+        "voted",
     }

@@ -7,11 +7,25 @@ import time
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from pylibsrtp import Policy, Session
 
 from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
 from media.relay import Relay
 
 SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)  # a cheap stream to encode in tests
+
+
+def srtp_session(direction: str) -> Session:
+    """A libsrtp session on a fixed key (``SSRC_ANY_OUTBOUND`` / ``SSRC_ANY_INBOUND``): two made
+    alike protect alike, so writers can be compared byte for byte."""
+    policy = Policy(
+        key=bytes(range(44)),
+        ssrc_type=getattr(Policy, direction),
+        srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+    )
+    policy.allow_repeat_tx = True
+    policy.window_size = 1024
+    return Session(policy)
 
 
 async def wait_until(predicate, within: float = 10.0) -> bool:

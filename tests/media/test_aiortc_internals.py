@@ -9,9 +9,11 @@ from pathlib import Path
 
 import aiortc
 import pytest
-from pylibsrtp import Policy, Session
+from pylibsrtp import Session
 
 from media.aiortc_internals import AIORTC_VERSION, check_internals, rtp_writer
+
+from .peers import srtp_session
 
 
 def test_internals_present() -> None:
@@ -38,21 +40,10 @@ def test_only_one_module_touches_internals() -> None:
 
 def _srtp_pair() -> tuple[Session, Session, Session]:
     """Two identical outbound sessions (fresh replay state each) and the matching inbound one."""
-
-    def session(direction: str) -> Session:
-        policy = Policy(
-            key=bytes(range(44)),
-            ssrc_type=getattr(Policy, direction),
-            srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
-        )
-        policy.allow_repeat_tx = True
-        policy.window_size = 1024
-        return Session(policy)
-
     return (
-        session("SSRC_ANY_OUTBOUND"),
-        session("SSRC_ANY_OUTBOUND"),
-        session("SSRC_ANY_INBOUND"),
+        srtp_session("SSRC_ANY_OUTBOUND"),
+        srtp_session("SSRC_ANY_OUTBOUND"),
+        srtp_session("SSRC_ANY_INBOUND"),
     )
 
 

@@ -19,6 +19,9 @@ from media.relay import Relay, RelayConfig
 
 from .peers import SMALL, TestPublisher, TestViewer, wait_until
 
+# Every test here runs twice: viewers on the C fast path and on the pure-Python writer.
+pytestmark = pytest.mark.usefixtures("forward_path")
+
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))

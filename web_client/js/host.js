@@ -6,6 +6,7 @@ import { $, errorText, h, money, toast } from "./util.js";
 import { WhipPublisher } from "./whip.js";
 import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
+import { HostInteractive } from "./host_interactive.js";
 import { watchHlsStatus } from "./hls_player.js";
 
 const showId = showIdFromPath();
@@ -73,6 +74,8 @@ async function start() {
   watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
+  window.liveshop.interactive = new HostInteractive({ showId, token, socket });
+  window.liveshop.interactive.start();
   setInterval(renderChatRate, 5000);
 }
 

@@ -5,6 +5,7 @@ import { Danmaku } from "./danmaku.js";
 import { HlsPlayer, withHlsFallback } from "./hls_player.js";
 import { $, clock, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
+import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
 import { LiveSocket } from "./ws.js";
 
@@ -294,6 +295,7 @@ async function start() {
       setLikes(w.likes ?? 0);
       pinComment(w.pinned || null);
       if (reconnect) commerce.refresh();
+      if (reconnect) window.liveshop.interactive?.refresh();
     },
   });
   window.liveshop.socket = socket;
@@ -303,6 +305,8 @@ async function start() {
   window.liveshop.commerce = commerce;
   socket.connect();
   commerce.start();
+  window.liveshop.interactive = new ViewerInteractive({ showId, getToken, socket, claims: state.claims, commerce });
+  window.liveshop.interactive.start();
   // Poll the show's status while not live, so the video starts as soon as the host goes live.
   setInterval(async () => {
     if (state.videoState === "playing") return;
