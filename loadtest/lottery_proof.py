@@ -1,9 +1,15 @@
-"""An independent verifier of liveshop giveaway proofs (algorithm ``liveshop-lottery-v1``).
+"""An independent verifier of liveshop giveaway proofs (algorithm ``liveshop-lottery-v2``).
 
 Written from the documented algorithm, not imported from the server, so that a server bug
 cannot hide behind a shared implementation:
 
-1. ``sha256(seed) == commitment`` (the commitment was published when the giveaway opened);
+0. every field is present with exactly its type: ``algorithm``, ``lottery_id``, ``show_id``,
+   ``prize``, ``eligibility`` strings, ``keyword`` string or null, ``winners_count`` a positive
+   integer (not 3.5, not "3"), ``seed``/``commitment``/``entrants_hash`` 64 lowercase hex digits,
+   ``entrants``/``winners`` lists of strings;
+1. ``commitment == sha256(JSON with sorted keys, no spaces, UTF-8 of {algorithm, eligibility,
+   keyword, lottery_id, prize, seed, show_id, winners_count})`` — published when the giveaway
+   opened, it ties the seed to this giveaway's terms;
 2. the entrant list is sorted and unique and ``sha256(compact JSON of it) == entrants_hash``;
 3. the winners are a partial Fisher–Yates shuffle of the entrants where step ``i`` swaps in
    ``j = i + uniform(n - i)``, ``uniform(m)`` reading ``HMAC-SHA256(seed, entrants_hash_bytes ||
@@ -16,10 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import string
 from typing import Any
 
-ALGORITHM = "liveshop-lottery-v1"
+ALGORITHM = "liveshop-lottery-v2"
 _SPACE = 1 << 256
+_TEXT_FIELDS = ("algorithm", "lottery_id", "show_id", "prize", "eligibility")
+_HEX_FIELDS = ("seed", "commitment", "entrants_hash")
+_LIST_FIELDS = ("entrants", "winners")
 
 
 def entrants_digest(entrants: list[str]) -> str:
@@ -27,6 +37,14 @@ def entrants_digest(entrants: list[str]) -> str:
     return hashlib.sha256(
         json.dumps(entrants, separators=(",", ":"), ensure_ascii=False).encode()
     ).hexdigest()
+
+
+def terms_digest(proof: dict[str, Any]) -> str:
+    """What the commitment must be for the proof's seed and terms."""
+    terms = {name: proof[name] for name in ("algorithm", "eligibility", "keyword", "lottery_id",
+                                            "prize", "seed", "show_id", "winners_count")}  # fmt: skip
+    canonical = json.dumps(terms, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class _Uniform:
@@ -56,36 +74,54 @@ def winners_of(seed_hex: str, entrants_hash: str, entrants: list[str], count: in
     return pool[:picks]
 
 
-def verify_proof(proof: dict[str, Any], commitment_seen: str | None = None) -> list[str]:
+def _typed(proof: Any) -> list[str]:
+    if type(proof) is not dict:
+        return ["malformed proof: not an object"]
+    bad = [name for name in _TEXT_FIELDS if type(proof.get(name)) is not str]
+    if "keyword" not in proof or (
+        proof["keyword"] is not None and type(proof["keyword"]) is not str
+    ):
+        bad.append("keyword")
+    if type(proof.get("winners_count")) is not int or proof["winners_count"] < 1:
+        bad.append("winners_count")
+    for name in _HEX_FIELDS:
+        value = proof.get(name)
+        if (
+            type(value) is not str
+            or len(value) != 64
+            or not set(value) <= set(string.hexdigits[:16])
+        ):
+            bad.append(name)
+    for name in _LIST_FIELDS:
+        value = proof.get(name)
+        if type(value) is not list or any(type(item) is not str for item in value):
+            bad.append(name)
+    return [f"malformed proof: {name} missing or of the wrong type" for name in bad]
+
+
+def verify_proof(proof: Any, commitment_seen: str | None = None) -> list[str]:
     """Problems with a proof (empty list: it verifies). ``commitment_seen`` is the commitment the
     tester read when the giveaway opened: the proof must carry the same one."""
-    try:
-        seed = str(proof["seed"])
-        entrants = [str(e) for e in proof["entrants"]]
-        digest = str(proof["entrants_hash"])
-        winners = [str(w) for w in proof["winners"]]
-        count = int(proof["winners_count"])
-        commitment = str(proof["commitment"])
-    except (KeyError, TypeError, ValueError) as exc:
-        return [f"malformed proof: {exc!r}"]
-    problems = []
-    if proof.get("algorithm") != ALGORITHM:
-        problems.append(f"unexpected algorithm {proof.get('algorithm')!r}")
-    if commitment_seen is not None and commitment_seen != commitment:
+    problems = _typed(proof)
+    if problems:
+        return problems
+    if proof["algorithm"] != ALGORITHM:
+        return [f"unexpected algorithm {proof['algorithm']!r}"]
+    if not proof["lottery_id"].startswith(proof["show_id"] + ".l"):
+        problems.append("lottery_id does not belong to show_id")
+    if commitment_seen is not None and commitment_seen != proof["commitment"]:
         problems.append("the proof's commitment is not the one published when the giveaway opened")
-    try:
-        if hashlib.sha256(bytes.fromhex(seed)).hexdigest() != commitment:
-            problems.append("sha256(seed) != commitment")
-    except ValueError:
-        return [*problems, "seed is not hex"]
+    if terms_digest(proof) != proof["commitment"]:
+        problems.append("commitment != sha256(terms with seed): seed or terms were changed")
+    entrants, digest = proof["entrants"], proof["entrants_hash"]
     if entrants != sorted(set(entrants)):
         problems.append("entrants are not sorted and unique")
     if entrants_digest(entrants) != digest:
         problems.append("entrants_hash does not match the entrant list")
     if not problems:
-        expected = winners_of(seed, digest, entrants, count)
-        if expected != winners:
+        expected = winners_of(proof["seed"], digest, entrants, proof["winners_count"])
+        if expected != proof["winners"]:
             problems.append(
-                f"winners differ: recomputed {expected[:5]}…, proof says {winners[:5]}…"
+                f"winners differ: recomputed {expected[:5]}…, proof says {proof['winners'][:5]}…"
             )
     return problems

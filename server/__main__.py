@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
+from .app import FATAL, create_app
 from .config import Settings, parse_settings
 from .demo import ensure_demo
 from .errors import ConfigError
@@ -63,6 +63,7 @@ async def serve(settings: Settings) -> None:
     if not settings.reuse_port:
         check_port_free(settings.host, settings.port)
     app = create_app(settings)
+    fatal = app[FATAL]
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
     try:
         await runner.setup()
@@ -93,10 +94,19 @@ async def serve(settings: Settings) -> None:
                 flush=True,
             )
         async with collector_policy(settings.gc_thaw_s):
-            await stop.wait()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(fatal.event.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
         log.info("shutting down")
     finally:
         await runner.cleanup()
+    if fatal.reason:
+        raise NodeFailed(fatal.reason)
+
+
+class NodeFailed(Exception):
+    """The node cannot go on (its embedded Redis is gone for good): exit 1 to be restarted."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"liveshop: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except NodeFailed as exc:
+        log.error("stopped: %s", exc)
+        sys.exit(1)
     except KeyboardInterrupt:
         pass
     log.info("stopped")

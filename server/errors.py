@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .textrules import bad_text_field
+
 log = logging.getLogger("liveshop.http")
 
 
@@ -93,4 +95,7 @@ async def read_json(request: web.Request, max_bytes: int = 64 * 1024) -> dict[st
         raise bad_request("bad_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("bad_json", "body must be a JSON object")
+    field = bad_text_field(body)
+    if field is not None:
+        raise bad_request("bad_field", f"{field} is not valid Unicode text", field=field)
     return body

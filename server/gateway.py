@@ -34,6 +34,7 @@ from .protocol import (
     ModUnmute,
     ModUnpin,
     ProtocolError,
+    check_text,
     decode,
     request_id,
     validate,
@@ -42,6 +43,7 @@ from .protocol import Chat as ChatMsg
 from .protocol import Like as LikeMsg
 from .ratelimit import TokenBucket
 from .shows import get_show
+from .ws_guard import GuardedWebSocketResponse
 from .ws_metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
 
 log = logging.getLogger("liveshop.ws")
@@ -87,9 +89,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     """One client session: welcome (+ history or recovery), then messages until close."""
     app = request.app
     show_id = request.match_info["show_id"]
-    ws = web.WebSocketResponse(
+    ws = GuardedWebSocketResponse(  # unmasked client frames close 1002 (RFC 6455 §5.1)
         protocols=SUBPROTOCOLS,
-        max_msg_size=MAX_FRAME_BYTES,
+        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses size >= max: a 64 KiB frame is allowed
         compress=False,
         heartbeat=HEARTBEAT_S,
         timeout=5,
@@ -148,7 +150,7 @@ async def _welcome(
     claims = conn.claims
     redis = app[REDIS]
     stream = keys.chat_stream(show_id)
-    valid_since = bool(since) and chat.STREAM_ID_RE.match(since or "") is not None
+    valid_since = bool(since) and chat.STREAM_ID_RE.fullmatch(since or "") is not None
     pipe = redis.pipeline(transaction=False)
     pipe.sismember(keys.banned(show_id), claims.user_id)
     pipe.get(keys.chat_epoch(show_id))
@@ -243,6 +245,7 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
                     raise ProtocolError("flood", "too many messages; slow down")
                 message = decode(msg.data)
                 rid = request_id(message)
+                check_text(message, msg.data)
                 kind = message["type"]
                 WS_MESSAGES_IN.labels(
                     kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other"

@@ -4,6 +4,13 @@ All shows share one pub/sub connection per node (one SUBSCRIBE per show served h
 arrive within a window of ``batch_ms`` become one :class:`~server.connection.Batch`, encoded once per
 codec and audience and written to every local connection (goim-style merged room broadcast).
 Every second the node reports its per-show counts (presence) and retries backlogged connections.
+
+Events published while the node's pub/sub connection is down never reach it. redis-py
+resubscribes by itself when it reconnects; the second ``subscribe`` confirmation of a hub is the
+sign, and :meth:`Hubs.resync` then gives the hub's viewers what they missed: the chat after the
+last one delivered here (or ``history_lost`` when it is gone), a ``resync`` snapshot of the show
+(the welcome's fields) and the current state of every source in ``app[RESYNC_SOURCES]``
+(commerce registers its pinned products, sales and open giveaways).
 """
 
 from __future__ import annotations
@@ -13,15 +20,17 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from . import keys, presence
+from . import chat, keys, presence
 from .appkeys import REDIS, SETTINGS
 from .connection import Batch, Connection
 from .events import decode_event
+from .logs import retry_failed
+from .shows import get_show
 from .ws_metrics import (
     WS_BATCH_EVENTS,
     WS_EVENTS_OUT,
@@ -35,6 +44,12 @@ log = logging.getLogger("liveshop.hub")
 PRESENCE_EVERY_S = 1.0
 PRESENCE_RESEND_S = 10.0
 IDLE_UNSUBSCRIBE_S = 5.0
+RESYNC_ATTEMPTS = 10  # 0.5 s apart
+
+ResyncSource = Callable[[web.Application, str], Awaitable[list[dict[str, Any]]]]
+# Parts that keep show state clients hold (commerce: pinned products, sales) register here a
+# function returning the events that bring a client up to date after a pub/sub gap.
+RESYNC_SOURCES = web.AppKey("resync_sources", list[ResyncSource])
 
 
 class Hub:
@@ -56,6 +71,9 @@ class Hub:
         self.presence_sent_at = 0.0
         self.empty_since: float | None = None
         self.window = hubs.batch_s
+        self.last_chat_id: str | None = (
+            None  # the newest chat delivered here (resync starts after it)
+        )
 
     # ----------------------------------------------------------------- membership
 
@@ -100,6 +118,8 @@ class Hub:
                         }
                     )
                     conn.close(1008, "banned")
+        if event.get("type") == "chat" and isinstance(event.get("id"), str):
+            self.last_chat_id = event["id"]
         if not self.pending:
             self.first_at = time.monotonic()
         self.pending.append((event, droppable, staff_only))
@@ -153,6 +173,8 @@ class Hubs:
         self.backlogged: set[Connection] = set()
         self.connections: set[Connection] = set()
         self.sub_lock = asyncio.Lock()
+        self.resyncing: set[asyncio.Task[None]] = set()
+        self.resyncs = 0  # hubs brought up to date after a pub/sub reconnect (tests, metrics)
 
     async def start(self) -> None:
         self.pubsub = self.app[REDIS].pubsub()
@@ -160,7 +182,7 @@ class Hubs:
         self.drainer = asyncio.create_task(self._backlog_loop())
 
     async def stop(self) -> None:
-        for task in (self.reader, self.ticker, self.drainer):
+        for task in (self.reader, self.ticker, self.drainer, *self.resyncing):
             if task is not None:
                 task.cancel()
                 try:
@@ -197,6 +219,10 @@ class Hubs:
         conn.on_backlog = self.backlogged.add
         # Wait until Redis confirmed the subscription: from then on no event can be missed.
         await asyncio.wait_for(asyncio.shield(hub.subscribed), timeout=10)
+        if hub.last_chat_id is None:
+            newest = await chat.last_id(self.app, show_id)  # where a later resync starts
+            if hub.last_chat_id is None:
+                hub.last_chat_id = newest
         return hub
 
     def leave(self, hub: Hub, conn: Connection) -> None:
@@ -213,7 +239,7 @@ class Hubs:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("pub/sub read failed; resubscribing")
+                retry_failed(log, "pub/sub read failed; resubscribing")
                 await asyncio.sleep(0.5)
                 continue
             if message is None:
@@ -231,8 +257,76 @@ class Hubs:
                     log.warning("undecodable event on %s", message["channel"])
                     continue
                 hub.on_event(event, droppable, staff_only)
-            elif kind == "subscribe" and not hub.subscribed.done():
-                hub.subscribed.set_result(None)
+            elif kind == "subscribe":
+                if not hub.subscribed.done():
+                    hub.subscribed.set_result(None)
+                else:  # a resubscription after a reconnect: events may have been missed
+                    task = asyncio.create_task(self.resync(hub))
+                    self.resyncing.add(task)
+                    task.add_done_callback(self.resyncing.discard)
+
+    async def resync(self, hub: Hub) -> None:
+        """Bring the hub's viewers up to date after a pub/sub gap (see the module docstring)."""
+        for attempt in range(RESYNC_ATTEMPTS):  # Redis may still be coming back
+            try:
+                events = await self._missed(hub)
+                break
+            except Exception:
+                retry_failed(log, "resync of %s failed", hub.show_id)
+                if attempt == RESYNC_ATTEMPTS - 1:
+                    return
+                await asyncio.sleep(0.5)
+        for event, droppable in events:
+            hub.on_event(event, droppable, False)
+        self.resyncs += 1
+        log.info("resynced show after pub/sub reconnect", extra={"show": hub.show_id})
+
+    async def _missed(self, hub: Hub) -> list[tuple[dict[str, Any], bool]]:
+        app, show_id = self.app, hub.show_id
+        since = hub.last_chat_id or "0-0"
+        limit = app[SETTINGS].chat_history
+        stream = keys.chat_stream(show_id)
+        pipe = app[REDIS].pipeline(transaction=False)
+        pipe.get(keys.chat_epoch(show_id))
+        pipe.xrange(stream, min="(" + since, count=limit + 1)
+        pipe.xrange(stream, count=1)
+        pipe.get(keys.chat_trimmed(show_id))
+        pipe.xrevrange(stream, count=1)
+        pipe.hget(keys.counters(show_id), "likes")
+        pipe.hgetall(keys.pinned(show_id))
+        epoch, after, first, trimmed, newest, likes, pin = await pipe.execute()
+        epoch = epoch or await chat.epoch(app, show_id)
+        first_id = first[0][0] if first else "0-0"
+        lost = chat.history_gap(since, epoch, epoch, first_id, trimmed)
+        if lost is None and len(after) > limit:
+            lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch,
+                    "first_id": first_id}  # fmt: skip
+        events: list[tuple[dict[str, Any], bool]] = []
+        if lost is not None:
+            events.append((lost, False))
+        else:
+            for entry_id, entry in after:
+                event = chat.entry_to_event(entry_id, entry)
+                events.append((event, event["role"] == "viewer"))
+        events.append(
+            (
+                {
+                    "type": "resync",
+                    "reason": "pubsub_reconnect",
+                    "show": await get_show(app, show_id),
+                    "epoch": epoch,
+                    "last_id": newest[0][0] if newest else "0-0",
+                    "likes": int(likes or 0),
+                    "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")}
+                    if pin.get("id")
+                    else None,
+                },
+                False,
+            )
+        )
+        for source in app[RESYNC_SOURCES]:
+            events += [(event, False) for event in await source(app, show_id)]
+        return events
 
     async def _tick_loop(self) -> None:
         """Every second: presence per show, drop idle hubs."""
@@ -243,7 +337,7 @@ class Hubs:
                 try:
                     await self._report(hub, now)
                 except Exception:
-                    log.exception("presence report failed for %s", hub.show_id)
+                    retry_failed(log, "presence report failed for %s", hub.show_id)
 
     async def _report(self, hub: Hub, now: float) -> None:
         if hub.empty_since is not None and now - hub.empty_since > IDLE_UNSUBSCRIBE_S:
@@ -293,4 +387,5 @@ async def hubs_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    app[RESYNC_SOURCES] = []
     app.cleanup_ctx.append(hubs_ctx)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from . import keys
 from .appkeys import REDIS
+from .logs import retry_failed
 from .store import load_script
 
 log = logging.getLogger("liveshop.likes")
@@ -44,7 +45,7 @@ class LikeAggregator:
             try:
                 await self.flush(app)
             except Exception:  # Redis hiccup: these taps are lost, the next ones still count
-                log.exception("likes flush failed")
+                retry_failed(log, "likes flush failed")
             await asyncio.sleep(FLUSH_S)
 
 

@@ -113,7 +113,10 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _read_offer(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
-    return await request.text()
+    try:  # SDP is UTF-8 (RFC 8866 §5); request.text() would raise UnicodeDecodeError → 500
+        return (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_sdp", "the SDP offer is not valid UTF-8") from None
 
 
 def _created(

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from .textrules import bad_text_field, frame_may_hold_surrogates
+
 MAX_FRAME_BYTES = 64 * 1024
 SUBPROTOCOL_JSON = "liveshop.json"
 SUBPROTOCOL_MSGPACK = "liveshop.msgpack"
@@ -258,6 +260,24 @@ class HistoryLostEvent:
 
 
 @dataclass
+class ResyncEvent:
+    """This node's event feed was cut (its Redis pub/sub connection dropped) and is back.
+
+    Chat missed meanwhile comes first in the same or an earlier batch (or a `history_lost` when it
+    is gone); then this snapshot, then the current state of the shop (`products`, one
+    `sale.ended` for sales that ended in the last minute, `sale.countdown`/`sale.started` for the
+    scheduled and live ones, a `lottery.created` per open giveaway). Replace what you show with it."""
+
+    TYPE: ClassVar[str] = "resync"
+    reason: str = _f("`pubsub_reconnect`")
+    show: dict = _f("the show, as in `welcome`")
+    epoch: str = _f("the history epoch")
+    last_id: str = _f('newest chat id in history ("0-0" if none)')
+    likes: int = _f("total likes")
+    pinned: dict = _f("the pinned chat message or null")
+
+
+@dataclass
 class UserMutedEvent:
     """Staff only: a user was muted (or unmuted: `until` 0)."""
 
@@ -426,7 +446,7 @@ COMMERCE_EVENTS: tuple[type, ...] = (PollEvent, AuctionEvent, GroupEvent)
 SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type, ...] = (
     ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
-    SkippedEvent, HistoryLostEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
+    SkippedEvent, HistoryLostEvent, ResyncEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
 )  # fmt: skip
 
 ERROR_CODES: dict[str, str] = {
@@ -450,8 +470,9 @@ ERROR_CODES: dict[str, str] = {
 CLOSE_CODES: dict[int, str] = {
     1000: "normal closure",
     1001: "server going away (shutdown/restart): reconnect with `since`",
+    1002: "protocol error: a client frame that is not masked (RFC 6455 §5.1), or a malformed frame",
     1008: "policy violation: repeated bad input, or banned from the show",
-    1009: "frame over 64 KiB",
+    1009: "message over 64 KiB (65,536 bytes is allowed, 65,537 is not)",
     1011: "internal error while joining (retry with backoff)",
     1013: "try again later: the connection could not keep up (slow consumer)",
     4001: "bad or expired token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired` precedes the close)",
@@ -508,11 +529,6 @@ def validate_as(cls: type, message: dict[str, Any]) -> Any:
         if kind is str:
             if len(value) > meta.get("max_len", MAX_FRAME_BYTES):
                 raise ProtocolError("bad_field", f"{name} is too long", name)
-            if not value.isascii():
-                try:
-                    value.encode()
-                except UnicodeEncodeError:  # lone surrogates from JSON "\ud800" escapes
-                    raise ProtocolError("bad_field", f"{name} is not valid Unicode", name) from None
         values[name] = value
     return cls(**values)
 
@@ -569,6 +585,17 @@ def decode(data: str | bytes) -> dict[str, Any]:
     if not isinstance(message.get("type"), str):
         raise ProtocolError("bad_type", "type must be a string")
     return message
+
+
+def check_text(message: dict[str, Any], raw: str | bytes) -> None:
+    """Every string in a decoded client message is valid Unicode: the rule HTTP bodies follow too
+    (server.errors.read_json), checked for every message type, registered handlers included.
+    ``raw`` is the frame it was decoded from (most frames cannot hold a surrogate: no walk)."""
+    if not frame_may_hold_surrogates(raw):
+        return
+    bad = bad_text_field(message)
+    if bad is not None:
+        raise ProtocolError("bad_field", f"{bad} is not valid Unicode text", bad)
 
 
 def request_id(message: dict[str, Any]) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -21,10 +22,11 @@ SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
 MAX_NAME = 40
 STATUSES = ("upcoming", "live", "ended")
+_SHOW_META_LUA = (Path(__file__).parent / "show_meta.lua").read_text()
 
 
 def check_show_id(show_id: str) -> str:
-    if not SHOW_ID_RE.match(show_id):
+    if not SHOW_ID_RE.fullmatch(show_id):  # fullmatch: "$" alone lets "id\n" through
         raise bad_request("bad_show_id", "show id must be 1-64 of A-Z a-z 0-9 _ -")
     return show_id
 
@@ -44,7 +46,7 @@ async def get_show(app: web.Application, show_id: str) -> dict[str, Any]:
     """The show's public fields, or 404 ``show_not_found``."""
     check_show_id(show_id)
     meta = await app[REDIS].hgetall(keys.meta(show_id))
-    if not meta:
+    if "created_at" not in meta:  # none, or half a record left by an older version's create
         raise not_found("show_not_found", f"no show {show_id!r}")
     return _public(meta)
 
@@ -61,9 +63,11 @@ def _public(meta: dict[str, str]) -> dict[str, Any]:
 
 
 async def create_show(
-    app: web.Application, title: str, host_name: str, show_id: str | None = None
+    app: web.Application, title: str, host_name: str, show_id: Any = None
 ) -> tuple[dict[str, Any], str, bool]:
     """Create the show (or return the existing one with that id). Returns (show, host token, created)."""
+    if show_id is not None and not isinstance(show_id, str):
+        raise bad_request("bad_show_id", "show id must be a string of 1-64 A-Z a-z 0-9 _ -")
     show_id = (
         check_show_id(show_id)
         if show_id
@@ -72,21 +76,24 @@ async def create_show(
     redis = app[REDIS]
     now_ms = int(time.time() * 1000)
     host_id = "host_" + show_id
-    created = bool(await redis.hsetnx(keys.meta(show_id), "id", show_id))
-    if created:
-        await redis.hset(
-            keys.meta(show_id),
-            mapping={
-                "title": title,
-                "host_id": host_id,
-                "host_name": host_name,
-                "status": "upcoming",
-                "created_at": now_ms,
-                "live_since": "",
-            },
-        )
-        await redis.zadd(keys.SHOW_INDEX, {show_id: now_ms})
+    created = await _write_meta(
+        app,
+        show_id,
+        "create",
+        {
+            "id": show_id,
+            "title": title,
+            "host_id": host_id,
+            "host_name": host_name,
+            "status": "upcoming",
+            "created_at": now_ms,
+            "live_since": "",
+        },
+    )
     show = await get_show(app, show_id)
+    # The index lives in another Cluster slot, so it cannot join the atomic write; NX makes
+    # a retry after a crash between the two (or a create of an existing id) repair it.
+    await redis.zadd(keys.SHOW_INDEX, {show_id: show["created_at"]}, nx=True)
     token = auth.issue(
         app[SETTINGS].secret, show_id=show_id, role="host", name=show["host_name"], user_id=host_id
     )
@@ -98,8 +105,35 @@ async def set_live(app: web.Application, show_id: str, live: bool) -> None:
     fields = (
         {"status": "live", "live_since": int(time.time() * 1000)} if live else {"status": "ended"}
     )
-    await app[REDIS].hset(keys.meta(show_id), mapping=fields)
+    if not await _write_meta(app, show_id, "update", fields):
+        return  # an unknown show id: nothing to mark, and no partial record is created
     await events.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
+
+
+# INCR and its EXPIRE in one step: a lost EXPIRE would lock an address out for good. A counter
+# found without a TTL (left by an older version) gets one too.
+_COUNT_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+async def _count_in_window(app: web.Application, key: str, ttl_s: int) -> int:
+    """Count one more hit on a fixed-window counter that always expires."""
+    script = app[REDIS].register_script(_COUNT_LUA)
+    return int(await script(keys=[key], args=[ttl_s]))
+
+
+async def _write_meta(
+    app: web.Application, show_id: str, mode: str, fields: dict[str, Any]
+) -> bool:
+    """Write the meta hash in one step: ``create`` only if absent, ``update`` only if present."""
+    script = app[REDIS].register_script(_SHOW_META_LUA)
+    args: list[Any] = [mode]
+    for name, value in fields.items():
+        args += (name, value)
+    return bool(await script(keys=[keys.meta(show_id)], args=args))
 
 
 async def handle_create(request: web.Request) -> web.Response:
@@ -118,7 +152,7 @@ async def handle_list(request: web.Request) -> web.Response:
     shows = []
     for show_id in ids:
         meta = await redis.hgetall(keys.meta(show_id))
-        if meta:
+        if "created_at" in meta:
             shows.append(_public(meta))
     return web.json_response({"shows": shows})
 
@@ -161,10 +195,7 @@ async def handle_guest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     ip = request.remote or "unknown"
     bucket = f"liveshop:guest_rate:{ip}:{int(time.time() // 60)}"
-    redis = request.app[REDIS]
-    count = await redis.incr(bucket)
-    if count == 1:
-        await redis.expire(bucket, 120)
+    count = await _count_in_window(request.app, bucket, 120)
     if count > settings.guest_per_minute:
         raise ApiError(
             429, "rate_limited", "too many guest tokens from this address; wait a minute"

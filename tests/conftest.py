@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -72,6 +73,19 @@ def make_show(client: TestClient) -> Callable[..., Awaitable[tuple[str, str]]]:
         return body["show"]["id"], body["host_token"]
 
     return make
+
+
+@pytest.fixture
+def post_show(client: TestClient) -> Callable[..., Awaitable[Any]]:
+    """``await post_show(body)``: the raw ``POST /api/shows`` response, for tests of its input checks.
+
+    Sends the same credential as ``make_show`` (keep the two in step).
+    """
+
+    async def post(body: Any) -> Any:
+        return await client.post("/api/shows", json=body)
+
+    return post
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import DEMO_SEEDERS
+from ..hub import RESYNC_SOURCES
 from . import (
     auctions,
     coupons,
@@ -37,3 +38,4 @@ def setup(app: web.Application) -> None:
         part.setup(app)
     app.cleanup_ctx.append(ticker_ctx)
     app[DEMO_SEEDERS].append(seed_products)
+    app[RESYNC_SOURCES] += [sales.resync_events, lottery.resync_events]

@@ -40,14 +40,15 @@ def text(body: dict[str, Any], name: str, max_len: int, default: Any = _MISSING)
 def idempotency_key(body: dict[str, Any], name: str = "key") -> str:
     """The client's idempotency key: 1-64 of A-Z a-z 0-9 _ . : -"""
     value = body.get(name)
-    if not isinstance(value, str) or not KEY_RE.match(value):
+    # fullmatch: with match, "$" alone would let "k\n" through
+    if not isinstance(value, str) or not KEY_RE.fullmatch(value):
         raise bad_request("bad_key", f"{name} must be 1-64 of A-Z a-z 0-9 _ . : -", field=name)
     return value
 
 
 def currency(body: dict[str, Any], default: str = "USD") -> str:
     value = body.get("currency", default)
-    if not isinstance(value, str) or not CURRENCY_RE.match(value):
+    if not isinstance(value, str) or not CURRENCY_RE.fullmatch(value):
         raise bad_request(
             "bad_field", "currency must be a 3-letter ISO code such as USD", field="currency"
         )

@@ -16,7 +16,7 @@ from ..errors import not_found
 # Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
 COMMERCE_SHOWS = "liveshop:commerce:active"
 
-ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrclagq])(\d{1,12})$")
+ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([psrclagq])([0-9]{1,12})$")
 KIND_NAMES = {
     "p": "product", "s": "sale", "r": "order", "c": "coupon", "l": "lottery",
     "a": "auction", "g": "group_buy", "q": "poll",
@@ -25,7 +25,7 @@ KIND_NAMES = {
 
 def show_of(entity_id: str, kind: str) -> str:
     """The show id inside ``entity_id`` of ``kind`` (p/s/r/c/l), or 404 ``<kind>_not_found``."""
-    match = ID_RE.match(entity_id)
+    match = ID_RE.fullmatch(entity_id)
     if not match or match.group(2) != kind:
         name = KIND_NAMES[kind]
         raise not_found(f"{name}_not_found", f"no {name} {entity_id!r}")
@@ -118,6 +118,16 @@ def order_records(show_id: str) -> str:
 def order_index(show_id: str) -> str:
     """Sorted set reservation id → created (ms): the order listing."""
     return k(show_id, "order_index")
+
+
+def sale_order_index(show_id: str, sale_id: str) -> str:
+    """Sorted set reservation id → created (ms) of one sale: the listing filtered by sale."""
+    return k(show_id, "order_index", sale_id)
+
+
+def sale_order_indexes_built(show_id: str) -> str:
+    """Flag: the per-sale order indexes hold every order (orders applied before they existed too)."""
+    return k(show_id, "order_index_by_sale")
 
 
 def lotteries(show_id: str) -> str:

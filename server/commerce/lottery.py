@@ -1,6 +1,8 @@
 """Giveaways (lotteries), provably fair.
 
-At creation the server draws a secret 32-byte seed and publishes ``commitment = sha256(seed)``.
+At creation the server draws a secret 32-byte seed and publishes a commitment to it *and* to the
+giveaway's terms (id, show, prize, eligibility, winners count: see server.verify_lottery), so
+a proof can be checked against the giveaway it claims to be.
 At the draw it freezes the sorted entrant list, publishes its hash, derives the winners with
 :func:`server.verify_lottery.draw_winners` and reveals the seed, so anyone can re-run the draw
 (``python -m server.verify_lottery PROOF.json``). Eligibility: ``present`` (viewers present
@@ -10,7 +12,6 @@ the window) or ``buyers`` (paid in this show).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -26,7 +27,7 @@ from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, conflict, forbidden, not_found, read_json
 from ..events import publish
 from ..shows import get_show
-from ..verify_lottery import ALGORITHM, draw_winners, entrants_hash_of
+from ..verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of
 from . import fields
 from . import keys as ck
 from .activity import touch
@@ -68,14 +69,18 @@ async def create_lottery(
     seed = secrets.token_bytes(32)
     lottery_id = f"{show_id}.l{await redis.hincrby(ck.seq(show_id), 'lottery', 1)}"
     now = int(time.time() * 1000)
+    commitment = commitment_of(
+        lottery_id, show_id, prize, eligibility, keyword, winners, seed.hex()
+    )
     lottery = {
         "id": lottery_id,
+        "algorithm": ALGORITHM,
         "show_id": show_id,
         "prize": prize,
         "winners_count": winners,
         "eligibility": eligibility,
         "keyword": keyword,
-        "commitment": hashlib.sha256(seed).hexdigest(),
+        "commitment": commitment,
         "seed": seed.hex(),
         "opens_at": now,
         "closes_at": now + duration * 1000,
@@ -210,11 +215,13 @@ async def draw(app: web.Application, lottery_id: str) -> dict[str, Any]:
 
 def proof(lottery: dict[str, Any]) -> dict[str, Any]:
     return {
-        "algorithm": ALGORITHM,
+        # Giveaways created before v2 committed to the seed alone and say so.
+        "algorithm": lottery.get("algorithm", "liveshop-lottery-v1"),
         "lottery_id": lottery["id"],
         "show_id": lottery["show_id"],
         "prize": lottery["prize"],
         "eligibility": lottery["eligibility"],
+        "keyword": lottery.get("keyword"),
         "winners_count": lottery["winners_count"],
         "commitment": lottery["commitment"],
         "seed": lottery["seed"],
@@ -224,6 +231,16 @@ def proof(lottery: dict[str, Any]) -> dict[str, Any]:
         # Display names, same order as ``winners``; not part of the verified data.
         "winner_names": lottery.get("winner_names", lottery["winners"]),
     }
+
+
+async def resync_events(app: web.Application, show_id: str) -> list[dict[str, Any]]:
+    """After a pub/sub gap (server.hub): the giveaways still open, as their ``lottery.created``."""
+    events = []
+    for raw in (await app[REDIS].hgetall(ck.lotteries(show_id))).values():
+        lottery = json.loads(raw)
+        if lottery["status"] == "open":
+            events.append({"type": "lottery.created", "lottery": public(lottery)})
+    return events
 
 
 async def draw_due(app: web.Application, show_id: str) -> None:

@@ -70,11 +70,13 @@ elseif op == 'sweep' then
 elseif op == 'pay_begin' then
   -- ARGV: 2 reservation id, 3 user id, 4 idempotency key, 5 coupon id or ""
   local rid, uid, key, cid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-  local seen = redis.call('HGET', KEYS[8], rid .. '|' .. key)
-  if seen then return { 'replay', seen } end
+  -- Ownership first: a stored answer (with its buyer, amount, charge id) is only ever replayed
+  -- to the reservation's own buyer, whoever else learns the key.
   local o, raw = load(rid)
   if not o then return { 'not_found', '' } end
   if o.user_id ~= uid then return { 'forbidden', '' } end
+  local seen = redis.call('HGET', KEYS[8], rid .. '|' .. key)
+  if seen then return { 'replay', seen } end
   if o.status == 'paid' then return { 'already_paid', raw } end
   if o.status == 'paying' then return { 'in_progress', raw } end
   if o.status ~= 'reserved' then return { 'not_payable', raw } end

@@ -27,6 +27,7 @@ from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
 from ..events import publish
+from ..logs import retry_failed
 from ..shows import get_show
 from . import fields
 from . import keys as ck
@@ -109,16 +110,26 @@ class OrderConsumer:
     async def _apply(self, show_id: str, entries: list[tuple[str, dict[str, str]]]) -> int:
         args: list[Any] = []
         ids = []
+        script_keys = [ck.order_records(show_id), ck.order_index(show_id)]
+        sale_key_at: dict[str, int] = {}  # sale id → its index's position in KEYS (1-based)
         for entry_id, data in entries:
             ids.append(entry_id)
             if not data or "order" not in data:
                 continue
             order = json.loads(data["order"])
-            args += (order["id"], order["v"], data["order"], order["created_at"])
-        if args:
-            await self.app[SCRIPTS].orders_apply(
-                keys=[ck.order_records(show_id), ck.order_index(show_id)], args=args
+            sale_id = order["sale_id"]
+            if sale_id not in sale_key_at:
+                script_keys.append(ck.sale_order_index(show_id, sale_id))
+                sale_key_at[sale_id] = len(script_keys)
+            args += (
+                order["id"],
+                order["v"],
+                data["order"],
+                order["created_at"],
+                sale_key_at[sale_id],
             )
+        if args:
+            await self.app[SCRIPTS].orders_apply(keys=script_keys, args=args)
         if ids:
             await self.app[REDIS].xack(base.orders_stream(show_id), GROUP, *ids)
         return len(ids)
@@ -150,7 +161,7 @@ class OrderConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("order consumer pass failed")
+                retry_failed(log, "order consumer pass failed")
                 await asyncio.sleep(1)
             await asyncio.sleep(0.1)
 
@@ -230,16 +241,43 @@ async def handle_list(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "bad_field", "limit and cursor must be integers") from None
     sale_id = query.get("sale_id")
+    index = ck.order_index(show_id)
+    if sale_id:  # filtered before paging: the sale's own index gives pages, cursor and total
+        if ck.show_of(sale_id, "s") != show_id:
+            raise not_found("sale_not_found", f"no sale {sale_id!r} in this show")
+        index = ck.sale_order_index(show_id, sale_id)
     await request.app[CONSUMER].catch_up(show_id)
     redis = request.app[REDIS]
-    ids = await redis.zrange(ck.order_index(show_id), offset, offset + limit - 1)
+    if sale_id:
+        await _build_sale_indexes(request.app, show_id)
+    ids = await redis.zrange(index, offset, offset + limit - 1)
     rows = await redis.hmget(ck.order_records(show_id), ids) if ids else []
     orders = [public(json.loads(raw)) for raw in rows if raw]
-    if sale_id:
-        orders = [o for o in orders if o["sale_id"] == sale_id]
-    total = await redis.zcard(ck.order_index(show_id))
+    total = await redis.zcard(index)
     next_cursor = str(offset + len(ids)) if offset + len(ids) < total else None
     return web.json_response({"orders": orders, "next_cursor": next_cursor, "total": total})
+
+
+async def _build_sale_indexes(app: web.Application, show_id: str) -> None:
+    """Once per show: index by sale the orders recorded before per-sale indexes existed.
+
+    The consumer adds every new order to its sale's index; this pass (idempotent: ZADD NX, so it
+    may race the consumer) covers records that were folded by an older version.
+    """
+    redis = app[REDIS]
+    flag = ck.sale_order_indexes_built(show_id)
+    if await redis.exists(flag):
+        return
+    pipe = redis.pipeline(transaction=False)
+    async for order_id, raw in redis.hscan_iter(ck.order_records(show_id), count=1000):
+        order = json.loads(raw)
+        pipe.zadd(
+            ck.sale_order_index(show_id, order["sale_id"]), {order_id: order["created_at"]}, nx=True
+        )
+        if len(pipe) >= 1000:
+            await pipe.execute()
+    await pipe.execute()
+    await redis.set(flag, "1")
 
 
 # -- paying and cancelling -----------------------------------------------------------------

@@ -38,6 +38,7 @@ from ..store import load_script
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .products import pinned_products
 from .scripts import SCRIPTS
 
 log = logging.getLogger("liveshop.sales")
@@ -209,6 +210,32 @@ def ended_event(sale: dict[str, Any]) -> dict[str, Any]:
         "reserved": sale["reserved"],
         "left": sale["left"],
     }
+
+
+RESYNC_MAX_SALES = 50
+RESYNC_ENDED_WITHIN_MS = 60_000  # a pub/sub gap lasts seconds: older endings were seen
+
+
+async def resync_events(app: web.Application, show_id: str) -> list[dict[str, Any]]:
+    """The shop as a client should see it after missing events: pinned products, sales that
+    ended within the last minute, then the scheduled and live sales' current state.
+
+    Long-ended sales are left out: the pages load a sale they do not know on its event, and a
+    stale one must not win over the live sale.
+    """
+    events: list[dict[str, Any]] = [
+        {"type": "products", "pinned": await pinned_products(app, show_id)}
+    ]
+    ended, current = [], []
+    for sale in (await list_sales(app, show_id))[-RESYNC_MAX_SALES:]:
+        if sale["status"] == "ended":
+            if sale["now"] - sale["ends_at"] < RESYNC_ENDED_WITHIN_MS:
+                ended.append(ended_event(sale))
+        elif sale["status"] == "scheduled":
+            current.append(countdown_event(sale))
+        else:
+            current.append(started_event(sale))
+    return events + ended + current
 
 
 class BuyBatcher:

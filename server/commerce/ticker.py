@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..appkeys import REDIS
 from ..events import publish
+from ..logs import retry_failed
 from . import auctions, group_buys, polls
 from . import keys as ck
 from .activity import active_shows
@@ -81,7 +82,7 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("commerce tick failed")
+                retry_failed(log, "commerce tick failed")
                 failed = True
             if failed:
                 await asyncio.sleep(1)
@@ -143,7 +144,7 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("commerce tick failed for show %s", show_id)
+                retry_failed(log, "commerce tick failed for show %s", show_id)
                 return True
             return False
 

@@ -5,25 +5,37 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from server.verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of
+from server.verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of, verify
+from tests.lottery_tampering import tampered
 
 VERIFY_JS = """async (proof) => {
   const mod = await import('/static/js/verify.js');
   const checks = await mod.verifyProof(proof);
   return checks.map((c) => c.ok);
 }"""
+VERIFY_JS_MANY = """async (proofs) => {
+  const mod = await import('/static/js/verify.js');
+  const out = [];
+  for (const proof of proofs) out.push((await mod.verifyProof(proof)).map((c) => c.ok));
+  return out;
+}"""
 
 
-def make_proof(entrants: int, winners: int) -> dict[str, Any]:
+def make_proof(entrants: int, winners: int, lottery_id: str = "x.l1") -> dict[str, Any]:
     seed = secrets.token_hex(32)
     people = sorted(f"g_{secrets.token_hex(6)}" for _ in range(entrants))
     entrants_hash = entrants_hash_of(people)
+    # A prize with non-ASCII text and JSON escapes: the committed terms' bytes must agree.
+    terms = (lottery_id, "x", 'Prize "Ünïcode" \\ 🎁\n', "present", None, winners)
     return {
         "algorithm": ALGORITHM,
-        "lottery_id": "x.l1",
-        "prize": "Prize",
+        "lottery_id": terms[0],
+        "show_id": terms[1],
+        "prize": terms[2],
+        "eligibility": terms[3],
+        "keyword": terms[4],
         "winners_count": winners,
-        "commitment": commitment_of(seed),
+        "commitment": commitment_of(*terms, seed),
         "seed": seed,
         "entrants": people,
         "entrants_hash": entrants_hash,
@@ -39,14 +51,21 @@ def test_browser_verifier_matches_python_and_rejects_tampering(
     page.locator("#verdict").wait_for()
     for entrants, winners in ((1, 1), (7, 3), (250, 10), (3, 5)):
         proof = make_proof(entrants, winners)
+        assert verify(proof) == []
         assert page.evaluate(VERIFY_JS, proof) == [True] * 5, (entrants, winners)
+    keyword = make_proof(5, 2)
+    keyword.update(eligibility="keyword", keyword="sneakers")
+    keyword["commitment"] = commitment_of("x.l1", "x", keyword["prize"], "keyword", "sneakers", 2,
+                                          keyword["seed"])  # fmt: skip
+    assert verify(keyword) == [] and page.evaluate(VERIFY_JS, keyword) == [True] * 5
 
-    proof = make_proof(50, 3)
-    swapped = dict(proof, winners=[proof["entrants"][0], *proof["winners"][1:]])
-    if swapped["winners"] != proof["winners"]:
-        assert page.evaluate(VERIFY_JS, swapped)[4] is False
-    assert page.evaluate(VERIFY_JS, dict(proof, seed=secrets.token_hex(32)))[1] is False
-    assert page.evaluate(VERIFY_JS, dict(proof, entrants=proof["entrants"][:-1]))[3] is False
+    # The same tampering cases as the server and load-tester verifiers: all rejected here too.
+    proof, other = make_proof(50, 3), make_proof(40, 3, lottery_id="x.l2")
+    cases = list(tampered(proof, other))
+    results = page.evaluate(VERIFY_JS_MANY, [bad for _, bad in cases])
+    accepted = [name for (name, _), oks in zip(cases, results, strict=True) if all(oks)]
+    assert accepted == []
+    assert all(verify(bad) for _, bad in cases)
 
 
 def test_ice_servers_from_link_headers(web_server: Any, new_page: Any) -> None:

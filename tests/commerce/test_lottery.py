@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 from server import keys as base
 from server.appkeys import REDIS
 from server.auth import verify as verify_token
-from server.verify_lottery import draw_winners, entrants_hash_of, verify
+from server.verify_lottery import commitment_of, draw_winners, entrants_hash_of, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +62,11 @@ async def test_draw_is_verifiable_and_tampering_fails(
     assert status == 200 and body["lottery"]["status"] == "drawn"
     status, proof = await shop.call("GET", f"/api/lotteries/{lottery['id']}/proof")
     assert status == 200
-    assert hashlib.sha256(bytes.fromhex(proof["seed"])).hexdigest() == lottery["commitment"]
+    assert (
+        proof["commitment"]
+        == lottery["commitment"]
+        == commitment_of(lottery["id"], shop.show_id, "Cap", "present", None, 3, proof["seed"])
+    )
     assert (
         len(proof["entrants"]) == 8
         and len(proof["winners"]) == 3

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from loadtest.lottery_proof import ALGORITHM, entrants_digest, verify_proof, winners_of
 from loadtest.scenarios.lottery import judge_draw
-from server.verify_lottery import draw_winners, entrants_hash_of
+from server.verify_lottery import commitment_of, draw_winners, entrants_hash_of
 
 
 def make_proof(entrants: list[str], count: int = 3) -> dict[str, object]:
+    """A proof built with the server's reference functions (the tester must agree with them)."""
     seed = secrets.token_bytes(32).hex()
     ordered = sorted(set(entrants))
     digest = entrants_hash_of(ordered)
+    terms = ("show1.l1", "show1", "Prize", "present", None, count)
     return {
         "algorithm": ALGORITHM,
+        "lottery_id": terms[0],
+        "show_id": terms[1],
+        "prize": terms[2],
+        "eligibility": terms[3],
+        "keyword": terms[4],
+        "winners_count": count,
         "seed": seed,
-        "commitment": hashlib.sha256(bytes.fromhex(seed)).hexdigest(),
+        "commitment": commitment_of(*terms, seed),
         "entrants": ordered,
         "entrants_hash": digest,
-        "winners_count": count,
         "winners": draw_winners(seed, digest, ordered, count),
     }
 
@@ -42,6 +48,8 @@ def test_tampered_proofs_are_caught() -> None:
     assert any("winners differ" in p for p in verify_proof(swapped))
     reseeded = {**proof, "seed": secrets.token_bytes(32).hex()}
     assert any("commitment" in p for p in verify_proof(reseeded))
+    relabelled = {**proof, "lottery_id": "show1.l2"}
+    assert any("commitment" in p for p in verify_proof(relabelled))
     shrunk = {**proof, "entrants": proof["entrants"][1:]}  # type: ignore[index]
     assert any("entrants_hash" in p for p in verify_proof(shrunk))
     assert any("opened" in p for p in verify_proof(proof, commitment_seen="0" * 64))

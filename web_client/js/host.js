@@ -130,6 +130,17 @@ function connectSocket() {
     $("#st-likes").textContent = m.total;
   });
   socket.on("presence", applyPresence);
+  // The server's event feed was cut and is back: take its snapshot and reload the shop.
+  socket.on("resync", (r) => {
+    if (r.show) {
+      show = r.show;
+      renderShow();
+    }
+    state.likes = r.likes;
+    $("#st-likes").textContent = state.likes;
+    chat.pin(r.pinned || null);
+    if (window.liveshop.commerce) window.liveshop.commerce.refresh();
+  });
   // System lines name people (from the chat seen so far), never raw user ids.
   const by = (m) => (m.by ? ` by ${chat.nameOf(m.by, m.by === claims.user_id ? claims.name : "a moderator")}` : "");
   socket.on("user.muted", (m) => {

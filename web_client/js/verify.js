@@ -1,7 +1,9 @@
-// Re-run a giveaway draw in the browser from its proof (mirrors server/verify_lottery.py):
-// 1. sha256(seed) == commitment; 2. entrants sorted + unique and sha256(canonical JSON) ==
-// entrants_hash; 3. a partial Fisher–Yates with HMAC-SHA256(seed, entrants_hash || counter)
-// reproduces the winners.
+// Re-run a giveaway draw in the browser from its proof (mirrors server/verify_lottery.py,
+// algorithm liveshop-lottery-v2): 0. every field present with exactly its type; 1. commitment ==
+// sha256(key-sorted compact JSON of the terms: algorithm, eligibility, keyword, lottery_id, prize,
+// seed, show_id, winners_count) — the commitment published at creation binds the seed to this
+// giveaway; 2. entrants sorted + unique and sha256(canonical JSON) == entrants_hash; 3. a partial
+// Fisher–Yates with HMAC-SHA256(seed, entrants_hash || counter) reproduces the winners.
 import { api, showIdFromPath } from "./api.js";
 import { $, h } from "./util.js";
 
@@ -35,12 +37,48 @@ export async function drawWinners(seedHex, entrantsHash, entrants, count) {
   return pool.slice(0, picks);
 }
 
+export const ALGORITHM = "liveshop-lottery-v2";
+const HEX64 = /^[0-9a-f]{64}$/;
+const isStr = (v) => typeof v === "string";
+const isStrList = (v) => Array.isArray(v) && v.every(isStr);
+
+// The committed terms in sorted key order (JSON.stringify keeps insertion order), compact.
+export function termsJson(p) {
+  return JSON.stringify({
+    algorithm: p.algorithm, eligibility: p.eligibility, keyword: p.keyword, lottery_id: p.lottery_id,
+    prize: p.prize, seed: p.seed, show_id: p.show_id, winners_count: p.winners_count,
+  });
+}
+
+function shapeProblems(p) {
+  if (p === null || typeof p !== "object" || Array.isArray(p)) return ["the proof is not an object"];
+  const bad = [];
+  for (const name of ["algorithm", "lottery_id", "show_id", "prize", "eligibility"]) if (!isStr(p[name])) bad.push(name);
+  if (!("keyword" in p) || !(p.keyword === null || isStr(p.keyword))) bad.push("keyword");
+  if (!Number.isSafeInteger(p.winners_count) || p.winners_count < 1) bad.push("winners_count");
+  for (const name of ["seed", "commitment", "entrants_hash"]) if (!isStr(p[name]) || !HEX64.test(p[name])) bad.push(name);
+  for (const name of ["entrants", "winners"]) if (!isStrList(p[name])) bad.push(name);
+  return bad;
+}
+
+// Five checks, always in this order: algorithm and field types, commitment, entrant list, entrants hash, winners.
 export async function verifyProof(p) {
-  const checks = [];
+  const bad = shapeProblems(p);
+  const shapeOk = bad.length === 0 && p.algorithm === ALGORITHM;
+  const checks = [{
+    ok: shapeOk,
+    text: shapeOk ? `algorithm is ${ALGORITHM} and every field is present with its type`
+      : bad.length ? `missing or malformed: ${bad.join(", ")}` : `unknown algorithm ${p.algorithm} (expected ${ALGORITHM})`,
+  }];
+  if (!shapeOk) {
+    // Nothing below can be trusted on a malformed proof: every remaining check fails.
+    for (const text of ["commitment", "entrant list", "entrants hash", "winners"]) checks.push({ ok: false, text: `${text}: not checked` });
+    return checks;
+  }
   const enc = new TextEncoder();
-  checks.push({ ok: p.algorithm === "liveshop-lottery-v1", text: `algorithm is liveshop-lottery-v1 (${p.algorithm})` });
-  const commitment = await sha256Hex(hexToBytes(p.seed));
-  checks.push({ ok: commitment === p.commitment, text: `sha256(seed) equals the commitment published when the giveaway opened` });
+  const owned = p.lottery_id.startsWith(p.show_id + ".l");
+  const commitment = await sha256Hex(enc.encode(termsJson(p)));
+  checks.push({ ok: owned && commitment === p.commitment, text: "the commitment published when the giveaway opened matches this seed and these terms (giveaway, show, prize, eligibility, winners)" });
   const sorted = [...new Set(p.entrants)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   checks.push({ ok: JSON.stringify(sorted) === JSON.stringify(p.entrants), text: `the ${p.entrants.length} entrants are sorted and unique` });
   const eh = await sha256Hex(enc.encode(JSON.stringify(p.entrants)));

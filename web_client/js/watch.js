@@ -101,6 +101,14 @@ function setupChat(socket) {
   socket.on("history_lost", (e) => e.reason === "epoch_changed" && $("#chat-recent").replaceChildren());
   socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
   socket.on("likes", (m) => setLikes(m.total));
+  // The server's event feed was cut and is back: take its snapshot (the shop follows as events).
+  socket.on("resync", (r) => {
+    setLikes(r.likes);
+    pinComment(r.pinned || null);
+    if (r.show) state.show = r.show;
+    renderShow();
+    renderConnState();
+  });
   socket.on("show.live", () => {
     if (state.show) state.show.status = "live";
     renderShow();
