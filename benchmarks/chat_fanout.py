@@ -352,12 +352,15 @@ def scrape_histogram(port: int, name: str) -> dict[str, float]:
     return out
 
 
+BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
+
+
 def http_json(url: str, body: dict) -> dict:
     req = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_API_KEY}"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
@@ -465,7 +468,8 @@ def main() -> None:
         argv = [sys.executable, *prefix, "-m", "server", "--port", str(port), "--redis-url", redis_url, "--secret", SECRET,
                 "--data-dir", str(tmp / f"d{i}"), "--reuse-port", "--chat-rate", "1000", "--chat-burst", "1000",
                 "--log-level", "WARNING", "--batch-ms", str(args.batch_ms),
-                "--batch-max-ms", str(args.batch_max_ms)]  # fmt: skip
+                "--batch-max-ms", str(args.batch_max_ms), "--api-key", BENCH_API_KEY,
+                "--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0"]  # fmt: skip
         servers.append(
             subprocess.Popen(
                 argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / f"s{i}.log", "wb")

@@ -49,6 +49,8 @@ from loadtest.lean_ws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, encode_frame
 from server import auth  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
 
+BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
+
 
 def http(
     url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str | None = None
@@ -78,7 +80,9 @@ def start_servers(
     procs = []
     for i in range(count):
         argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port), "--redis-url", redis_url,
-                "--secret", secret, "--data-dir", str(tmp / f"data{i}"), "--log-level", "WARNING"]  # fmt: skip
+                "--secret", secret, "--data-dir", str(tmp / f"data{i}"), "--log-level", "WARNING",
+                "--api-key", BENCH_API_KEY, "--ws-connects-per-ip", "0", "--ws-max-per-ip", "0",
+                "--http-anon-per-ip", "0"]  # fmt: skip
         if count > 1:
             argv.append("--reuse-port")
         log = open(tmp / f"server{i}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
@@ -383,7 +387,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def run_round(url: str, secret: str, opts: argparse.Namespace, pids: list[int]) -> dict[str, Any]:
-    created = http(url + "/api/shows", "POST", {"title": "Flash sale benchmark"})
+    created = http(url + "/api/shows", "POST", {"title": "Flash sale benchmark"}, BENCH_API_KEY)
     show_id, host = created["show"]["id"], created["host_token"]
     product = http(
         f"{url}/api/shows/{show_id}/products",

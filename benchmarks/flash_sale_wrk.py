@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flash_sale import free_port, http  # noqa: E402 - the stampede benchmark's helpers
+from flash_sale import BENCH_API_KEY, free_port, http  # noqa: E402 - the stampede benchmark's helpers
 
 from server import auth  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -63,7 +63,8 @@ def start_server(redis_url: str, tmp: Path, *extra: str) -> tuple[str, subproces
     port = free_port()
     argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port),
             "--redis-url", redis_url, "--secret", SECRET, "--data-dir", str(tmp / f"data{port}"),
-            "--log-level", "WARNING", *extra]  # fmt: skip
+            "--log-level", "WARNING", "--api-key", BENCH_API_KEY, "--http-anon-per-ip", "0",
+            "--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", *extra]  # fmt: skip
     log = open(tmp / f"server{port}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -178,7 +179,7 @@ def main() -> None:
         procs.append(proc)
         pids["no-short-circuit"] = proc.pid
         base = targets["server"]
-        created = http(base + "/api/shows", "POST", {"title": "wrk flash sale"})
+        created = http(base + "/api/shows", "POST", {"title": "wrk flash sale"}, BENCH_API_KEY)
         show_id, host = created["show"]["id"], created["host_token"]
         product = http(f"{base}/api/shows/{show_id}/products", "POST",
                        {"title": "Drop", "price": 100, "stock": args.units}, host)  # fmt: skip

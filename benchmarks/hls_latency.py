@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loadtest.client import create_show  # noqa: E402
+
+BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -122,7 +124,8 @@ async def main() -> None:
     tmp = tempfile.mkdtemp(prefix="liveshop-bench-hls-")
     server = subprocess.Popen(
         [PY, "-m", "server", "--port", str(port), "--data-dir", tmp, "--ice-addresses",
-         "127.0.0.1", "--guest-per-minute", "1000000"],
+         "127.0.0.1", "--guest-per-minute", "1000000", "--api-key", BENCH_API_KEY,
+         "--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     publisher = None
@@ -134,7 +137,7 @@ async def main() -> None:
             except OSError:
                 time.sleep(0.1)
         async with aiohttp.ClientSession() as session:
-            show, host_token = await create_show(session, base, "hls bench")
+            show, host_token = await create_show(session, base, "hls bench", BENCH_API_KEY)
         publisher = subprocess.Popen(
             [PY, "-m", "media.publish", "--url", base, "--show", show, "--token", host_token,
              "--codec", "h264", "--width", "640", "--height", "360", "--bitrate", "800000",

@@ -34,9 +34,9 @@ def call(url: str, body: dict[str, Any], token: str | None = None) -> Any:
         return json.load(resp)
 
 
-def quiet_shows(base: str, count: int) -> None:
+def quiet_shows(base: str, count: int, api_key: str) -> None:
     for i in range(count):
-        created = call(f"{base}/api/shows", {"title": f"quiet {i}"})
+        created = call(f"{base}/api/shows", {"title": f"quiet {i}"}, api_key)
         show_id, host = created["show"]["id"], created["host_token"]
         product = call(
             f"{base}/api/shows/{show_id}/products",
@@ -54,7 +54,7 @@ def measure(count: int, seconds: float) -> dict[str, float]:
     server = SpawnedServer()
     try:
         base = server.start()
-        quiet_shows(base, count)
+        quiet_shows(base, count, server.api_key)
         time.sleep(1.0)
         before = server.measure()
         started = time.monotonic()

@@ -76,11 +76,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def http(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, str]:
+BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
+
+
+def http(
+    url: str, method: str = "GET", body: dict | None = None, token: str = ""
+) -> tuple[int, str]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status, resp.read().decode()
 
@@ -157,7 +163,8 @@ class Liveshop:
         env = {**os.environ, "LIVESHOP_FASTPATH": PATH_ENV[name]}
         self.server = subprocess.Popen(
             [py, "-m", "server", "--port", str(self.port), "--data-dir", self.tmp]
-            + ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"],
+            + ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"]
+            + ["--api-key", BENCH_API_KEY, "--http-anon-per-ip", "0"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -175,7 +182,9 @@ class Liveshop:
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        created = json.loads(http(self.base + "/api/shows", "POST", {"title": "bench"})[1])
+        created = json.loads(
+            http(self.base + "/api/shows", "POST", {"title": "bench"}, BENCH_API_KEY)[1]
+        )
         self.show, host_token = created["show"]["id"], created["host_token"]
         log = Path(self.tmp) / "publisher.log"
         self.publisher = subprocess.Popen(
@@ -538,6 +547,10 @@ async def main() -> None:
             "127.0.0.1",
             "--guest-per-minute",
             "1000000",
+            "--api-key",
+            BENCH_API_KEY,
+            "--http-anon-per-ip",
+            "0",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -551,7 +564,7 @@ async def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        _, body = http(base + "/api/shows", "POST", {"title": "bench"})
+        _, body = http(base + "/api/shows", "POST", {"title": "bench"}, BENCH_API_KEY)
         created = json.loads(body)
         show, host_token = created["show"]["id"], created["host_token"]
         publisher = subprocess.Popen(

@@ -52,11 +52,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(url: str, method: str = "GET", body: dict | None = None) -> str:
+BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
+
+
+def http(url: str, method: str = "GET", body: dict | None = None, token: str = "") -> str:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read().decode()
 
@@ -220,6 +224,7 @@ async def run_config(
     publisher_log = Path(tmp) / "publisher.log"
     argv = [PY, "-m", "server", "--port", str(port), "--data-dir", tmp]
     argv += ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"]
+    argv += ["--api-key", BENCH_API_KEY, "--http-anon-per-ip", "0"]
     argv += ["--media-workers", str(workers)]
     server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     publisher = None
@@ -230,7 +235,7 @@ async def run_config(
                 break
             except OSError:
                 time.sleep(0.1)
-        created = json.loads(http(base + "/api/shows", "POST", {"title": "bench"}))
+        created = json.loads(http(base + "/api/shows", "POST", {"title": "bench"}, BENCH_API_KEY))
         show, host_token = created["show"]["id"], created["host_token"]
         publisher = subprocess.Popen(
             [PY, "-m", "media.publish", "--url", base, "--show", show, "--token", host_token]

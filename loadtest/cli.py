@@ -36,6 +36,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="start a private server (embedded Redis, temp data dir) and report its CPU seconds and peak RSS",
     )
     parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LIVESHOP_API_KEY"),
+        help="operator API key (ID:SECRET) to create shows on --url (env LIVESHOP_API_KEY); "
+        "--spawn-server makes its own",
+    )
+    parser.add_argument(
         "--server-arg",
         dest="server_args",
         action="append",

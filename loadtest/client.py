@@ -45,10 +45,16 @@ async def call(
         return body
 
 
-async def create_show(session: aiohttp.ClientSession, base: str, title: str) -> tuple[str, str]:
-    """POST /api/shows → (show id, host token)."""
+async def create_show(
+    session: aiohttp.ClientSession, base: str, title: str, api_key: str | None = None
+) -> tuple[str, str]:
+    """POST /api/shows with the operator API key (``--api-key``) → (show id, host token)."""
     body = await call(
-        session, "POST", f"{base}/api/shows", json={"title": title, "host_name": "Load tester"}
+        session,
+        "POST",
+        f"{base}/api/shows",
+        api_key,
+        {"title": title, "host_name": "Load tester"},
     )
     return str(body["show"]["id"]), str(body["host_token"])
 

@@ -226,6 +226,7 @@ class Controller:
         self.workers = 0
         self.t0 = time.monotonic()
         self.server: SpawnedServer | None = None
+        self.api_key: str | None = args.get("api_key")
         self.phase = "prepare"
         self.notes: list[str] = []
 
@@ -290,6 +291,8 @@ async def run(args: dict[str, Any]) -> RunResult:
         async with new_session() as session:
             ctl = Controller(args, url, session, flags)
             ctl.server = server
+            if server is not None:
+                ctl.api_key = server.api_key
             plan = await scenario.prepare(ctl)
             ctl.phase = "run"
             ctl.t0 = t0 = time.monotonic()

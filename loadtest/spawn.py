@@ -8,6 +8,7 @@ separately from what it cost the tester.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -176,6 +177,9 @@ class SpawnedServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sampler: ProcessSampler | None = None
         self.log_path = self.data_dir / "server.log"
+        # The tester creates its shows with this operator key; per-IP limits are off because
+        # every simulated client connects from this one address.
+        self.api_key = f"loadtest:{secrets.token_urlsafe(24)}"
 
     def start(self, timeout: float = 60.0) -> str:
         """Start the server and wait for ``/healthz``; returns its URL."""
@@ -186,6 +190,8 @@ class SpawnedServer:
             "--guest-per-minute", "10000000",
             "--ice-addresses", "127.0.0.1",
             "--log-level", "WARNING",
+            "--api-key", self.api_key,
+            "--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0",
             *self.extra_args,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:

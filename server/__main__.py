@@ -9,11 +9,13 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 
 from aiohttp import web
 
 from .app import FATAL, create_app
+from .auth import new_api_key, parse_api_keys
 from .config import Settings, parse_settings
 from .demo import ensure_demo
 from .errors import ConfigError
@@ -39,7 +41,44 @@ def prepare(settings: Settings) -> Settings:
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_urlsafe(32))
         settings.secret = secret_file.read_text().strip()
+    prepare_api_keys(settings)
     return settings
+
+
+def prepare_api_keys(settings: Settings) -> None:
+    """Check --api-key, or load the data dir's generated key (made and printed once on first start)."""
+    if not settings.api_key:
+        key_file = settings.data_dir / "api_key"
+        if not key_file.exists():
+            key = new_api_key()
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key + "\n")
+            print(
+                f"\nliveshop generated an operator API key (kept in {key_file}; shown only now):\n"
+                f"  {key}\n"
+                "  create shows with: Authorization: Bearer <that key>\n",
+                flush=True,
+            )
+        settings.api_key = [line for line in key_file.read_text().split() if line]
+    try:
+        parse_api_keys(settings.api_key)
+    except ValueError as exc:
+        raise ConfigError(f"--api-key: {exc}") from None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context from --tls-cert/--tls-key (None: plain HTTP)."""
+    if not settings.tls_cert and not settings.tls_key:
+        return None
+    if not settings.tls_cert or not settings.tls_key:
+        raise ConfigError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    return context
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -60,6 +99,7 @@ def _bind_error(exc: OSError, host: str, port: int) -> ConfigError:
 
 async def serve(settings: Settings) -> None:
     prepare(settings)
+    ssl_context = tls_context(settings)
     if not settings.reuse_port:
         check_port_free(settings.host, settings.port)
     app = create_app(settings)
@@ -68,7 +108,11 @@ async def serve(settings: Settings) -> None:
     try:
         await runner.setup()
         site = web.TCPSite(
-            runner, settings.host, settings.port, reuse_port=settings.reuse_port or None
+            runner,
+            settings.host,
+            settings.port,
+            reuse_port=settings.reuse_port or None,
+            ssl_context=ssl_context,
         )
         try:
             await site.start()

@@ -23,6 +23,8 @@ log = logging.getLogger("liveshop.app")
 PARTS: tuple[str, ...] = (
     "server.health",
     "server.shows",
+    "server.access",
+    "server.openapi",
     "server.chat",
     "server.presence",
     "server.likes",

@@ -121,6 +121,41 @@ class Settings:
         default=False, metadata={"help": "with --demo: keep the demo show as the last run left it"}
     )
 
+    # Operator trust (issue 14): API keys, TLS, per-IP limits.
+    api_key: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "operator API keys as ID:SECRET, comma separated (several for rotation); "
+            "generated into the data dir and printed once when absent"
+        },
+    )
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate chain: serve HTTPS/WSS"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "addresses of reverse proxies whose X-Forwarded-For names the client "
+            "(comma separated IPs or CIDRs)"
+        },
+    )
+    ws_connects_per_ip: float = field(
+        default=5.0, metadata={"help": "WebSocket connects per second per client IP (0: no limit)"}
+    )
+    ws_connect_burst: int = field(
+        default=60, metadata={"help": "WebSocket connects a client IP may make at once"}
+    )
+    ws_max_per_ip: int = field(
+        default=500,
+        metadata={"help": "open WebSocket connections per client IP on one node (0: no limit)"},
+    )
+    http_anon_per_ip: float = field(
+        default=20.0,
+        metadata={"help": "unauthenticated HTTP requests per second per client IP (0: no limit)"},
+    )
+    http_anon_burst: int = field(
+        default=200, metadata={"help": "unauthenticated HTTP requests a client IP may burst"}
+    )
+
     # Low-Latency HLS (media/hls, server/hls_api.py).
     hls: bool = field(default=True, metadata={"help": "package live H.264 shows as LL-HLS"})
     hls_segment_s: float = field(default=2.0, metadata={"help": "HLS segment length, seconds"})
@@ -129,8 +164,12 @@ class Settings:
     )
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+        return self.public_url.rstrip("/") or f"{self.scheme}://{self.host}:{self.port}"
 
 
 def _convert(kind: Any, raw: str) -> Any:

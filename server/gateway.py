@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from . import chat, keys, likes, moderation, presence
+from .access import limit_ws_connects
 from .appkeys import REDIS, SETTINGS, WS_HANDLERS
-from .auth import Claims, verify
+from .auth import Claims, verify_for
 from .connection import Connection
 from .errors import ApiError
 from .hub import HUBS
@@ -106,7 +107,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     conn: Connection | None = None
     try:
         async with app[JOIN_SLOTS]:  # a join storm queues here instead of exhausting the Redis pool
-            claims = verify(app[SETTINGS].secret, request.query.get("token", ""), show_id)
+            claims = verify_for(app, request.query.get("token", ""), show_id)
             show = await get_show(app, show_id)
             conn = Connection(ws, transport, codec, claims)  # type: ignore[arg-type]
             hub = await hubs.join(show_id, conn)
@@ -343,5 +344,5 @@ def setup(app: web.Application) -> None:
     # default pool size (100); commands registered by other parts are not throttled here.
     app[JOIN_SLOTS] = asyncio.Semaphore(32)
     app[DISPATCH_SLOTS] = asyncio.Semaphore(48)
-    app.router.add_get("/ws/{show_id}", handle_ws)
+    app.router.add_get("/ws/{show_id}", limit_ws_connects(handle_ws))  # per-IP rate and cap
     app.on_shutdown.append(_on_shutdown)

@@ -24,6 +24,7 @@ from media.hls import HlsConfig, HlsPackager, HlsUnavailable
 from media.hls.packager import check_codecs
 from media.hls.playlist import media_playlist, multivariant_playlist
 
+from .access import assert_may_watch
 from .appkeys import SETTINGS
 from .auth import authenticate
 from .errors import ApiError, ConfigError
@@ -89,7 +90,8 @@ def _playlist(text: str, cache: str) -> web.Response:
 
 async def handle_multivariant(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id)
+    claims = await authenticate(request, show_id)
+    await assert_may_watch(request.app, show_id, claims.user_id)  # a banned user gets no playlist
     packager = _packager(request, show_id)
     # just after go-live: wait for the first keyframe rather than send a player away
     if not await packager.wait(lambda: bool(packager.segments), packager.config.block_timeout_s):

@@ -21,6 +21,7 @@ from media.ice import IceConfig
 from media.relay import Relay, RelayConfig
 from media.worker_pool import WorkerOptions, WorkerPool
 
+from .access import assert_may_watch, assert_owns_viewer, viewer_started
 from .appkeys import SETTINGS
 from .auth import ANY_ROLE, authenticate
 from .errors import ApiError
@@ -143,20 +144,25 @@ async def handle_whip(request: web.Request) -> web.Response:
 async def handle_whep(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id)
+    await assert_may_watch(request.app, show_id, claims.user_id)
     offer = await _read_offer(request)
     pool = request.app.get(WORKERS)
     if pool is not None:
         session_id, answer = await pool.view(show_id, offer, claims.user_id)
+        viewer_started(request.app, show_id, session_id, claims.user_id)
         return _created(request, "whep", show_id, session_id, answer)
     session = await request.app[RELAY].view(show_id, offer, claims.user_id)
+    viewer_started(request.app, show_id, session.id, claims.user_id)
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
 async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    claims = await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
     session_id = request.match_info["session_id"]
+    if kind == "whep":
+        assert_owns_viewer(request.app, show_id, session_id, claims)
     pool = request.app.get(WORKERS)
     if kind == "whep" and pool is not None and pool.owns(session_id):
         await pool.end_viewer(show_id, session_id)

@@ -13,6 +13,7 @@ from .auth import STAFF, Claims
 from .chat import check_id, entry_to_event
 from .errors import ApiError, forbidden, not_found
 from .events import publish
+from .revocation import announce_ban
 
 AUDIT_MAXLEN = 10000
 
@@ -93,6 +94,7 @@ async def ban(app: web.Application, claims: Claims, user_id: str) -> dict[str, A
     await app[REDIS].sadd(keys.banned(claims.show_id), user_id)
     event = {"type": "user.banned", "user_id": user_id, "banned": True, "by": claims.user_id}
     await publish(app, claims.show_id, event, staff_only=True)
+    await announce_ban(app, claims.show_id, user_id)  # every node ends the user's media sessions
     await audit(app, claims, "ban", user_id)
     return {"user_id": user_id, "banned": True}
 

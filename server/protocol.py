@@ -464,6 +464,7 @@ ERROR_CODES: dict[str, str] = {
     "internal": "the server failed; the connection stays open",
     "unauthorized": "on connect: the token is missing or invalid (then close 4001)",
     "token_expired": "on connect: the token has expired (then close 4001)",
+    "token_revoked": "the user's tokens were revoked (`POST /api/shows/{id}/revoke`): on connect, or sent to open connections before close 4001",
     "show_not_found": "on connect: no such show (then close 4004)",
 }
 
@@ -475,7 +476,7 @@ CLOSE_CODES: dict[int, str] = {
     1009: "message over 64 KiB (65,536 bytes is allowed, 65,537 is not)",
     1011: "internal error while joining (retry with backoff)",
     1013: "try again later: the connection could not keep up (slow consumer)",
-    4001: "bad or expired token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired` precedes the close)",
+    4001: "bad, expired or revoked token (the upgrade succeeds, an `error` with code `unauthorized`/`token_expired`/`token_revoked` precedes the close)",
     4003: "token is for another show",
     4004: "no such show",
 }

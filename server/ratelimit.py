@@ -1,4 +1,4 @@
-"""A local (in-process) token bucket, for per-connection limits that need no Redis round trip.
+"""Local (in-process) token buckets, for per-connection and per-IP limits that need no Redis round trip.
 
 Per-user chat limits are enforced in Redis by ``chat.lua`` (same algorithm, shared by all nodes).
 """
@@ -28,3 +28,37 @@ class TokenBucket:
             self.tokens -= cost
             return True
         return False
+
+
+class KeyedLimiter:
+    """One :class:`TokenBucket` per key (a client IP); ``rate`` 0 means no limit.
+
+    Idle buckets (refilled to full) are dropped when the table grows past ``max_keys``, so a
+    scan from many addresses cannot grow memory without bound.
+    """
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 50_000) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1)
+        self.max_keys = max_keys
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str) -> bool:
+        if self.rate <= 0:
+            return True
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.max_keys:
+                self._prune()
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        full = [
+            key
+            for key, bucket in self.buckets.items()
+            if bucket.tokens + (now - bucket.stamp) * bucket.rate >= bucket.burst
+        ]
+        for key in full or list(self.buckets)[: self.max_keys // 2]:
+            del self.buckets[key]

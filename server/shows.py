@@ -1,7 +1,8 @@
 """Shows and identity over HTTP: create a show, list shows, mint tokens, hand out guest tokens.
 
 A show is a Redis hash ``{show:ID}:meta`` plus an entry in the global show index.
-Creating a show is open (like opening a room) and answers with the host token for it.
+Creating a show needs an operator API key (``Authorization: Bearer ID:SECRET``) and answers
+with the host token for it; see docs/security.md.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
 from . import auth, events, keys
 from .appkeys import REDIS, SETTINGS
-from .errors import ApiError, bad_request, not_found, read_json
+from .errors import ApiError, bad_request, not_found
+from .openapi import operation, prop, read_body
 
 SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
@@ -136,8 +139,85 @@ async def _write_meta(
     return bool(await script(keys=[keys.meta(show_id)], args=args))
 
 
+# ----------------------------------------------------------------------------- declarations
+# The bodies these handlers read and answer: checked by read_body, listed in /api/openapi.json.
+
+
+@dataclass
+class CreateShowBody:
+    """A new show (every field optional)."""
+
+    id: str | None = prop("1-64 of A-Z a-z 0-9 _ - (default: generated)", None,
+                          code="bad_show_id", pattern=SHOW_ID_RE.pattern)  # fmt: skip
+    title: str | None = prop("the show's title", None, maxLength=MAX_TITLE)
+    host_name: str | None = prop("the host's display name", None, maxLength=MAX_NAME)
+
+
+@dataclass
+class ShowOut:
+    """A show's public fields."""
+
+    id: str
+    title: str
+    host_name: str
+    status: Literal["upcoming", "live", "ended"]
+    created_at: int = prop("ms since the epoch")
+    live_since: int | None = prop("ms since the epoch, or null")
+
+
+@dataclass
+class CreatedShow:
+    """The new show and its host token."""
+
+    show: ShowOut
+    host_token: str
+
+
+@dataclass
+class OneShow:
+    """One show."""
+
+    show: ShowOut
+
+
+@dataclass
+class ShowList:
+    """The newest 100 shows."""
+
+    shows: list[ShowOut]
+
+
+@dataclass
+class MintBody:
+    """A token to mint (host tokens need an operator API key)."""
+
+    role: Literal["host", "moderator", "viewer"] = prop("the token's role", "viewer")
+    name: str | None = prop("display name", None, maxLength=MAX_NAME)
+    ttl_s: int = prop("lifetime in seconds", auth.DEFAULT_TTL_S, minimum=60, maximum=30 * 24 * 3600)
+
+
+@dataclass
+class GuestBody:
+    """An anonymous viewer's optional display name."""
+
+    name: str | None = prop("display name (default: Guest NNNN)", None, maxLength=MAX_NAME)
+
+
+@dataclass
+class MintedToken:
+    """A signed JWT for one user of the show."""
+
+    token: str
+    user_id: str
+    role: Literal["host", "moderator", "viewer"]
+    name: str
+
+
+@operation("Open a show; answers with its host token", auth="operator", body=CreateShowBody,
+           responses={201: CreatedShow})  # fmt: skip
 async def handle_create(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    auth.require_operator(request)
+    body = await read_body(request, CreateShowBody)
     title = _clean_text(body.get("title"), "title", MAX_TITLE, default="Live show")
     host_name = _clean_text(body.get("host_name"), "host_name", MAX_NAME, default="Host")
     show, token, created = await create_show(request.app, title, host_name, body.get("id"))
@@ -146,6 +226,7 @@ async def handle_create(request: web.Request) -> web.Response:
     return web.json_response({"show": show, "host_token": token}, status=201)
 
 
+@operation("The newest shows", auth="none", responses={200: ShowList})
 async def handle_list(request: web.Request) -> web.Response:
     redis = request.app[REDIS]
     ids = await redis.zrevrange(keys.SHOW_INDEX, 0, 99)
@@ -157,24 +238,37 @@ async def handle_list(request: web.Request) -> web.Response:
     return web.json_response({"shows": shows})
 
 
+@operation("One show", auth="none", responses={200: OneShow})
 async def handle_get(request: web.Request) -> web.Response:
     return web.json_response({"show": await get_show(request.app, request.match_info["show_id"])})
 
 
+async def _minting_roles(request: web.Request, show_id: str) -> tuple[str, ...]:
+    """Roles the caller may mint: an operator API key any role, the show's host moderator/viewer."""
+    if auth.operator_key_id(request) is not None:
+        return auth.ROLES
+    await auth.authenticate(request, show_id, {"host"})
+    return ("moderator", "viewer")
+
+
+@operation("Mint a token for the show", auth="token_or_operator", body=MintBody,
+           responses={201: MintedToken})  # fmt: skip
 async def handle_mint_token(request: web.Request) -> web.Response:
-    """Host mints moderator/viewer tokens for the "1 host + N operators" team."""
+    """Mint tokens: the host for the "1 host + N operators" team, an operator for any role."""
     show_id = request.match_info["show_id"]
     await get_show(request.app, show_id)
-    await auth.authenticate(request, show_id, {"host"})
-    body = await read_json(request)
+    allowed = await _minting_roles(request, show_id)
+    body = await read_body(request, MintBody)
     role = body.get("role", "viewer")
-    if role not in ("moderator", "viewer"):
-        raise bad_request("bad_role", "role must be 'moderator' or 'viewer'")
+    if role == "host" and "host" not in allowed:
+        raise auth.require_operator_error()
+    if role not in allowed:
+        raise bad_request("bad_role", "role must be " + ", ".join(repr(r) for r in allowed))
     name = _clean_text(body.get("name"), "name", MAX_NAME, default=role.capitalize())
     ttl = body.get("ttl_s", auth.DEFAULT_TTL_S)
     if not isinstance(ttl, int) or not 60 <= ttl <= 30 * 24 * 3600:
         raise bad_request("bad_field", "ttl_s must be an integer from 60 to 2592000", field="ttl_s")
-    user_id = auth.new_user_id("m" if role == "moderator" else "v")
+    user_id = "host_" + show_id if role == "host" else auth.new_user_id(role[0])
     token = auth.issue(
         request.app[SETTINGS].secret,
         show_id=show_id,
@@ -188,6 +282,8 @@ async def handle_mint_token(request: web.Request) -> web.Response:
     )
 
 
+@operation("An anonymous viewer token (rate-limited per IP)", auth="none", body=GuestBody,
+           responses={201: MintedToken})  # fmt: skip
 async def handle_guest(request: web.Request) -> web.Response:
     """An anonymous viewer token, rate-limited per client IP."""
     show_id = request.match_info["show_id"]
@@ -200,7 +296,7 @@ async def handle_guest(request: web.Request) -> web.Response:
         raise ApiError(
             429, "rate_limited", "too many guest tokens from this address; wait a minute"
         )
-    body = await read_json(request)
+    body = await read_body(request, GuestBody)
     user_id = auth.new_user_id("g")
     default_name = "Guest " + user_id[-4:]
     name = _clean_text(body.get("name"), "name", MAX_NAME, default=default_name)

@@ -25,6 +25,11 @@ from server.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
+# The operator API key every test server (in-process and subprocess) is started with.
+API_KEY = "test:test-operator-api-key-0123456789abcdef"
+OPERATOR = {"Authorization": f"Bearer {API_KEY}"}
+# Per-IP limits off: every test client is 127.0.0.1 (tests of the limits set their own).
+NO_IP_LIMITS = ["--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0"]
 
 
 def free_port() -> int:
@@ -48,7 +53,11 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         redis_url=redis_url,
         data_dir=tmp_path / "data",
         secret="test-secret",
+        api_key=[API_KEY],
         guest_per_minute=100_000,
+        ws_connects_per_ip=0,
+        ws_max_per_ip=0,
+        http_anon_per_ip=0,
         ice_addresses=["127.0.0.1"],
         payment_latency_ms=0,
     )
@@ -67,7 +76,7 @@ def make_show(client: TestClient) -> Callable[..., Awaitable[tuple[str, str]]]:
     """Create a show through the API; returns (show_id, host_token)."""
 
     async def make(title: str = "Test show") -> tuple[str, str]:
-        resp = await client.post("/api/shows", json={"title": title})
+        resp = await client.post("/api/shows", json={"title": title}, headers=OPERATOR)
         assert resp.status == 201, await resp.text()
         body = await resp.json()
         return body["show"]["id"], body["host_token"]
@@ -83,7 +92,7 @@ def post_show(client: TestClient) -> Callable[..., Awaitable[Any]]:
     """
 
     async def post(body: Any) -> Any:
-        return await client.post("/api/shows", json=body)
+        return await client.post("/api/shows", json=body, headers=OPERATOR)
 
     return post
 
@@ -96,6 +105,15 @@ def guest_token(client: TestClient) -> Callable[[str], Awaitable[str]]:
         return str((await resp.json())["token"])
 
     return make
+
+
+def create_show_http(
+    url: str, title: str = "Test show", api_key: str = API_KEY, **fields: str
+) -> tuple[str, str]:
+    """Create a show on a server process (blocking, with the operator key); (show id, host token)."""
+    status, body = http_json(url + "/api/shows", "POST", {"title": title, **fields}, api_key)
+    assert status == 201, body
+    return str(body["show"]["id"]), str(body["host_token"])
 
 
 @dataclass
@@ -160,7 +178,8 @@ def start_server(
         "--data-dir",
         str(data_dir),
     ]
-    argv += ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "100000", *args]
+    argv += ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "100000", "--api-key", API_KEY]
+    argv += [*NO_IP_LIMITS, *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(

@@ -50,7 +50,7 @@ class AuctionScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest auction {self.args['bidders']}"
+            ctl.session, ctl.url, f"loadtest auction {self.args['bidders']}", ctl.api_key
         )
         return {"show_id": show_id, "host_token": host_token}
 

@@ -54,7 +54,7 @@ class ChatScenario(Scenario):
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         a = self.args
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest chat {a['viewers']}"
+            ctl.session, ctl.url, f"loadtest chat {a['viewers']}", ctl.api_key
         )
         chatters = max(1, min(a["chatters"], a["viewers"]))
         if a["chatter_role"] == "viewer" and a["rate"] / chatters > 1.0:

@@ -140,7 +140,7 @@ class FlashSaleScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest flash sale {self.args['buyers']}"
+            ctl.session, ctl.url, f"loadtest flash sale {self.args['buyers']}", ctl.api_key
         )
         return {"show_id": show_id, "host_token": host_token, "run": uuid.uuid4().hex[:8]}
 

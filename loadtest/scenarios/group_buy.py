@@ -50,7 +50,7 @@ class GroupBuyScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest group buy {self.args['joiners']}"
+            ctl.session, ctl.url, f"loadtest group buy {self.args['joiners']}", ctl.api_key
         )
         return {"show_id": show_id, "host_token": host_token}
 

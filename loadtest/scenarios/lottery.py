@@ -96,7 +96,7 @@ class LotteryScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest lottery {self.args['entrants']}"
+            ctl.session, ctl.url, f"loadtest lottery {self.args['entrants']}", ctl.api_key
         )
         return {"show_id": show_id, "host_token": host_token}
 

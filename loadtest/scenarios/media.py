@@ -107,7 +107,7 @@ class MediaScenario(Scenario):
         a = self.args
         from ..client import create_show
 
-        show_id, host_token = await create_show(ctl.session, ctl.url, "loadtest media")
+        show_id, host_token = await create_show(ctl.session, ctl.url, "loadtest media", ctl.api_key)
         argv = [
             sys.executable, "-m", "media.publish", "--url", ctl.url, "--show", show_id, "--token", host_token,
             "--source", "testsrc", "--width", str(a["width"]), "--height", str(a["height"]), "--fps", str(a["fps"]),

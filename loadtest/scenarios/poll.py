@@ -39,7 +39,7 @@ class PollScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest poll {self.args['voters']}"
+            ctl.session, ctl.url, f"loadtest poll {self.args['voters']}", ctl.api_key
         )
         return {"show_id": show_id, "host_token": host_token}
 

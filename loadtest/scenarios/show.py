@@ -81,7 +81,7 @@ class ShowScenario(Scenario):
 
     async def prepare(self, ctl: Controller) -> dict[str, Any]:
         show_id, host_token = await create_show(
-            ctl.session, ctl.url, f"loadtest show {self.args['viewers']}"
+            ctl.session, ctl.url, f"loadtest show {self.args['viewers']}", ctl.api_key
         )
         return {
             "show_id": show_id,

@@ -516,7 +516,7 @@ async def handle_buy(request: web.Request) -> web.Response:
     token = auth.token_from_request(request)
     if not token:
         raise ApiError(401, "unauthorized", "a valid token is required to buy")
-    claims = auth.verify(request.app[SETTINGS].secret, token, ck.show_of(sale_id, "s"))
+    claims = auth.verify_for(request.app, token, ck.show_of(sale_id, "s"))
     key = fields.idempotency_key(await read_json(request, 4096))
     return web.json_response(await buy(request.app, claims, sale_id, key))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ServerProcess, http_json, start_server
+from tests.conftest import ARTIFACTS, ServerProcess, create_show_http, http_json, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -109,11 +109,8 @@ class Show:
 @pytest.fixture
 def make_show(web_server: ServerProcess) -> Callable[..., Show]:
     def make(title: str = "Browser test show") -> Show:
-        status, body = http_json(
-            web_server.url + "/api/shows", "POST", {"title": title, "host_name": "Ada"}
-        )
-        assert status == 201, body
-        return Show(web_server, body["show"]["id"], body["host_token"])
+        show_id, host_token = create_show_http(web_server.url, title, host_name="Ada")
+        return Show(web_server, show_id, host_token)
 
     return make
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.conftest import API_KEY
+
 from .conftest import open_viewer, shot
 
 
@@ -15,6 +17,10 @@ def test_landing_lists_shows_and_creates_one(
     page.goto(web_server.url + "/")
     page.locator(f"#upcoming-shows a[data-show='{existing.id}']").wait_for()
     page.get_by_label("Show title").fill("My first drop")
+    page.get_by_label("Operator API key").fill("test:not-the-operator-key-0000")
+    page.get_by_role("button", name="Create a demo show").click()
+    page.locator("#create-error", has_text="operator_required").wait_for()
+    page.get_by_label("Operator API key").fill(API_KEY)
     page.get_by_role("button", name="Create a demo show").click()
     studio_link = page.get_by_role("link", name="Open the studio")
     studio_link.wait_for()

@@ -15,6 +15,7 @@ from loadtest.client import call, create_show
 from server.app import create_app
 from server.commerce.sales import SOLDOUT
 from server.config import Settings
+from tests.conftest import API_KEY
 from tests.realtime.test_cluster import cluster_url  # noqa: F401 - the 3-node cluster fixture
 
 pytestmark = pytest.mark.slow
@@ -31,13 +32,17 @@ async def until(check: Any, timeout_s: float = 15.0) -> Any:
 async def test_interactive_commerce_on_a_cluster(aiohttp_client, cluster_url, tmp_path) -> None:  # noqa: F811
     nodes = [
         await aiohttp_client(
-            create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+            create_app(
+                Settings(
+                    redis_url=cluster_url, data_dir=tmp_path, secret="cluster", api_key=[API_KEY]
+                )
+            )
         )
         for _ in range(2)
     ]
     a, b = (str(n.make_url("")).rstrip("/") for n in nodes)
     http = nodes[0].session
-    show_id, host = await create_show(http, a, "interactive on a cluster")
+    show_id, host = await create_show(http, a, "interactive on a cluster", API_KEY)
     viewers = [
         (await call(http, "POST", f"{b}/api/shows/{show_id}/guest", None, {"name": f"V{i}"}))[
             "token"

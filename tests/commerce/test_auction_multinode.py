@@ -11,6 +11,7 @@ import pytest
 
 from loadtest.client import ApiError, ShowSocket, call, create_show
 from server import auth
+from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ async def test_two_nodes_one_winner_price_never_down(redis_url: str, server_proc
     nodes = [server_proc("--redis-url", redis_url, "--secret", "test-secret") for _ in range(2)]
     a, b = nodes[0].url, nodes[1].url
     async with aiohttp.ClientSession() as http:
-        show_id, host = await create_show(http, a, "Auction on two nodes")
+        show_id, host = await create_show(http, a, "Auction on two nodes", API_KEY)
         product = await call(http, "POST", f"{b}/api/shows/{show_id}/products", host,
                              {"title": "Lot", "price": 100, "stock": 1})  # fmt: skip
         body = {"product_id": product["product"]["id"], "start_price": 100, "increment": 10,

@@ -11,6 +11,7 @@ import pytest
 
 from loadtest.client import call, create_show
 from server import auth
+from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ async def test_two_nodes_groups_form_and_stock_holds(redis_url: str, server_proc
     nodes = [server_proc("--redis-url", redis_url, "--secret", "test-secret") for _ in range(2)]
     a, b = nodes[0].url, nodes[1].url
     async with aiohttp.ClientSession() as http:
-        show_id, host = await create_show(http, a, "Group buy on two nodes")
+        show_id, host = await create_show(http, a, "Group buy on two nodes", API_KEY)
         product = (
             await call(
                 http,

@@ -10,6 +10,7 @@ import pytest
 
 from loadtest.client import ShowSocket, call, create_show
 from server import auth
+from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ async def test_two_nodes_count_every_vote_once(redis_url: str, server_proc: Any)
     nodes = [server_proc("--redis-url", redis_url, "--secret", "test-secret") for _ in range(2)]
     a, b = nodes[0].url, nodes[1].url
     async with aiohttp.ClientSession() as http:
-        show_id, host = await create_show(http, a, "Poll on two nodes")
+        show_id, host = await create_show(http, a, "Poll on two nodes", API_KEY)
         poll = (
             await call(
                 http,

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from server import auth
+from tests.conftest import OPERATOR
 
 
 async def test_in_process_stampede(shop: Any) -> None:
@@ -41,7 +42,9 @@ async def test_multi_process_stampede(redis_url: str, server_proc: Any) -> None:
     servers = [server_proc("--redis-url", redis_url, "--secret", "test-secret") for _ in range(2)]
     quantity, buyers = 150, 1200
     async with aiohttp.ClientSession() as http:
-        async with http.post(servers[0].url + "/api/shows", json={"title": "Stampede"}) as resp:
+        async with http.post(
+            servers[0].url + "/api/shows", json={"title": "Stampede"}, headers=OPERATOR
+        ) as resp:
             created = await resp.json()
         show_id, host = created["show"]["id"], {"Authorization": f"Bearer {created['host_token']}"}
         async with http.post(

@@ -44,7 +44,7 @@ def test_token_signed_with_another_secret_is_rejected() -> None:
 
 
 def test_expired_token_is_rejected() -> None:
-    token = auth.issue(SECRET, show_id="s1", role="viewer", name="V", ttl_s=-1)
+    token = auth.issue(SECRET, show_id="s1", role="viewer", name="V", ttl_s=-2 * auth.LEEWAY_S)
     with pytest.raises(ApiError) as err:
         auth.verify(SECRET, token, "s1")
     assert err.value.code == "token_expired"
@@ -68,3 +68,19 @@ def test_role_check() -> None:
 def test_unknown_role_cannot_be_issued() -> None:
     with pytest.raises(ValueError):
         auth.issue(SECRET, show_id="s1", role="admin", name="A")  # type: ignore[arg-type]
+
+
+def test_a_remembered_token_still_expires_and_stays_bound() -> None:
+    keys = auth.Keyring(SECRET)
+    token = auth.issue(SECRET, show_id="s1", role="viewer", name="V")
+    assert auth.verify(keys, token, "s1").name == "V"
+    assert token in keys.verified  # the second check is a lookup
+    with pytest.raises(ApiError) as err:
+        auth.verify(keys, token, "s2")
+    assert err.value.status == 403
+    keys.verified[token] = {**keys.verified[token], "exp": int(time.time()) - 2 * auth.LEEWAY_S}
+    with pytest.raises(ApiError) as err:
+        auth.verify(keys, token, "s1")
+    assert err.value.code == "token_expired"
+    with pytest.raises(ApiError):  # another keyring (another secret) never sees the memory
+        auth.verify(auth.Keyring("another-secret"), token, "s1")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, http_json
+from tests.conftest import API_KEY, ROOT, free_port, http_json
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_starts_on_embedded_redis_and_answers_health_and_metrics(server_proc) ->
 def test_data_survives_restart_through_aof(server_proc, tmp_path: Path) -> None:
     data_dir = tmp_path / "persist"
     first = server_proc(data_dir=data_dir)
-    status, body = http_json(first.url + "/api/shows", "POST", {"title": "Persisted show"})
+    status, body = http_json(first.url + "/api/shows", "POST", {"title": "Persisted show"}, API_KEY)
     assert status == 201
     show_id = body["show"]["id"]
     assert first.stop() == 0
@@ -132,7 +132,7 @@ def test_next_start_reaps_a_stale_redis(server_proc, tmp_path: Path) -> None:
 def test_two_servers_side_by_side(server_proc, tmp_path: Path) -> None:
     one = server_proc(data_dir=tmp_path / "one")
     two = server_proc(data_dir=tmp_path / "two")
-    _, made = http_json(one.url + "/api/shows", "POST", {"title": "only on one"})
+    _, made = http_json(one.url + "/api/shows", "POST", {"title": "only on one"}, API_KEY)
     show_id = made["show"]["id"]
     assert http_json(f"{one.url}/api/shows/{show_id}")[0] == 200
     status, body = http_json(f"{two.url}/api/shows/{show_id}")

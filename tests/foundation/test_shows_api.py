@@ -9,10 +9,13 @@ from server.app import create_app
 from server.config import Settings
 from server.demo import ensure_demo
 from server.embedded_redis import EmbeddedRedis
+from tests.conftest import OPERATOR
 
 
 async def test_create_get_and_list_show(client) -> None:
-    resp = await client.post("/api/shows", json={"title": "Sneaker drop", "host_name": "Ann"})
+    resp = await client.post(
+        "/api/shows", json={"title": "Sneaker drop", "host_name": "Ann"}, headers=OPERATOR
+    )
     assert resp.status == 201
     body = await resp.json()
     show = body["show"]
@@ -35,20 +38,25 @@ async def test_create_show_rejects_bad_input(client) -> None:
         ({"title": "x" * 500}, "bad_field"),
         ({"id": "../etc"}, "bad_show_id"),
     ]:
-        resp = await client.post("/api/shows", json=payload)
+        resp = await client.post("/api/shows", json=payload, headers=OPERATOR)
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == code
     resp = await client.post(
-        "/api/shows", data=b"{not json", headers={"Content-Type": "application/json"}
+        "/api/shows",
+        data=b"{not json",
+        headers={"Content-Type": "application/json", **OPERATOR},
     )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
-    resp = await client.post("/api/shows", data=b"[1,2]")
+    resp = await client.post("/api/shows", data=b"[1,2]", headers=OPERATOR)
     assert (await resp.json())["error"]["code"] == "bad_json"
 
 
 async def test_duplicate_show_id_conflicts(client) -> None:
-    assert (await client.post("/api/shows", json={"id": "dup-show"})).status in (201, 409)
-    resp = await client.post("/api/shows", json={"id": "dup-show"})
+    assert (await client.post("/api/shows", json={"id": "dup-show"}, headers=OPERATOR)).status in (
+        201,
+        409,
+    )
+    resp = await client.post("/api/shows", json={"id": "dup-show"}, headers=OPERATOR)
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "show_exists"
 
 
@@ -82,7 +90,7 @@ async def test_host_mints_moderator_token_viewer_cannot(client, make_show, guest
         json={"role": "host"},
         headers={"Authorization": f"Bearer {host_token}"},
     )
-    assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_role"
+    assert resp.status == 401 and (await resp.json())["error"]["code"] == "operator_required"
 
 
 async def test_host_token_of_one_show_is_useless_on_another(client, make_show) -> None:
@@ -97,7 +105,7 @@ async def test_host_token_of_one_show_is_useless_on_another(client, make_show) -
 async def test_guest_tokens_are_rate_limited_per_ip(aiohttp_client, settings: Settings) -> None:
     settings.guest_per_minute = 2
     limited = await aiohttp_client(create_app(settings))
-    show = await (await limited.post("/api/shows", json={})).json()
+    show = await (await limited.post("/api/shows", json={}, headers=OPERATOR)).json()
     show_id = show["show"]["id"]
     statuses = []
     for _ in range(3):

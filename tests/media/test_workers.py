@@ -17,7 +17,7 @@ import aiohttp
 from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
 
-from ..conftest import ServerProcess, http_json
+from ..conftest import API_KEY, ServerProcess, http_json
 from .peers import TestViewer, wait_until
 
 SMALL = PublishOptions(codec="vp8", width=320, height=240, fps=30, bitrate=400_000)
@@ -90,7 +90,7 @@ def _alive(pid: int) -> bool:
 
 
 def _show(base: str) -> tuple[str, str]:
-    status, body = http_json(base + "/api/shows", "POST", {"title": "workers"})
+    status, body = http_json(base + "/api/shows", "POST", {"title": "workers"}, API_KEY)
     assert status == 201, body
     return body["show"]["id"], body["host_token"]
 

@@ -14,7 +14,7 @@ import redis
 from server.app import create_app
 from server.config import Settings
 from server.embedded_redis import find_redis_server
-from tests.conftest import free_port
+from tests.conftest import API_KEY, OPERATOR, free_port
 
 from .conftest import open_ws
 
@@ -89,12 +89,16 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_url, tmp_path):
-    settings = Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster")
+    settings = Settings(
+        redis_url=cluster_url, data_dir=tmp_path, secret="cluster", api_key=[API_KEY]
+    )
     node_a = await aiohttp_client(create_app(settings))
     node_b = await aiohttp_client(
-        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+        create_app(
+            Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster", api_key=[API_KEY])
+        )
     )
-    resp = await node_a.post("/api/shows", json={"title": "on a cluster"})
+    resp = await node_a.post("/api/shows", json={"title": "on a cluster"}, headers=OPERATOR)
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     show_id, host = body["show"]["id"], body["host_token"]
@@ -120,14 +124,18 @@ async def test_chat_fan_out_and_recovery_on_a_cluster(aiohttp_client, cluster_ur
 async def test_flash_sale_on_a_cluster(aiohttp_client, cluster_url, tmp_path):
     """Commerce's background work (per-show timers, order consumer) pipelines across slots."""
     node_a = await aiohttp_client(
-        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+        create_app(
+            Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster", api_key=[API_KEY])
+        )
     )
     node_b = await aiohttp_client(
-        create_app(Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster"))
+        create_app(
+            Settings(redis_url=cluster_url, data_dir=tmp_path, secret="cluster", api_key=[API_KEY])
+        )
     )
     shows = []
     for title in ("first", "second", "third"):  # several shows: their keys sit in different slots
-        resp = await node_a.post("/api/shows", json={"title": title})
+        resp = await node_a.post("/api/shows", json={"title": title}, headers=OPERATOR)
         body = await resp.json()
         host = {"Authorization": f"Bearer {body['host_token']}"}
         resp = await node_a.post(

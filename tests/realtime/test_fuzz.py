@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import http_json
+from tests.conftest import API_KEY, http_json
 
 from .conftest import open_ws
 
@@ -64,7 +64,7 @@ def fuzz_server(server_proc, redis_url):
     server = server_proc(
         "--redis-url", redis_url, "--secret", "fuzz", "--chat-rate", "1000", "--chat-burst", "1000"
     )
-    status, body = http_json(server.url + "/api/shows", "POST", {"title": "fuzz"})
+    status, body = http_json(server.url + "/api/shows", "POST", {"title": "fuzz"}, API_KEY)
     assert status == 201
     yield server, body["show"]["id"], body["host_token"]
     assert "Traceback" not in server.log()

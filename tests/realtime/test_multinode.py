@@ -7,7 +7,7 @@ import signal
 import aiohttp
 import pytest
 
-from tests.conftest import http_json
+from tests.conftest import API_KEY, http_json
 
 from .conftest import open_ws
 
@@ -22,7 +22,7 @@ def ws_url(server, show_id: str, token: str, **query: str) -> str:
 async def test_two_nodes_fan_out_in_order_and_share_presence(server_proc, redis_url):
     node_a = server_proc("--redis-url", redis_url, "--secret", "multi")
     node_b = server_proc("--redis-url", redis_url, "--secret", "multi")
-    status, body = http_json(node_a.url + "/api/shows", "POST", {"title": "two nodes"})
+    status, body = http_json(node_a.url + "/api/shows", "POST", {"title": "two nodes"}, API_KEY)
     assert status == 201
     show_id, host = body["show"]["id"], body["host_token"]
     _, guest = http_json(node_b.url + f"/api/shows/{show_id}/guest", "POST", {"name": "Bea"})

@@ -50,16 +50,18 @@ export function showIdFromPath() {
   return decodeURIComponent(parts[parts.length - 1] || "");
 }
 
-/** Decode a liveshop token's claims (no verification: for display and role only). */
+/** Decode a liveshop token's claims (no verification: for display and role only).
+ *  Tokens are JWTs (header.payload.signature); `user_id`/`show_id` mirror `sub`/`show`. */
 export function tokenClaims(token) {
   try {
-    const payload = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     const json = decodeURIComponent(
       Array.from(atob(payload + "===".slice((payload.length + 3) % 4)))
         .map((c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0"))
         .join("")
     );
-    return JSON.parse(json);
+    const claims = JSON.parse(json);
+    return { ...claims, user_id: claims.sub, show_id: claims.show };
   } catch {
     return null;
   }

@@ -56,9 +56,12 @@ $("#create-form").addEventListener("submit", async (ev) => {
   const host = $("#create-host").value.trim();
   if (title) body.title = title;
   if (host) body.host_name = host;
+  // Creating a show needs the operator API key; kept for this tab only.
+  const apiKey = $("#create-key").value.trim();
+  sessionStorage.setItem("liveshop.apiKey", apiKey);
   $("#create-btn").disabled = true;
   try {
-    const { show, host_token } = await api("/api/shows", { method: "POST", body });
+    const { show, host_token } = await api("/api/shows", { method: "POST", body, token: apiKey });
     if ($("#create-samples").checked) await addSamples(show.id, host_token);
     const studio = `/host/${encodeURIComponent(show.id)}#token=${encodeURIComponent(host_token)}`;
     $("#created-host").href = studio;
@@ -73,5 +76,6 @@ $("#create-form").addEventListener("submit", async (ev) => {
   }
 });
 
+$("#create-key").value = sessionStorage.getItem("liveshop.apiKey") || "";
 load();
 setInterval(load, 10000);
