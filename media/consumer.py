@@ -14,7 +14,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc import RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -37,9 +37,8 @@ from aiortc.rtp import (
 
 from . import metrics
 from .aiortc_internals import fast_rtp_writer, park_sender, sender_cname
-
-if TYPE_CHECKING:
-    from .producer import Producer
+from .producer import Producer
+from .sink import ConsumerState, SinkListener
 
 log = logging.getLogger("liveshop.media.consumer")
 
@@ -47,17 +46,37 @@ _U16 = struct.Struct("!H")
 MASK32 = 0xFFFFFFFF
 CATCH_UP_CHUNK = 48  # cached packets sent per loop turn when a late joiner catches up
 
-NEW, WAITING, SYNC, CATCHUP, LIVE, CLOSED = range(6)
+# Module-level names of the states: the hot path compares by identity (``is``), as fast as ints.
+NEW, WAITING, SYNC, CATCHUP, LIVE, CLOSED = (
+    ConsumerState.NEW,
+    ConsumerState.WAITING,
+    ConsumerState.SYNC,
+    ConsumerState.CATCHUP,
+    ConsumerState.LIVE,
+    ConsumerState.CLOSED,
+)
 
 
 class Consumer:
-    """One viewer track fed from a :class:`~media.producer.Producer`."""
+    """One viewer track fed from a :class:`~media.producer.Producer`: a :class:`~media.sink.Joiner`.
 
-    def __init__(self, show_id: str, viewer_id: str, kind: str, sender: RTCRtpSender) -> None:
+    ``listener`` (the show's Router, which owns the producer → sinks relation) is told when
+    the consumer closes, so the Router forgets it without knowing about viewer sessions.
+    """
+
+    def __init__(
+        self,
+        show_id: str,
+        viewer_id: str,
+        kind: str,
+        sender: RTCRtpSender,
+        listener: SinkListener | None = None,
+    ) -> None:
         self.show_id = show_id
         self.viewer_id = viewer_id
         self.kind = kind
         self.sender = sender
+        self.listener = listener
         self.producer: Producer | None = None
         self.state = NEW
         self.pt = 0
@@ -118,15 +137,15 @@ class Consumer:
         if self.producer is not None:
             self.detach()
         self.producer = producer
-        producer.add_consumer(self)
+        producer.add_joiner(self)
 
     def detach(self) -> None:
         """Leave the producer, remembering where our sequence and timestamps were."""
         producer = self.producer
         if producer is None:
             return
-        producer.remove_consumer(self)
-        if self.state == LIVE and producer.last_seq is not None and producer.last_ts is not None:
+        producer.remove_sink(self)
+        if self.state is LIVE and producer.last_seq is not None and producer.last_ts is not None:
             self.seq_next = (producer.last_seq + self.seq_off + 1) & 0xFFFF
             self.ts_next = (producer.last_ts + self.ts_off + self.clock_rate // 10) & MASK32
         self.producer = None
@@ -134,6 +153,10 @@ class Consumer:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+    def producer_closed(self) -> None:
+        """The producer closed under us (the Router moves us to a replacement, if any)."""
+        self.detach()
 
     def sync_next(self) -> None:
         """Audio: start with the next packet."""
@@ -144,11 +167,11 @@ class Consumer:
 
     # ------------------------------------------------------------------ hot path
     def forward(self, p: RtpPacket) -> None:
-        if self.state != LIVE:
-            if self.state == CATCHUP:
+        if self.state is not LIVE:
+            if self.state is CATCHUP:
                 self._pending.append(p)
                 return
-            if self.state != SYNC:
+            if self.state is not SYNC:
                 return
             self.seq_off = (self.seq_next - p.sequence_number) & 0xFFFF
             self.ts_off = (self.ts_next - p.timestamp) & MASK32
@@ -377,11 +400,13 @@ class Consumer:
             metrics.VIEWER_REMB.labels(self.show_id, self.viewer_id).set(self.remb)
 
     def close(self) -> None:
-        if self.state == CLOSED:
+        if self.state is CLOSED:
             return
         self.report()
         self.detach()
         self.state = CLOSED
+        if self.listener is not None:
+            self.listener.sink_closed(self)
         self._send = None
         self._write_rtcp = None
         if self._close_output is not None:

@@ -60,6 +60,25 @@ FORWARD_LATENCY = Histogram(
     buckets=(25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3),
 )
 
+# Origin → edge pipes (issue 11): per process, so per node when summed over a node's processes.
+PIPES = Gauge(
+    "liveshop_media_pipes",
+    "open pipes: out = this origin feeding an edge, in = an edge here fed by an origin",
+    ["direction"],
+)
+EDGES = Gauge("liveshop_media_edges", "shows served here as an edge of another process")
+PIPE_PACKETS = Counter(
+    "liveshop_media_pipe_packets_total",
+    "pipe datagrams sent (out) and received (in)",
+    ["direction"],
+)
+PIPE_DROPPED = Counter(
+    "liveshop_media_pipe_dropped_total",
+    "pipe datagrams dropped: auth (bad tag), stranger (not from the origin), malformed, "
+    "not_origin (a join for a show not live here with that epoch)",
+    ["reason"],
+)
+
 
 def forget_viewer(show: str, viewer: str, kinds: tuple[str, ...] = ("video", "audio")) -> None:
     """Drop a departed viewer's labelled series (keeps /metrics bounded)."""

@@ -1,7 +1,9 @@
 """Producer: one published track. Receives RTP (never decoded) and fans it out.
 
 Per packet, once per stream: history (for NACK, RFC 4585 §6.2.1), GOP cache (instant
-join), then each consumer rewrites only SSRC/sequence/timestamp and sends.
+join), then each sink's ``forward`` (a viewer's consumer rewrites only SSRC/sequence/timestamp
+and sends; a pipe writes it once to an edge). Which sinks hang here is the Router's business
+(:mod:`media.sink`); this module knows only the :class:`~media.sink.Sink` protocol.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -18,18 +19,16 @@ from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
 from . import fastpath, metrics
 from .aiortc_internals import request_keyframe, tap_receiver
-from .consumer import LIVE
 from .gop_cache import GopCache
 from .packet_history import PacketHistory
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
+from .sink import ConsumerState, Joiner, Sink
 
 log = logging.getLogger("liveshop.media.producer")
 
 PLI_INTERVAL_S = 1.0  # at most one PLI per second per stream, however many viewers ask
 LATENCY_SAMPLE_EVERY = 16
 _native_fan_out = fastpath.fan_out()
+LIVE = ConsumerState.LIVE  # the C fan-out takes a sink in this state with a C writer natively
 
 
 class Producer:
@@ -52,8 +51,8 @@ class Producer:
         self.gop: GopCache | None = (
             GopCache(codec.mimeType, gop_max_packets) if kind == "video" else None
         )
-        self.consumers: list[Consumer] = []
-        self.waiting: list[Consumer] = []
+        self.sinks: list[Sink] = []  # the hot loop: every packet goes to each of these
+        self.waiting: list[Joiner] = []  # joiners that start at the next keyframe
         self.media_ssrc: int | None = None
         self.last_seq: int | None = None
         self.last_ts: int | None = None
@@ -88,24 +87,25 @@ class Producer:
         if started and self.waiting:
             snapshot = self.gop.snapshot()  # type: ignore[union-attr]
             waiting, self.waiting = self.waiting, []
-            for consumer in waiting:
-                consumer.catch_up(snapshot)
+            for joiner in waiting:
+                joiner.catch_up(snapshot)
         if sample:
             metrics.FORWARD_LATENCY.labels(self.show_id).observe(time.perf_counter() - t0)
         if not self.first_packet.done():
             self.first_packet.set_result(None)
 
     def _fan_out(self, packet: RtpPacket) -> None:
-        """Every consumer gets ``packet``: live ones with a C writer in one call into
-        media._fastpath (no interpreter per viewer), the rest through ``Consumer.forward``."""
+        """Every sink gets ``packet``: live consumers with a C writer in one call into
+        media._fastpath (no interpreter per viewer), the rest (pipes, recorder, packagers,
+        consumers not live yet) through their ``forward``."""
         try:
-            rest = _native_fan_out(self.consumers, packet, LIVE)
+            rest = _native_fan_out(self.sinks, packet, LIVE)
         except Exception:
             log.exception("fast-path fan-out failed")
             return
-        for consumer in rest:
+        for sink in rest:
             try:
-                consumer.forward(packet)
+                sink.forward(packet)
             except Exception:  # one broken viewer must not stop the others
                 log.exception("forward failed")
 
@@ -114,27 +114,31 @@ class Producer:
             info = packet.sender_info
             self.sr = (info.ntp_timestamp, info.rtp_timestamp, time.time())
 
-    # ------------------------------------------------------------------ consumers
-    def add_consumer(self, consumer: Consumer) -> None:
-        """Start a consumer: video from the cached keyframe at once, else after a PLI."""
+    # ------------------------------------------------------------------ sinks
+    def add_sink(self, sink: Sink) -> None:
+        """Every packet from now on goes to ``sink`` as well."""
+        self.sinks.append(sink)
+
+    def add_joiner(self, joiner: Joiner) -> None:
+        """Start a joiner: video from the cached keyframe at once, else after a PLI."""
         if self.gop is None:
-            consumer.sync_next()
+            joiner.sync_next()
         else:
             snapshot = self.gop.snapshot()
             if snapshot:
                 metrics.GOP_JOINS.labels(self.show_id).inc()
-                consumer.catch_up(snapshot)
+                joiner.catch_up(snapshot)
             else:
-                consumer.wait_keyframe()
-                self.waiting.append(consumer)
+                joiner.wait_keyframe()
+                self.waiting.append(joiner)
                 self.request_keyframe()
-        self.consumers.append(consumer)
+        self.sinks.append(joiner)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-        if consumer in self.waiting:
-            self.waiting.remove(consumer)
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        if sink in self.waiting:
+            self.waiting.remove(sink)  # type: ignore[arg-type]
 
     def request_keyframe(self) -> bool:
         """Send a PLI to the publisher, throttled to one per ``PLI_INTERVAL_S``."""
@@ -170,10 +174,19 @@ class Producer:
             metrics.PACKETS_RECEIVED.labels(self.show_id, self.kind).inc(delta)
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         for task in self._tasks:
             task.cancel()
-        self.consumers.clear()
+        sinks, self.sinks = self.sinks, []
         self.waiting.clear()
+        for sink in sinks:
+            closed = getattr(sink, "producer_closed", None)  # tolerate a bare forward() sink
+            if closed is not None:
+                try:
+                    closed()
+                except Exception:
+                    log.exception("producer_closed failed")
         if self.gop is not None:
             self.gop.invalidate()

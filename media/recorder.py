@@ -1,6 +1,6 @@
-"""Recording: remux of the forwarded packets into a file, no re-encode (via PyAV).
+r"""Recording: remux of the forwarded packets into a file, no re-encode (via PyAV).
 
-A :class:`Recorder` hangs on a show's producers like a consumer. Video RTP is
+A :class:`Recorder`'s tracks are :class:`~media.sink.Sink`\ s on a show's producers. Video RTP is
 depayloaded (RFC 7741 VP8, RFC 6184 H.264) and assembled into frames at the marker bit;
 recording starts at a keyframe from the GOP cache. VP8 → WebM, H.264 → Matroska,
 Opus audio in both.
@@ -44,7 +44,6 @@ class _Track:
         self.started = self.kind == "audio"
         self.last_seq: int | None = None
         self.is_key = KEYFRAME_DETECTORS.get(self.codec.mimeType.lower())
-        self.state = 4  # consumer protocol: "live", so the producer keeps calling forward()
 
     def forward(self, p: RtpPacket) -> None:
         try:
@@ -94,6 +93,9 @@ class _Track:
         self.last_ext = ext
         self.recorder._write(self, data, ext, self.key)
 
+    def producer_closed(self) -> None:
+        """Sink protocol: the publisher went away; the file keeps what it has."""
+
     def close(self) -> None:
         self._flush()
 
@@ -122,7 +124,7 @@ class Recorder:
         self._streams_ready = False
         self._pending: list[tuple[_Track, bytes, int, bool]] = []
         for track in self.tracks:
-            track.producer.consumers.append(track)  # type: ignore[arg-type]
+            track.producer.add_sink(track)
             if track.kind == "video" and track.producer.gop is not None:
                 for p in track.producer.gop.snapshot():  # start at the cached keyframe
                     track.forward(p)
@@ -164,8 +166,7 @@ class Recorder:
     def stop(self) -> Path:
         if not self.closed:
             for track in self.tracks:
-                if track in track.producer.consumers:  # type: ignore[comparison-overlap]
-                    track.producer.consumers.remove(track)  # type: ignore[arg-type]
+                track.producer.remove_sink(track)
                 track.close()
             self.closed = True
             try:

@@ -41,7 +41,9 @@ class ViewerSession(Session):
                 continue
             transceiver = self.pc.addTransceiver(ParkedTrack(kind), direction="sendonly")
             transceiver.setCodecPreferences(matching_codecs(kind, producer.codec))
-            self.consumers.append(Consumer(self.show_id, self.viewer_id, kind, transceiver.sender))
+            self.consumers.append(
+                Consumer(self.show_id, self.viewer_id, kind, transceiver.sender, self.router)
+            )
         if not self.consumers:
             raise MediaError(
                 406, "no_common_media", "the offer receives no audio/video this show publishes"
@@ -72,9 +74,8 @@ class ViewerSession(Session):
             await self.end()
             return
         for consumer in self.consumers:
-            producer = self.router.producers.get(consumer.kind)
-            if producer is not None and not self.ended:
-                consumer.attach(producer)
+            if not self.ended:
+                self.router.add_sink(consumer)
 
     async def teardown(self) -> None:
         for consumer in self.consumers:

@@ -112,8 +112,9 @@ class Worker:
             raise MediaError(503, "worker_not_configured", "media worker is not configured")
         return self.relay
 
-    async def accept_pipe(self, show: str) -> dict[str, Any]:
-        _, port = await self._relay().accept_pipe(show)
+    async def accept_pipe(self, show: str, key: str) -> dict[str, Any]:
+        """Listen for the main process's pipe of ``show``; ``key`` (hex) authenticates it."""
+        _, port = await self._relay().accept_pipe(show, key=bytes.fromhex(key))
         return {"port": port}
 
     async def view(self, show: str, offer: str, viewer: str) -> dict[str, Any]:

@@ -311,7 +311,8 @@ class WorkerPool:
             pipe = worker.pipes.get(show_id)
             if pipe is not None and not pipe.closed:
                 return
-            port = (await worker.call("accept_pipe", show=show_id))["port"]
+            key = self.relay.pipe_key(show_id).hex()  # over the private socketpair only
+            port = (await worker.call("accept_pipe", show=show_id, key=key))["port"]
             try:
                 worker.pipes[show_id] = await self.relay.pipe_to(show_id, ("127.0.0.1", port))
             except BaseException:

@@ -178,13 +178,17 @@ def viewer_started(app: web.Application, show_id: str, session_id: str, user_id:
     app[MEDIA_VIEWERS].add(show_id, session_id, user_id)
 
 
-def assert_owns_viewer(
-    app: web.Application, show_id: str, session_id: str, claims: auth.Claims
-) -> None:
-    """A WHEP session may be ended only with a token of the user who made it (403 otherwise)."""
+def assert_owns_viewer(app: web.Application, show_id: str, session_id: str, user_id: str) -> None:
+    """A WHEP session may be ended only with a token of the user who made it (403 otherwise).
+
+    Checked in the process that holds the session (a DELETE landing elsewhere is passed on to
+    it over the control channel, which carries only MediaErrors back).
+    """
+    from media.errors import MediaError
+
     owner = app[MEDIA_VIEWERS].owner.get(session_id)
-    if owner is not None and owner != (show_id, claims.user_id):
-        raise forbidden("this playback session belongs to another user")
+    if owner is not None and owner != (show_id, user_id):
+        raise MediaError(403, "forbidden", "this playback session belongs to another user")
     app[MEDIA_VIEWERS].discard(session_id)
 
 

@@ -120,6 +120,41 @@ class Settings:
     demo_keep: bool = field(
         default=False, metadata={"help": "with --demo: keep the demo show as the last run left it"}
     )
+    # Media at scale: origin directory, pipes between processes and nodes, placement (issue 11).
+    node_id: str = field(
+        default="",
+        metadata={"help": "this node's name in the origin directory (default: the host name)"},
+    )
+    pipe_address: str = field(
+        default="",
+        metadata={
+            "help": "address pipe sockets bind to, where other nodes' edges reach this one "
+            "(default: --host, or 0.0.0.0 when --host is a wildcard)"
+        },
+    )
+    pipe_announced_address: str = field(
+        default="",
+        metadata={
+            "help": "pipe address written to the origin directory, for nodes behind NAT "
+            "(default: --pipe-address, else the first --ice-addresses, else 127.0.0.1)"
+        },
+    )
+    pipe_port_min: int = field(default=0, metadata={"help": "lowest UDP port for pipes (0: any)"})
+    pipe_port_max: int = field(default=0, metadata={"help": "highest UDP port for pipes (0: any)"})
+    media_node_max_viewers: int = field(
+        default=0,
+        metadata={
+            "help": "viewers this node serves before WHEP answers 307 to another node "
+            "(503 + Retry-After when none has room; 0: no ceiling)"
+        },
+    )
+    media_node_max_cpu: float = field(
+        default=0.0,
+        metadata={
+            "help": "CPU share of one core per process (0..1, averaged over the node's processes "
+            "and media workers) at which WHEP answers 307 to another node (0: no ceiling)"
+        },
+    )
 
     # Operator trust (issue 14): API keys, TLS, per-IP limits.
     api_key: list[str] = field(

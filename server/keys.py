@@ -8,6 +8,7 @@ single-key operations only.
 from __future__ import annotations
 
 SHOW_INDEX = "liveshop:shows"  # sorted set: show id → created_at (ms)
+MEDIA_NODES = "liveshop:media:nodes"  # hash process id → JSON load line (media/origin.py)
 
 
 def show_tag(show_id: str) -> str:
@@ -99,3 +100,11 @@ def presence_users(show_id: str, node_id: str) -> str:
 def peak(show_id: str) -> str:
     """Peak concurrent viewers (string int)."""
     return show_key(show_id, "peak")
+
+
+# Media (origin directory, issue 11).
+
+
+def media_origin(show_id: str) -> str:
+    """Hash of the show's origin (node, process, pipe, epoch, url, since), leased (media/origin.py)."""
+    return show_key(show_id, "media", "origin")

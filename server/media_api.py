@@ -9,21 +9,36 @@ origin publish or play. With ``--media-workers N`` viewers are served by worker 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import ipaddress
+import json
 import logging
+import os
+import secrets
+import socket
+import statistics
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from media.errors import MediaError
 from media.ice import IceConfig
+from media.origin import NodeLoad, OriginDirectory
+from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
+from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
+from . import keys
 from .access import assert_may_watch, assert_owns_viewer, viewer_started
-from .appkeys import SETTINGS
-from .auth import ANY_ROLE, authenticate
+from .appkeys import REDIS, SETTINGS
+from .auth import ANY_ROLE, authenticate, token_from_request
+from .config import Settings
 from .errors import ApiError
 from .shows import check_show_id, set_live
 
@@ -31,6 +46,9 @@ log = logging.getLogger("liveshop.media_api")
 
 RELAY = web.AppKey("media_relay", Relay)
 WORKERS = web.AppKey("media_workers", WorkerPool)  # only with --media-workers N > 0
+DIRECTORY = web.AppKey("media_directory", OriginDirectory)
+CONTROL = web.AppKey("media_control", ProcessControl)
+RETRY_AFTER_S = 5  # a full cluster: when to try again
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,7 +91,55 @@ def _relay_config(app: web.Application) -> RelayConfig:
         ),
         connect_timeout_s=float(getattr(settings, "media_connect_timeout_s", 15.0)),
         recordings_dir=Path(settings.data_dir) / "recordings",
+        pipe_secret=settings.secret,
+        pipe_host=_pipe_bind(settings),
+        pipe_port_min=settings.pipe_port_min,
+        pipe_port_max=settings.pipe_port_max,
     )
+
+
+def _wildcard(address: str) -> bool:
+    return address in ("", "0.0.0.0", "::")
+
+
+def _pipe_bind(settings: Settings) -> str:
+    if settings.pipe_address:
+        return settings.pipe_address
+    return "0.0.0.0" if _wildcard(settings.host) else settings.host
+
+
+def _pipe_announced(settings: Settings, bound: str) -> str:
+    """Where other nodes send ``join``: explicit, else the bound address, else an ICE one."""
+    if settings.pipe_announced_address:
+        return settings.pipe_announced_address
+    if not _wildcard(bound):
+        return bound
+    for address in (*settings.ice_addresses, settings.announced_address):
+        with contextlib.suppress(ValueError):
+            if address and not ipaddress.ip_address(address).is_unspecified:
+                return address
+    return "127.0.0.1"
+
+
+def _cpu_seconds(app: web.Application) -> tuple[float, int]:
+    """CPU seconds of this process and its media workers, and how many processes that is."""
+    seconds, processes = time.process_time(), 1
+    pool = app.get(WORKERS)
+    if pool is not None:
+        for worker in pool.workers:
+            used = worker.cpu_seconds()
+            if used is not None:
+                seconds, processes = seconds + used, processes + 1
+    return seconds, processes
+
+
+def local_viewers(app: web.Application) -> int:
+    """Viewers this process serves, its media workers' included."""
+    count = sum(len(router.viewers) for router in app[RELAY].routers.values())
+    pool = app.get(WORKERS)
+    if pool is not None:
+        count += sum(worker.load for worker in pool.workers)
+    return count
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -89,9 +155,71 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:
             log.exception("set_live(%s, %s) failed", show_id, live)
 
+    taken_over: set[str] = set()  # shows whose publisher moved to another node
+
+    async def on_live_directory(show_id: str, live: bool) -> None:
+        try:
+            if live:
+                taken_over.discard(show_id)
+                await directory.claim(show_id, relay.routers[show_id].epoch)
+            else:
+                await directory.release(show_id)
+        except Exception:
+            log.exception("origin directory update for %s failed", show_id)
+        if not live and show_id in taken_over:
+            taken_over.discard(show_id)  # still live, elsewhere: the show must not read "ended"
+            if pool is not None:
+                pool.show_ended(show_id)
+            return
+        await on_live(show_id, live)
+
+    async def on_lost(show_id: str) -> None:
+        """Another node's publisher took the show over: ours ends (its edges follow)."""
+        router = relay.routers.get(show_id)
+        if router is not None and isinstance(router.publisher, PublisherSession):
+            taken_over.add(show_id)
+            await router.publisher.end()
+
     config = _relay_config(app)
-    relay = Relay(config, on_live=on_live)
+    relay = Relay(config, on_live=on_live_directory)
     app[RELAY] = relay
+    host, port = await relay.serve_pipes()
+    node_id = settings.node_id or socket.gethostname()
+    token = secrets.token_hex(4)  # names this process in session ids and its control channel
+    control = app[CONTROL] = ProcessControl(
+        app[REDIS], token, {"end": _end_local(app), "record": _record_local(app)}
+    )
+    await control.start()
+    directory = app[DIRECTORY] = OriginDirectory(
+        app[REDIS],
+        node_id=node_id,
+        process_id=f"{node_id}:{os.getpid()}:{token}",
+        pipe_address=(_pipe_announced(settings, host), port),
+        url=settings.base_url,
+        origin_key=keys.media_origin,
+        nodes_key=keys.MEDIA_NODES,
+        on_lost=on_lost,
+    )
+
+    async def rehome(show_id: str) -> tuple[tuple[str, int], str] | None:
+        origin = await directory.lookup(show_id)
+        if origin is None or origin.process == directory.process_id:
+            return None
+        return origin.pipe, origin.epoch
+
+    relay.rehome = rehome
+    renewing = asyncio.ensure_future(
+        directory.run(
+            lambda: local_viewers(app),
+            lambda: _cpu_seconds(app),
+            settings.media_node_max_viewers,
+            settings.media_node_max_cpu,
+        )
+    )
+    log.info(
+        "media node up",
+        extra={"node": node_id, "pipe": f"{directory.pipe_address[0]}:{port}"},
+    )
     if settings.media_workers > 0:
         options = WorkerOptions(
             ice=config.ice,
@@ -106,9 +234,13 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        renewing.cancel()
+        await control.close()
         if pool is not None:
             await pool.close()
         await relay.close()
+        with contextlib.suppress(Exception):
+            await directory.close()
 
 
 async def _read_offer(request: web.Request) -> str:
@@ -125,7 +257,9 @@ def _created(
 ) -> web.Response:
     relay = request.app[RELAY]
     headers = dict(CORS)
-    headers["Location"] = f"/{kind}/{show_id}/{session_id}"
+    # ``~token`` names this process, so a DELETE that reaches another one is passed on.
+    headers["Location"] = f"/{kind}/{show_id}/{session_id}~{request.app[CONTROL].token}"
+    headers["Liveshop-Node"] = request.app[DIRECTORY].process_id  # which process serves it
     links = relay.config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -137,7 +271,17 @@ async def handle_whip(request: web.Request) -> web.Response:
     await authenticate(request, show_id, HOST_ONLY)
     offer = await _read_offer(request)
     replace = request.query.get("replace", "") in ("1", "true", "yes")
-    session = await request.app[RELAY].publish(show_id, offer, replace=replace)
+    relay = request.app[RELAY]
+    router = relay.routers.get(show_id)
+    if not replace and (router is None or router.publisher is None):
+        origin = await request.app[DIRECTORY].lookup(show_id)
+        if origin is not None and origin.process != request.app[DIRECTORY].process_id:
+            raise ApiError(
+                409,
+                "already_live",
+                f"this show is live on node {origin.node} (use ?replace=1 to take over)",
+            )
+    session = await relay.publish(show_id, offer, replace=replace)
     return _created(request, "whip", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
@@ -146,6 +290,8 @@ async def handle_whep(request: web.Request) -> web.Response:
     claims = await authenticate(request, show_id)
     await assert_may_watch(request.app, show_id, claims.user_id)
     offer = await _read_offer(request)
+    await _place(request, show_id)
+    await _ensure_local(request.app, show_id)
     pool = request.app.get(WORKERS)
     if pool is not None:
         session_id, answer = await pool.view(show_id, offer, claims.user_id)
@@ -156,19 +302,129 @@ async def handle_whep(request: web.Request) -> web.Response:
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
+async def _ensure_local(app: web.Application, show_id: str) -> None:
+    """Make the show servable here: it is, or an edge fed from its origin is opened/reused."""
+    relay = app[RELAY]
+    router = relay.routers.get(show_id)
+    if router is not None and router.publisher is not None and router.producers:
+        return
+    directory = app[DIRECTORY]
+    origin = await directory.lookup(show_id)
+    if origin is None or origin.process == directory.process_id:
+        raise ApiError(409, "not_live", "this show is not live")
+    await relay.edge_from(show_id, origin.pipe, origin.epoch)
+
+
+async def _place(request: web.Request, show_id: str) -> None:
+    """A full node sends the viewer elsewhere: 307 to the least loaded node with room.
+
+    Full: at ``--media-node-max-viewers`` (summed over the node's processes) or at
+    ``--media-node-max-cpu`` (their mean CPU share), from the node registry (≤ 2 s old).
+    """
+    settings = request.app[SETTINGS]
+    if settings.media_node_max_viewers <= 0 and settings.media_node_max_cpu <= 0:
+        return
+    directory = request.app[DIRECTORY]
+    loads = await directory.nodes()
+    per_node: dict[str, list[NodeLoad]] = {}
+    for load in loads:
+        per_node.setdefault(load.node, []).append(load)
+    ours = per_node.pop(directory.node_id, [])  # our own line included (its CPU share)
+    viewers = local_viewers(request.app) + sum(
+        load.viewers for load in ours if load.process != directory.process_id
+    )
+    cpu = statistics.fmean([load.cpu for load in ours] or [0.0])
+    if not _full(viewers, cpu, settings.media_node_max_viewers, settings.media_node_max_cpu):
+        return
+    room = []
+    for lines in per_node.values():
+        node_viewers = sum(line.viewers for line in lines)
+        node_cpu = statistics.fmean(line.cpu for line in lines)
+        if not _full(node_viewers, node_cpu, lines[0].max_viewers, lines[0].max_cpu):
+            room.append((node_viewers, node_cpu, lines[0].url))
+    headers = dict(CORS)
+    if room:
+        url = min(room)[2]
+        body = {"error": {"code": "node_full", "message": "this node is full: try the Location"}}
+        # Clients drop Authorization on a redirect to another origin (Fetch, aiohttp), so the
+        # viewer's own token rides along in the query, which authenticate() also reads.
+        query = urlencode({"token": token_from_request(request) or ""})
+        raise web.HTTPTemporaryRedirect(
+            f"{url.rstrip('/')}/whep/{show_id}?{query}",
+            headers=headers,
+            text=json.dumps(body),
+            content_type="application/json",
+        )
+    headers["Retry-After"] = str(RETRY_AFTER_S)
+    body = {"error": {"code": "cluster_full", "message": "every media node is full"}}
+    raise web.HTTPServiceUnavailable(
+        headers=headers, text=json.dumps(body), content_type="application/json"
+    )
+
+
+def _full(viewers: int, cpu: float, max_viewers: int, max_cpu: float) -> bool:
+    return (max_viewers > 0 and viewers >= max_viewers) or (max_cpu > 0 and cpu >= max_cpu)
+
+
 async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
-    session_id = request.match_info["session_id"]
-    if kind == "whep":
-        assert_owns_viewer(request.app, show_id, session_id, claims)
-    pool = request.app.get(WORKERS)
-    if kind == "whep" and pool is not None and pool.owns(session_id):
-        await pool.end_viewer(show_id, session_id)
-    else:
-        await request.app[RELAY].get(show_id, session_id, kind).end()
+    session_id, _, token = request.match_info["session_id"].rpartition("~")
+    if not session_id:
+        raise ApiError(404, "no_session", "no such session")
+    user_id = claims.user_id if kind == "whep" else None  # a viewer ends only its own session
+    control = request.app[CONTROL]
+    if token == control.token:
+        await _end_local(request.app)(kind, show_id, session_id, user_id)
+    else:  # held by another process of this node or another node: it checks the owner
+        await control.call(
+            token, "end", kind=kind, show_id=show_id, session_id=session_id, user_id=user_id
+        )
     return web.Response(status=200, headers=CORS)
+
+
+def _end_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
+    async def end(
+        kind: str, show_id: str, session_id: str, user_id: str | None = None
+    ) -> dict[str, object]:
+        if user_id is not None:
+            assert_owns_viewer(app, show_id, session_id, user_id)
+        pool = app.get(WORKERS)
+        if kind == "whep" and pool is not None and pool.owns(session_id):
+            await pool.end_viewer(show_id, session_id)
+        else:
+            await app[RELAY].get(show_id, session_id, kind).end()
+        return {}
+
+    return end
+
+
+def _record_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
+    """Start or stop recording here, at the show's origin."""
+
+    async def record(show_id: str, start: bool) -> dict[str, object]:
+        relay = app[RELAY]
+        if start:
+            router = relay.routers.get(show_id)
+            if router is not None and router.edge is not None:
+                raise MediaError(409, "not_live", "this show is not live here")  # an edge
+            recorder = relay.start_recording(show_id)
+            return {"name": recorder.name, "recording": True}
+        path = relay.stop_recording(show_id)
+        return {"name": path.name, "bytes": path.stat().st_size, "recording": False}
+
+    return record
+
+
+async def _record(request: web.Request, show_id: str, start: bool) -> dict[str, object]:
+    """Recording runs at the origin: here, or on the process the directory names."""
+    directory = request.app[DIRECTORY]
+    origin = await directory.lookup(show_id)
+    if origin is None or origin.process == directory.process_id:
+        return await _record_local(request.app)(show_id, start)
+    token = origin.process.rpartition(":")[2]
+    return await request.app[CONTROL].call(token, "record", show_id=show_id, start=start)
 
 
 async def handle_options(request: web.Request) -> web.Response:
@@ -183,17 +439,13 @@ async def handle_options(request: web.Request) -> web.Response:
 async def handle_recording_start(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY)
-    recorder = request.app[RELAY].start_recording(show_id)
-    return web.json_response({"recording": {"name": recorder.name, "recording": True}}, status=201)
+    return web.json_response({"recording": await _record(request, show_id, True)}, status=201)
 
 
 async def handle_recording_stop(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY)
-    path = request.app[RELAY].stop_recording(show_id)
-    return web.json_response(
-        {"recording": {"name": path.name, "bytes": path.stat().st_size, "recording": False}}
-    )
+    return web.json_response({"recording": await _record(request, show_id, False)})
 
 
 async def handle_recording_list(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 """HLS packager: a show's forwarded H.264 + Opus packets remuxed into LL-HLS parts and segments.
 
-Fed exactly like the recorder (a sink per producer in ``producer.consumers``, frames assembled by
+Fed exactly like the recorder (a :class:`~media.sink.Sink` per producer, frames assembled by
 the recorder's depayloader), it hands frames to PyAV's mp4 muxer in CMAF fragmented mode
 (``empty_moov+default_base_moof+frag_keyframe+cmaf`` with ``frag_duration`` = the part length)
 writing to memory. Each ``moof``+``mdat`` the muxer emits is one partial segment; a segment is a
@@ -233,7 +233,7 @@ class HlsPackager:
         self._producers = dict(producers)
         self._tracks = [_HlsTrack(self, p) for p in producers.values()]
         for track in self._tracks:
-            track.producer.consumers.append(track)  # type: ignore[arg-type]
+            track.producer.add_sink(track)
             if track.kind == "video" and track.producer.gop is not None:
                 for packet in track.producer.gop.snapshot():  # start at the cached keyframe
                     track.forward(packet)
@@ -243,8 +243,7 @@ class HlsPackager:
 
     def _detach(self) -> None:
         for track in self._tracks:
-            if track in track.producer.consumers:  # type: ignore[comparison-overlap]
-                track.producer.consumers.remove(track)  # type: ignore[arg-type]
+            track.producer.remove_sink(track)
         self._tracks = []
         if self._muxer is not None:
             self._muxer.close()

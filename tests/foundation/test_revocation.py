@@ -147,7 +147,7 @@ async def _live_show(node: TestClient) -> tuple[str, str, Publisher]:
     publisher = Publisher(base(node), show_id, host, PublishOptions(codec="vp8", **SMALL))
     await publisher.start()
     relay = node.app[RELAY]
-    session_id = publisher.location.rsplit("/", 1)[1]  # type: ignore[union-attr]
+    session_id = publisher.location.rsplit("/", 1)[1].partition("~")[0]  # type: ignore[union-attr]
     assert await wait_until(lambda: relay.sessions[session_id].connected.is_set(), 15)
     return show_id, host, publisher
 

@@ -353,7 +353,7 @@ async def test_producer_fan_out_matches_forward_byte_for_byte() -> None:
             producer = Producer("fp", "audio", codec, None)
             for c in side:
                 c.producer = producer
-                producer.consumers.append(c)
+                producer.sinks.append(c)
             producers.append(producer)
         for i in range(60):
             packet = RtpPacket(

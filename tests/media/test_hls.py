@@ -342,7 +342,7 @@ async def test_an_edge_fed_by_a_pipe_packages_the_show_itself() -> None:
     try:
         await pub.publish(origin, "piped-hls")
         assert await wait_until(lambda: origin.routers["piped-hls"].hls.segments, 15)
-        pipe_edge, port = await edge.accept_pipe("piped-hls")
+        pipe_edge, port = await edge.accept_pipe("piped-hls", key=origin.pipe_key("piped-hls"))
         await origin.pipe_to("piped-hls", ("127.0.0.1", port))
         assert await wait_until(lambda: pipe_edge.ready.is_set(), 5)
         packager = edge.routers["piped-hls"].hls

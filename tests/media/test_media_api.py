@@ -27,7 +27,7 @@ async def test_publish_view_and_leave(client: TestClient, make_show, guest_token
     assert publisher.location and publisher.location.startswith(f"/whip/{show_id}/")
     assert await _status(client, show_id) == "live"
     relay = client.app[RELAY]
-    session_id = publisher.location.rsplit("/", 1)[1]
+    session_id = publisher.location.rsplit("/", 1)[1].partition("~")[0]  # "~" names the process
     assert await wait_until(lambda: relay.sessions[session_id].connected.is_set(), 10)
 
     token = await guest_token(show_id)

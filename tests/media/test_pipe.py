@@ -17,9 +17,10 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
         assert await wait_until(
             lambda: origin.routers["piped"].producers["video"].packets_received > 30
         )
-        pipe_edge, port = await edge.accept_pipe("piped")
-        await origin.pipe_to("piped", ("127.0.0.1", port))
-        assert await wait_until(lambda: pipe_edge.ready.is_set(), 5)
+        # The edge joins the origin's pipe address (as another node would, from the directory).
+        address = await origin.serve_pipes()
+        pipe_edge = await edge.edge_from("piped", address, origin.routers["piped"].epoch)
+        assert pipe_edge.ready.is_set()
 
         for i in range(2):
             v = TestViewer()
@@ -44,6 +45,31 @@ async def test_edge_viewers_decode_and_join_instantly() -> None:
     finally:
         for v in viewers:
             await v.close()
+        await pub.close()
+        await origin.close()
+        await edge.close()
+
+
+async def test_an_idle_edge_closes_and_the_origin_stops_piping_to_it() -> None:
+    origin, edge = Relay(RelayConfig()), Relay(RelayConfig(edge_idle_s=0.5))
+    pub = TestPublisher(PublishOptions(codec="vp8", audio=False, **SMALL))
+    viewer = TestViewer()
+    try:
+        await pub.publish(origin, "idle")
+        assert await wait_until(lambda: origin.routers["idle"].producers["video"].packets_received)
+        address = await origin.serve_pipes()
+        await edge.edge_from("idle", address, origin.routers["idle"].epoch)
+        await viewer.join(edge, "idle", "v")
+        assert await wait_until(lambda: len(viewer.frames) >= 5, 15)
+        assert len(origin.routers["idle"].pipes) == 1
+
+        await edge.get("idle", viewer.session_id, "whep").end()
+        # No viewer left: the edge ends after edge_idle_s, says leave, the origin stops at once.
+        assert await wait_until(lambda: "idle" not in edge.routers, 5)
+        assert await wait_until(lambda: not origin.routers["idle"].pipes, 3)
+        assert origin.routers["idle"].publisher is not None  # the broadcast itself goes on
+    finally:
+        await viewer.close()
         await pub.close()
         await origin.close()
         await edge.close()

@@ -244,7 +244,7 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
     gc.collect()
     router = relay.routers["cyc"]
     assert router.viewers == {}
-    assert all(not p.consumers and not p.waiting for p in router.producers.values())
+    assert all(not p.sinks and not p.waiting for p in router.producers.values())
     assert [s for s in relay.sessions.values() if s.kind == "whep"] == []
     assert live(Consumer) == 0
     assert live(RTCPeerConnection) == pcs_before

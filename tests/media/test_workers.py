@@ -28,6 +28,7 @@ class WhepViewer(TestViewer):
 
     __test__ = False
     location = ""
+    node = ""  # the Liveshop-Node header: which process of which node serves this viewer
 
     async def join_http(self, base: str, show_id: str, token: str) -> None:
         async with (
@@ -41,6 +42,7 @@ class WhepViewer(TestViewer):
             body = await resp.text()
             assert resp.status == 201, body
             self.location = resp.headers["Location"]
+            self.node = resp.headers.get("Liveshop-Node", "")
         await self.answer(body)
 
     @property

@@ -7,16 +7,18 @@ import json
 import socket
 import struct
 
-from media.pipe import PipeEdge
+from media.pipe import PipeEdge, pipe_key, seal
+
+KEY = pipe_key("test-secret", "s", "epoch1")
 
 
-def _hello(pt: int, mime: str = "video/VP8") -> bytes:
+def _hello(pt: int, mime: str = "video/VP8", key: bytes = KEY) -> bytes:
     track = {"kind": "video", "mime": mime, "clock": 90000, "channels": None, "pt": pt}
-    return json.dumps({"type": "hello", "show": "s", "tracks": [track]}).encode()
+    return seal(key, json.dumps({"type": "hello", "show": "s", "tracks": [track]}).encode())
 
 
-def _rtp(pt: int, seq: int, ssrc: int = 1234) -> bytes:
-    return struct.pack("!BBHII", 0x80, pt, seq, seq * 3000, ssrc) + b"\x10\x00payload"
+def _rtp(pt: int, seq: int, ssrc: int = 1234, key: bytes = KEY) -> bytes:
+    return seal(key, struct.pack("!BBHII", 0x80, pt, seq, seq * 3000, ssrc) + b"\x10\x00payload")
 
 
 async def _settle() -> None:
@@ -29,7 +31,7 @@ async def test_edge_takes_only_the_origins_datagrams_and_follows_a_rehello() -> 
     async def on_bye(edge: PipeEdge) -> None:
         return None
 
-    edge = PipeEdge("s", lambda e: ready.append(dict(e.producers)), on_bye)
+    edge = PipeEdge("s", lambda e: ready.append(dict(e.producers)), on_bye, KEY)
     port = await edge.bind()
     origin = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -42,9 +44,12 @@ async def test_edge_takes_only_the_origins_datagrams_and_follows_a_rehello() -> 
         origin.sendto(_rtp(96, 1), ("127.0.0.1", port))
         stranger.sendto(_rtp(96, 2), ("127.0.0.1", port))
         stranger.sendto(_hello(100), ("127.0.0.1", port))  # no hijacking the edge either
+        # From the origin's own address but not under the pipe's key: forged, dropped, counted.
+        origin.sendto(_rtp(96, 3, key=pipe_key("other-secret", "s", "epoch1")), ("127.0.0.1", port))
         await _settle()
         assert first.packets_received == 1
         assert len(ready) == 1
+        assert edge.dropped == 3
 
         # A replacement publisher: the origin says hello again; new producers replace the old.
         origin.sendto(_hello(102, "video/H264"), ("127.0.0.1", port))
