@@ -9,6 +9,8 @@ neither, so this module:
 * parks a sender (its track never yields) and replaces its RTCP loop, so the relay can
   write already-packetized RTP straight through the SRTP session (RFC 3711) to the
   nominated ICE pair of the viewer;
+* takes the DTLS server role when an offer allows it and, as a DTLS client, offers RSA
+  suites too (peers such as GStreamer's webrtcbin have RSA certificates);
 * makes aioice gather the configured host addresses (it skips 127.0.0.1) in a UDP port
   range and announce a public address (like mediasoup's ``announcedIp``).
 
@@ -27,11 +29,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import aioice.ice
+import aioice.turn
 import aiortc
+import aiortc.sdp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
@@ -68,6 +79,8 @@ __all__ = [
     "check_internals",
     "configure_ice",
     "fast_rtp_writer",
+    "ice_sockets",
+    "interoperable_dtls",
     "native_rtp_writer",
     "park_sender",
     "request_keyframe",
@@ -95,6 +108,9 @@ def check_internals() -> list[str]:
         (aioice.ice, "get_host_addresses"),
         (aioice.ice.Connection, "get_component_candidates"),
         (aioice.ice.Connection, "sendto"),
+        (aioice.ice, "server_reflexive_candidate"),
+        (aioice.ice, "StunProtocol"),
+        (aioice.turn, "UDP_SOCKET_BUFFER_SIZE"),
     ]
     for owner, name in need:
         if not hasattr(owner, name):
@@ -122,7 +138,16 @@ def check_internals() -> list[str]:
     ):
         if name not in send_init:
             problems.append(f"RTCRtpSender no longer sets {name}")
+    if not hasattr(RTCCertificate, "_create_ssl_context"):
+        problems.append("RTCCertificate._create_ssl_context is gone")
+    if not hasattr(RTCDtlsTransport, "_set_role"):
+        problems.append("RTCDtlsTransport._set_role is gone")
+    if "_role" not in RTCDtlsTransport.__init__.__code__.co_names:
+        problems.append("RTCDtlsTransport no longer sets _role")
     conn_init = aioice.ice.Connection.__init__.__code__.co_names
+    for name in ("_protocols", "stun_server"):
+        if name not in conn_init:
+            problems.append(f"aioice Connection no longer has {name}")
     if "_nominated" not in conn_init:
         problems.append("aioice Connection no longer has _nominated")
     # rtp_writer protects in place with libsrtp through pylibsrtp's own cffi binding.
@@ -406,6 +431,50 @@ def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -
     dtls._handle_rtp_data = handle  # type: ignore[method-assign]
 
 
+# --------------------------------------------------------------------------- DTLS interop
+
+# aiortc's own list is ECDHE-ECDSA only: fine while it is the DTLS server (its certificate is
+# ECDSA), fatal as a client against an RSA-certificate server ("no shared cipher"). The
+# ECDHE-RSA suites are the same AEAD/CBC choices with RSA authentication of the server.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+_original_ssl_context = RTCCertificate._create_ssl_context
+
+
+def _ssl_context(self: RTCCertificate, srtp_profiles: Any) -> Any:
+    ctx = _original_ssl_context(self, srtp_profiles)
+    ctx.set_cipher_list(DTLS_CIPHERS)
+    return ctx
+
+
+def interoperable_dtls(pc: RTCPeerConnection) -> None:
+    """Make the coming answer's DTLS work with RSA-certificate peers (GStreamer webrtcbin).
+
+    Call after ``setRemoteDescription(offer)``, before ``createAnswer``. Where the offer
+    says ``a=setup:actpass`` aiortc would answer ``active`` (DTLS client) and offer only
+    ECDSA suites; instead we answer ``passive`` (RFC 4145 §4.1 lets the answerer choose), so
+    the peer's client hello meets our ECDSA certificate. For offers that insist on
+    ``setup:passive`` the client hello also lists ECDHE-RSA suites (installed process wide).
+    """
+    RTCCertificate._create_ssl_context = _ssl_context  # type: ignore[method-assign]
+    remote = pc.remoteDescription
+    if remote is None:
+        return
+    actpass = {
+        media.rtp.muxId
+        for media in aiortc.sdp.SessionDescription.parse(remote.sdp).media
+        if media.dtls is not None and media.dtls.role == "auto"
+    }
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if transceiver.mid in actpass and dtls is not None and dtls._role == "auto":
+            dtls._set_role("server")
+
+
 # --------------------------------------------------------------------------- ICE gathering
 
 _ice_addresses: list[str] = []
@@ -442,24 +511,35 @@ async def _component_candidates(
     addresses: list[str],
     timeout: int = 5,  # noqa: ASYNC109
 ) -> list[Candidate]:
+    """aioice's gathering, with host sockets bound in the port range / announced elsewhere.
+
+    Mirrors ``Connection.get_component_candidates`` of the pinned aioice 0.13: each host
+    socket gets aioice's receive-buffer bump (``SO_RCVBUF``), IPv4 host sockets ask the
+    configured STUN server for a server-reflexive candidate (through the same socket, so
+    it is in the range too), and TURN relays still come from aioice itself.
+    """
     if not _announced and _port_range == (0, 0):
         return await _original_component_candidates(self, component, addresses, timeout)
     loop = asyncio.get_running_loop()
     candidates: list[Candidate] = []
+    host_protocols: list[aioice.ice.StunProtocol] = []
     for address in addresses:
         try:
             if _port_range != (0, 0):
                 sock = _bind_in_range(address)
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(self), sock=sock
                 )
             else:
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(self), local_addr=(address, 0)
                 )
         except OSError:
             continue
-        bound = protocol.transport.get_extra_info("sockname")
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        bound = transport.get_extra_info("sockname")
         host = _announced or bound[0]
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", host),
@@ -471,10 +551,35 @@ async def _component_candidates(
             type="host",
         )
         candidates.append(protocol.local_candidate)
-        self._protocols.append(protocol)
-    # TURN relays (if any) still come from aioice itself.
+        host_protocols.append(protocol)
+    self._protocols += host_protocols
+    stun: list[asyncio.Task[tuple[Candidate, None]]] = []
+    if self.stun_server:
+        stun = [
+            asyncio.create_task(aioice.ice.server_reflexive_candidate(p, self.stun_server))
+            for p in host_protocols
+            if ":" not in p.transport.get_extra_info("sockname")[0]  # IPv4 only, as aioice
+        ]
+    # TURN relays (if any) still come from aioice itself, while the STUN queries run.
     candidates += await _original_component_candidates(self, component, [], timeout)
+    if stun:
+        done, pending = await asyncio.wait(stun, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        candidates += [t.result()[0] for t in done if t.exception() is None]
     return candidates
+
+
+def ice_sockets(pc: RTCPeerConnection) -> list[socket.socket]:
+    """The UDP sockets a peer connection's ICE agents gathered on (diagnostics, tests)."""
+    out = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            raw = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if raw is not None and raw not in out:
+                out.append(raw)
+    return out
 
 
 def configure_ice(

@@ -34,6 +34,8 @@ class IceConfig:
             parts = urlsplit(url.replace(":", "://", 1)) if "://" not in url else urlsplit(url)
             if parts.username:
                 host = f"{parts.scheme}:{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+                if parts.query:  # turn:host:3478?transport=tcp (RFC 7065 §3.1) keeps its query
+                    host += f"?{parts.query}"
                 servers.append(
                     RTCIceServer(
                         urls=host, username=parts.username, credential=parts.password or ""
@@ -52,6 +54,9 @@ class IceConfig:
         for server in self.ice_servers():
             value = f'<{server.urls}>; rel="ice-server"'
             if server.username:
-                value += f'; username="{server.username}"; credential="{server.credential}"'
+                value += (
+                    f'; username="{server.username}"; credential="{server.credential}"'
+                    '; credential-type="password"'
+                )
             out.append(value)
         return out

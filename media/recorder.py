@@ -2,8 +2,9 @@ r"""Recording: remux of the forwarded packets into a file, no re-encode (via PyA
 
 A :class:`Recorder`'s tracks are :class:`~media.sink.Sink`\ s on a show's producers. Video RTP is
 depayloaded (RFC 7741 VP8, RFC 6184 H.264) and assembled into frames at the marker bit;
-recording starts at a keyframe from the GOP cache. VP8 → WebM, H.264 → Matroska,
-Opus audio in both.
+recording starts at the first keyframe at or after Record (requested by PLI), and audio
+and video share one timeline (RTP timestamps through RTCP sender reports). VP8 → WebM,
+H.264 → Matroska, Opus audio in both.
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ log = logging.getLogger("liveshop.media.recorder")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+\.(webm|mkv)$")
 
 
+AUDIO_PENDING_MAX = 200  # audio frames held (≈ 4 s of Opus) while the first video frame completes
+
+
 class _Track:
-    """Depayloads one producer's packets into timestamped frames for the muxer."""
+    """Depayloads one producer's packets into frames placed on the recording's timeline.
+
+    A frame's time is the publisher's capture clock: the RTP timestamp mapped through the
+    producer's latest RTCP sender report (RFC 3550 §6.4.1, NTP ↔ RTP) when every track has
+    one, else through this track's first arrival. Audio and video thus share one timeline
+    even though their RTP clocks start at unrelated random values.
+    """
 
     def __init__(self, recorder: Recorder, producer: Producer) -> None:
         self.recorder = recorder
@@ -36,14 +46,15 @@ class _Track:
         self.codec = producer.codec
         self.clock = producer.codec.clockRate
         self.stream: av.stream.Stream | None = None
-        self.first_ts: int | None = None
-        self.last_ext = 0
         self.frame_ts: int | None = None
         self.parts: list[bytes] = []
         self.key = False
         self.started = self.kind == "audio"
         self.last_seq: int | None = None
         self.is_key = KEYFRAME_DETECTORS.get(self.codec.mimeType.lower())
+        # timeline anchor: (RTP timestamp, seconds on the shared clock), fixed at the first frame
+        self.anchor: tuple[int, float] | None = None
+        self.last_pts = -1
 
     def forward(self, p: RtpPacket) -> None:
         try:
@@ -62,7 +73,10 @@ class _Track:
                 self.parts = []
                 self.frame_ts = None
                 self.started = False
+                self.producer.request_keyframe()
         self.last_seq = seq
+        if self.anchor is None:
+            self.anchor = (p.timestamp, self.recorder.clock_time(self.producer, p.timestamp))
         if not self.started:
             if self.is_key is None or not self.is_key(p.payload):
                 return
@@ -78,6 +92,15 @@ class _Track:
         if p.marker or self.kind == "audio":
             self._flush()
 
+    def seconds(self, ts: int) -> float:
+        """Shared-clock time of RTP timestamp ``ts`` (wrap-safe within ±2^31 ticks)."""
+        assert self.anchor is not None
+        rtp, at = self.anchor
+        delta = (ts - rtp) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        return at + delta / self.clock
+
     def _flush(self) -> None:
         if not self.parts or self.frame_ts is None:
             return
@@ -85,13 +108,7 @@ class _Track:
         self.parts = []
         ts = self.frame_ts
         self.frame_ts = None
-        if self.first_ts is None:
-            self.first_ts = ts
-        ext = (ts - self.first_ts) & 0xFFFFFFFF
-        if ext < self.last_ext and self.last_ext - ext < 0x80000000:
-            return  # reordered frame: drop rather than write non-monotonic timestamps
-        self.last_ext = ext
-        self.recorder._write(self, data, ext, self.key)
+        self.recorder._frame(self, data, self.seconds(ts), self.key)
 
     def producer_closed(self) -> None:
         """Sink protocol: the publisher went away; the file keeps what it has."""
@@ -101,7 +118,12 @@ class _Track:
 
 
 class Recorder:
-    """Records one show's producers to ``path`` until :meth:`stop`."""
+    """Records one show's producers to ``path`` until :meth:`stop`.
+
+    The file starts at the first video keyframe at or after Record (one is requested with a
+    PLI; the GOP cache's older keyframe is not used, it predates the press), and audio
+    before that instant is dropped, so both tracks start together.
+    """
 
     def __init__(self, show_id: str, directory: Path, producers: dict[str, Producer]) -> None:
         video = producers.get("video")
@@ -122,12 +144,24 @@ class Recorder:
         self.started_at = time.time()
         self.closed = False
         self._streams_ready = False
-        self._pending: list[tuple[_Track, bytes, int, bool]] = []
+        self._start_s: float | None = None  # shared-clock time of the file's first frame
+        self._pending: list[tuple[_Track, bytes, float, bool]] = []
+        # Sender reports for every track: map RTP through them; else through arrival times.
+        self._use_sr = all(p.sr is not None for p in producers.values())
         for track in self.tracks:
             track.producer.add_sink(track)
-            if track.kind == "video" and track.producer.gop is not None:
-                for p in track.producer.gop.snapshot():  # start at the cached keyframe
-                    track.forward(p)
+            if track.kind == "video":
+                track.producer.request_keyframe()
+
+    def clock_time(self, producer: Producer, ts: int) -> float:
+        """Seconds on the shared clock of ``producer``'s RTP timestamp ``ts`` (its anchor)."""
+        if self._use_sr and producer.sr is not None:
+            ntp, rtp, _ = producer.sr
+            delta = (ts - rtp) & 0xFFFFFFFF
+            if delta >= 0x80000000:
+                delta -= 0x100000000
+            return (ntp >> 32) + (ntp & 0xFFFFFFFF) / 2**32 + delta / producer.codec.clockRate
+        return time.time()
 
     def _make_streams(self, video_frame: bytes) -> None:
         for track in self.tracks:
@@ -146,14 +180,31 @@ class Recorder:
         self.container.start_encoding()
         self._streams_ready = True
 
-    def _write(self, track: _Track, data: bytes, pts: int, key: bool) -> None:
+    def _frame(self, track: _Track, data: bytes, at: float, key: bool) -> None:
+        """A complete frame at shared-clock time ``at``: start the file, hold or write it."""
         if self.closed:
             return
+        has_video = any(t.kind == "video" for t in self.tracks)
         if not self._streams_ready:
-            if track.kind != "video" and any(t.kind == "video" for t in self.tracks):
-                return  # audio before the first video keyframe: skip, keeps A/V aligned at start
+            if has_video and track.kind != "video":
+                if len(self._pending) < AUDIO_PENDING_MAX:
+                    self._pending.append((track, data, at, key))
+                return  # audio until the first video keyframe is complete
             self._make_streams(data)
-        assert track.stream is not None
+            self._start_s = at
+            self._write(track, data, at, key)
+            pending, self._pending = self._pending, []
+            for args in pending:
+                self._write(*args)
+            return
+        self._write(track, data, at, key)
+
+    def _write(self, track: _Track, data: bytes, at: float, key: bool) -> None:
+        assert track.stream is not None and self._start_s is not None
+        pts = round((at - self._start_s) * track.clock)
+        if pts < 0 or pts <= track.last_pts:
+            return  # before the first video frame, or reordered: never non-monotonic
+        track.last_pts = pts
         packet = av.Packet(data)
         packet.stream = track.stream
         packet.pts = packet.dts = pts

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCConfiguration
 
 from . import metrics
-from .aiortc_internals import ParkedTrack
+from .aiortc_internals import ParkedTrack, interoperable_dtls
 from .consumer import Consumer
 from .errors import MediaError
 from .router import Router
@@ -49,6 +49,7 @@ class ViewerSession(Session):
                 406, "no_common_media", "the offer receives no audio/video this show publishes"
             )
         await self.set_offer(offer)
+        interoperable_dtls(self.pc)
         chosen = await answer(self.pc)
         for consumer in self.consumers:
             codec = chosen.get(consumer.kind)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCConfiguration
 
+from .aiortc_internals import interoperable_dtls
 from .errors import MediaError
 from .producer import Producer
 from .sdp import answer, check_offer, ingest_codecs
@@ -36,6 +37,7 @@ class PublisherSession(Session):
                 ingest_codecs(kind)
             )
         await self.set_offer(offer)
+        interoperable_dtls(self.pc)
         transceivers = self.pc.getTransceivers()
         chosen = await answer(self.pc)
         if not chosen:

@@ -32,6 +32,7 @@ from prometheus_client import REGISTRY
 from .errors import MediaError
 from .ice import IceConfig
 from .relay import Relay, RelayConfig
+from .sdp import trickle
 from .session import Session
 
 log = logging.getLogger("liveshop.media.worker")
@@ -83,6 +84,7 @@ class Worker:
             "accept_pipe": self.accept_pipe,
             "view": self.view,
             "end": self.end,
+            "trickle": self.trickle,
             "end_show": self.end_show,
             "stop": self.stop,
         }
@@ -133,6 +135,13 @@ class Worker:
     async def end(self, show: str, session: str) -> dict[str, Any]:
         await self._relay().get(show, session, "whep").end()
         return {}
+
+    async def trickle(
+        self, show: str, session: str, frag: str, if_match: str | None
+    ) -> dict[str, Any]:
+        """A viewer's trickle PATCH (RFC 9725 §4.3), relayed by the pool."""
+        pc = self._relay().get(show, session, "whep").pc
+        return {"etag": await trickle(pc, frag, if_match)}
 
     async def end_show(self, show: str) -> dict[str, Any]:
         router = self._relay().routers.get(show)

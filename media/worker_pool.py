@@ -352,6 +352,20 @@ class WorkerPool:
             raise MediaError(404, "no_session", "no such session")
         await worker.call("end", show=show_id, session=parsed[1])
 
+    async def trickle(self, show_id: str, session_id: str, frag: str, if_match: str | None) -> str:
+        """A trickle PATCH for a worker's viewer; the session's ETag."""
+        parsed = split_session_id(session_id)
+        if (
+            parsed is None
+            or parsed[0] >= len(self.workers)
+            or not self.workers[parsed[0]].up.is_set()
+        ):
+            raise MediaError(404, "no_session", "no such session")
+        reply = await self.workers[parsed[0]].call(
+            "trickle", show=show_id, session=parsed[1], frag=frag, if_match=if_match
+        )
+        return str(reply["etag"])
+
     def show_ended(self, show_id: str) -> None:
         """The origin's broadcast is over: every worker ends the show's edge and its viewers."""
         for worker in self.workers:

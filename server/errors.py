@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +24,20 @@ class ApiError(Exception):
     The same codes travel in WebSocket ``error`` messages (see docs/protocol.md).
     """
 
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,27 +67,102 @@ def conflict(code: str, message: str, **details: Any) -> ApiError:
     return ApiError(409, code, message, **details)
 
 
+# Every error answer is readable by a page on another origin (RFC 9725 §4.1 for WHIP/WHEP;
+# the same for the rest of the API): without these a browser reports "Failed to fetch"
+# instead of, say, 409 ``not_live``. The API authenticates by bearer token, never by
+# cookie, so a wildcard origin leaks nothing.
+ERROR_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Allow, Retry-After, WWW-Authenticate",
+}
+REALM = "liveshop"
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")
+
+
+def www_authenticate(error: str | None = None, description: str | None = None) -> str:
+    """A ``WWW-Authenticate: Bearer`` challenge (RFC 6750 §3).
+
+    Without a token in the request the challenge carries no error code (§3.1); with a bad or
+    expired one it says ``error="invalid_token"``. Anything answering 401 raises an
+    :class:`ApiError` and gets this from :func:`error_middleware`; a handler with another
+    scheme or realm (e.g. operator API keys) passes its own ``WWW-Authenticate`` in
+    ``ApiError(headers=...)``, which is kept.
+    """
+    value = f'Bearer realm="{REALM}"'
+    if error:
+        value += f', error="{error}"'
+    if description:
+        value += f', error_description="{_quoted(description)}"'
+    return value
+
+
+def _carries_token(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    return header.lower().startswith("bearer ") or "token" in request.query
+
+
+def error_headers(
+    request: web.Request, status: int, message: str = "", headers: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Headers of an error response: the handler's own, CORS, and a Bearer challenge on 401."""
+    out = dict(ERROR_CORS)
+    out.update(headers or {})
+    if status == 401 and not any(k.lower() == "www-authenticate" for k in out):
+        if _carries_token(request):
+            out["WWW-Authenticate"] = www_authenticate("invalid_token", message)
+        else:
+            out["WWW-Authenticate"] = www_authenticate()
+    return out
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn ApiError and aiohttp's HTTP errors into ``{"error": {"code", "message"}}`` JSON."""
+    """Turn ApiError and aiohttp's HTTP errors into ``{"error": {"code", "message"}}`` JSON.
+
+    Every 4xx/5xx leaving here, raised or returned, carries :data:`ERROR_CORS` (and a
+    Bearer challenge on 401).
+    """
     try:
-        return await handler(request)
+        response = await handler(request)
     except ApiError as exc:
-        return web.json_response({"error": exc.to_dict()}, status=exc.status)
+        return web.json_response(
+            {"error": exc.to_dict()},
+            status=exc.status,
+            headers=error_headers(request, exc.status, exc.message, exc.headers),
+        )
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
+        if exc.status < 400:
+            raise
+        if exc.content_type == "application/json":
+            for key, value in error_headers(request, exc.status, exc.text or "").items():
+                exc.headers.setdefault(key, value)
             raise
         code = exc.reason.lower().replace(" ", "_")
+        message = exc.text or exc.reason
         return web.json_response(
-            {"error": {"code": code, "message": exc.text or exc.reason}},
+            {"error": {"code": code, "message": message}},
             status=exc.status,
-            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+            headers=error_headers(
+                request,
+                exc.status,
+                message,
+                {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
+            ),
         )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(
-            {"error": {"code": "internal", "message": "internal server error"}}, status=500
+            {"error": {"code": "internal", "message": "internal server error"}},
+            status=500,
+            headers=error_headers(request, 500),
         )
+    if response.status >= 400 and not response.prepared:
+        for key, value in error_headers(request, response.status).items():
+            response.headers.setdefault(key, value)
+    return response
 
 
 async def read_json(request: web.Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from media.origin import NodeLoad, OriginDirectory
 from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
 from media.whip import PublisherSession
+from media.sdp import SDPFRAG, ice_etag, trickle
 from media.worker_pool import WorkerOptions, WorkerPool
 
 from . import keys
@@ -66,11 +67,14 @@ def media_errors(handler: Handler) -> Handler:
     return translated
 
 
+# What a page on another origin may do (RFC 9725 §4.1): trickle ICE PATCHes the session
+# URL with If-Match, and reads Location, Link (ICE servers) and ETag. Error responses get
+# their CORS headers from server.errors.error_middleware.
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Expose-Headers": "Location, Link",
+    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, WWW-Authenticate",
     "Access-Control-Max-Age": "600",
 }
 HOST_ONLY = frozenset({"host"})
@@ -187,7 +191,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     node_id = settings.node_id or socket.gethostname()
     token = secrets.token_hex(4)  # names this process in session ids and its control channel
     control = app[CONTROL] = ProcessControl(
-        app[REDIS], token, {"end": _end_local(app), "record": _record_local(app)}
+        app[REDIS], token, {"end": _end_local(app), "record": _record_local(app), "trickle": _trickle_local(app)}
     )
     await control.start()
     directory = app[DIRECTORY] = OriginDirectory(
@@ -260,6 +264,8 @@ def _created(
     # ``~token`` names this process, so a DELETE that reaches another one is passed on.
     headers["Location"] = f"/{kind}/{show_id}/{session_id}~{request.app[CONTROL].token}"
     headers["Liveshop-Node"] = request.app[DIRECTORY].process_id  # which process serves it
+    headers["ETag"] = ice_etag(sdp)
+    headers["Accept-Patch"] = SDPFRAG
     links = relay.config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -427,9 +433,53 @@ async def _record(request: web.Request, show_id: str, start: bool) -> dict[str, 
     return await request.app[CONTROL].call(token, "record", show_id=show_id, start=start)
 
 
+async def handle_patch(request: web.Request) -> web.Response:
+    """Trickle ICE (RFC 9725 §4.3.1): the client's late candidates; 204 with the ETag.
+
+    An ICE restart (new ufrag) is 422 ``ice_restart_unsupported``: aiortc cannot restart.
+    """
+    kind = request.match_info["kind"]
+    show_id = check_show_id(request.match_info["show_id"])
+    await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    if request.content_type != SDPFRAG:
+        raise ApiError(415, "unsupported_media_type", f"send the ICE fragment as {SDPFRAG}")
+    frag = await request.text()
+    if_match = request.headers.get("If-Match")
+    session_id, _, token = request.match_info["session_id"].rpartition("~")
+    if not session_id:
+        raise ApiError(404, "no_session", "no such session")
+    control = request.app[CONTROL]
+    args = {"kind": kind, "show_id": show_id, "session_id": session_id, "frag": frag}
+    if token == control.token:
+        reply = await _trickle_local(request.app)(**args, if_match=if_match)
+    else:  # held by another process of this node or another node
+        reply = await control.call(token, "trickle", **args, if_match=if_match)
+    return web.Response(status=204, headers={**CORS, "ETag": str(reply["etag"])})
+
+
+def _trickle_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
+    """Apply a client's trickled candidates to a session held by this process."""
+
+    async def apply(
+        kind: str, show_id: str, session_id: str, frag: str, if_match: str | None
+    ) -> dict[str, object]:
+        pool = app.get(WORKERS)
+        if kind == "whep" and pool is not None and pool.owns(session_id):
+            etag = await pool.trickle(show_id, session_id, frag, if_match)
+        else:
+            session = app[RELAY].get(show_id, session_id, kind)
+            etag = await trickle(session.pc, frag, if_match)
+        return {"etag": etag}
+
+    return apply
+
+
 async def handle_options(request: web.Request) -> web.Response:
     headers = dict(CORS)
-    headers["Accept-Post"] = "application/sdp"
+    if "session_id" in request.match_info:
+        headers["Accept-Patch"] = SDPFRAG
+    else:
+        headers["Accept-Post"] = "application/sdp"
     links = request.app[RELAY].config.ice.link_headers()
     if links:
         headers["Link"] = ", ".join(links)
@@ -472,6 +522,7 @@ def setup(app: web.Application) -> None:
     app.router.add_route("OPTIONS", "/whep/{show_id}", handle_options)
     app.router.add_route("OPTIONS", "/{kind:whip|whep}/{show_id}/{session_id}", handle_options)
     app.router.add_delete("/{kind:whip|whep}/{show_id}/{session_id}", media_errors(handle_delete))
+    app.router.add_patch("/{kind:whip|whep}/{show_id}/{session_id}", media_errors(handle_patch))
     app.router.add_post("/api/shows/{show_id}/recordings", media_errors(handle_recording_start))
     app.router.add_post("/api/shows/{show_id}/recordings/stop", media_errors(handle_recording_stop))
     app.router.add_get("/api/shows/{show_id}/recordings", media_errors(handle_recording_list))

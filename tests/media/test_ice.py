@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aioice import stun
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
-from media.aiortc_internals import configure_ice
+from media.aiortc_internals import configure_ice, ice_sockets
 from media.ice import IceConfig
+
+MAPPED = "198.51.100.9"  # what our test STUN server says the NAT maps to (TEST-NET-2)
 
 
 async def _candidates() -> list[tuple[str, int]]:
@@ -49,3 +54,88 @@ def test_ice_servers_handed_to_clients() -> None:
     links = config.link_headers()
     assert links[0] == '<stun:stun.example.org:3478>; rel="ice-server"'
     assert 'username="alice"' in links[1]
+
+
+def test_ice_server_link_keeps_the_query() -> None:
+    """``?transport=tcp`` (RFC 7065 §3.1) survives into the RTCIceServer and the Link header."""
+    config = IceConfig(
+        servers=[
+            "turn:alice:s3cret@turn.example.org:3478?transport=tcp",
+            "turn:t.example:3478?transport=udp",
+        ]
+    )
+    servers = config.ice_servers()
+    assert servers[0].urls == "turn:turn.example.org:3478?transport=tcp"
+    assert servers[1].urls == "turn:t.example:3478?transport=udp"
+    links = config.link_headers()
+    assert links[0] == (
+        '<turn:turn.example.org:3478?transport=tcp>; rel="ice-server"; username="alice"; '
+        'credential="s3cret"; credential-type="password"'
+    )
+    assert links[1] == '<turn:t.example:3478?transport=udp>; rel="ice-server"'
+
+
+class StunResponder(asyncio.DatagramProtocol):
+    """A tiny STUN server (RFC 8489 Binding): answers with a made-up public mapping."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.asked: list[tuple[str, int]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = stun.parse_message(data)
+        if request.message_method != stun.Method.BINDING:
+            return
+        self.asked.append(addr)
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = (MAPPED, addr[1])
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_port_range_still_gathers_srflx_and_bumps_the_receive_buffer() -> None:
+    loop = asyncio.get_running_loop()
+    transport, responder = await loop.create_datagram_endpoint(
+        StunResponder, local_addr=("127.0.0.1", 0)
+    )
+    stun_port = transport.get_extra_info("sockname")[1]
+    fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    default_rcvbuf = fresh.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    fresh.close()
+    try:
+        for announced in ("", "203.0.113.7"):
+            IceConfig(
+                addresses=["127.0.0.1"], announced_address=announced, port_min=42000, port_max=42050
+            ).apply()
+            pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=[RTCIceServer(f"stun:127.0.0.1:{stun_port}")])
+            )
+            try:
+                pc.addTransceiver("video", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                sdp = pc.localDescription.sdp
+                host = re.findall(r"a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ host", sdp)
+                srflx = re.findall(
+                    r"a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ srflx raddr (\S+) rport (\d+)", sdp
+                )
+                assert len(host) == 1 and 42000 <= int(host[0][1]) <= 42050
+                assert host[0][0] == (announced or "127.0.0.1")
+                # the STUN query went out of the ranged host socket itself
+                assert srflx == [(MAPPED, host[0][1], host[0][0], host[0][1])], sdp
+                assert responder.asked[-1] == ("127.0.0.1", int(host[0][1]))
+                sockets = ice_sockets(pc)
+                assert sockets
+                for sock in sockets:
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > default_rcvbuf
+            finally:
+                await pc.close()
+    finally:
+        transport.close()
+        configure_ice(["127.0.0.1"])
