@@ -31,8 +31,8 @@ from media.ice import IceConfig
 from media.origin import NodeLoad, OriginDirectory
 from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
-from media.whip import PublisherSession
 from media.sdp import SDPFRAG, ice_etag, trickle
+from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
 from . import keys
