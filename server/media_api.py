@@ -31,8 +31,8 @@ from media.ice import IceConfig
 from media.origin import NodeLoad, OriginDirectory
 from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
-from media.whip import PublisherSession
 from media.sdp import SDPFRAG, ice_etag, trickle
+from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
 from . import keys
@@ -191,7 +191,9 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     node_id = settings.node_id or socket.gethostname()
     token = secrets.token_hex(4)  # names this process in session ids and its control channel
     control = app[CONTROL] = ProcessControl(
-        app[REDIS], token, {"end": _end_local(app), "record": _record_local(app), "trickle": _trickle_local(app)}
+        app[REDIS],
+        token,
+        {"end": _end_local(app), "record": _record_local(app), "trickle": _trickle_local(app)},
     )
     await control.start()
     directory = app[DIRECTORY] = OriginDirectory(
