@@ -6,8 +6,10 @@ by an edge there, fed by a pipe from the origin through the origin directory in 
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from pathlib import Path
 
 import aiohttp
 import redis
@@ -20,6 +22,10 @@ from server import keys
 from ..conftest import API_KEY, free_port, http_json
 from .peers import wait_until
 from .test_workers import SMALL, WhepViewer, _delete, _guest
+
+
+def _has_bytes(files: list[Path]) -> bool:
+    return any(f.is_file() and f.stat().st_size > 0 for f in files)
 
 
 async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, redis_url) -> None:
@@ -72,7 +78,7 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
             # A recording starts at the next keyframe (requested by PLI): wait for its first bytes.
             name = body["recording"]["name"]
             files = [p.data_dir / "recordings" / show_id / name for p in (first, second)]
-            assert await wait_until(lambda: any(f.is_file() and f.stat().st_size for f in files), 10)
+            assert await wait_until(functools.partial(_has_bytes, files), 10)
             status, body = http_json(url + "/stop", "POST", {}, host_token)
             assert status == 200 and body["recording"]["bytes"] > 0, body
 
