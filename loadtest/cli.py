@@ -1,7 +1,8 @@
 """Command line: ``python -m loadtest SCENARIO [options]``.
 
 Exit status: 0 when every invariant and SLO holds, 1 when one fails, 2 when the run could
-not be set up (bad options, server unreachable).
+not be set up (bad options, server unreachable), 3 when every check held but the tester itself
+was saturated (the numbers measure the tester: inconclusive, never "OK").
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .invariants import SaleParams, check_sale, orders_from_json, sale_counts
-from .report_html import write_html
+from .report_html import slo_rows, write_html
 from .report_json import write_json
 from .runner import install_uvloop, raise_fd_limit, run
 from .scenarios import SCENARIOS
 from .slo import parse_slos
 
-EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ARG",
         help="extra argument for the spawned server (repeatable), e.g. --server-arg=--batch-ms=50",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="with --spawn-server: the spawned server's HTTP port (default: any free port)",
+    )
+    parser.add_argument(
+        "--udp-ports",
+        metavar="MIN-MAX",
+        default="",
+        help="with --spawn-server: the UDP port range for media, e.g. 40000-40199 (default: any)",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds of steady load (default 10)"
@@ -130,14 +143,37 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(str(exc))
     if ns.processes < 1:
         parser.error("--processes must be at least 1")
+    if (ns.port or ns.udp_ports) and not ns.spawn_server:
+        parser.error(
+            "--port and --udp-ports set up the spawned server: use them with --spawn-server"
+        )
+    if not 0 <= ns.port <= 65535:
+        parser.error("--port must be 0..65535")
+    if ns.port:
+        ns.server_args += ["--port", str(ns.port)]
+    if ns.udp_ports:
+        low, _, high = ns.udp_ports.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+            parser.error(f"--udp-ports {ns.udp_ports!r}: expected MIN-MAX within 1024-65535")
+        ns.server_args += [f"--udp-port-min={low}", f"--udp-port-max={high}"]
     return vars(ns)
 
 
 def summary_line(report: dict[str, Any]) -> str:
     """A compact human summary for stderr."""
     lat = report["latency_ms"]
-    lines = [
-        f"{report['scenario']}: {'OK' if report['ok'] else 'FAILED'} in {report['duration_s']} s, "
+    verdict = report.get("verdict") or ("pass" if report["ok"] else "fail")
+    word = {"pass": "OK", "fail": "FAILED", "inconclusive": "INCONCLUSIVE (TESTER SATURATED)"}[
+        verdict
+    ]
+    lines = []
+    if report["tester"]["saturated"]:
+        lines.append(
+            "!!! TESTER SATURATED: the numbers below measure the load tester (or a busy machine), "
+            "not the server: add --processes, fewer clients, or a machine of its own !!!"
+        )
+    lines += [
+        f"{report['scenario']}: {word} in {report['duration_s']} s, "
         f"{report['clients']} clients ({report['connect_errors']} connect errors, {report['errors']} errors)",
         f"  latency ms p50={lat['p50']} p90={lat['p90']} p99={lat['p99']} p99.9={lat['p999']} max={lat['max']}",
         f"  sent={report['sent']} received={report['received']} lost={report['lost']} dropped={report['dropped']} "
@@ -172,19 +208,23 @@ def summary_line(report: dict[str, Any]) -> str:
             )
     for name, verdict in report["invariants"].items():
         lines.append(f"  [{'ok' if verdict['ok'] else 'FAIL'}] {name}: {verdict['detail']}")
-    for slo in report["slos"]:
-        lines.append(f"  [{'ok' if slo['ok'] else 'FAIL'}] SLO {slo['slo']} (value {slo['value']})")
+    for row, slo in zip(slo_rows(report), report["slos"], strict=True):
+        lines.append(
+            f"  [{'ok' if slo['ok'] else 'FAIL'}] SLO {row['metric']}: target {row['target']}, measured {row['measured']}"
+        )
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
 
 
 def exit_status(report: dict[str, Any]) -> int:
-    """0 when every invariant and SLO held, 1 otherwise."""
+    """0 when every invariant and SLO held, 1 otherwise; 3 when they held on a saturated tester."""
     ok = all(v["ok"] for v in report.get("invariants", {}).values()) and all(
         s["ok"] for s in report.get("slos", [])
     )
-    return EXIT_OK if ok else EXIT_FAILED
+    if not ok:
+        return EXIT_FAILED
+    return EXIT_INCONCLUSIVE if (report.get("tester") or {}).get("saturated") else EXIT_OK
 
 
 def check_orders(args: dict[str, Any]) -> int:

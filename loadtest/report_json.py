@@ -99,13 +99,16 @@ def build_report(
         },
         **invariants,
     }
+    media = report.get("media")
     if server_stats is not None:
         report["server"] = server_stats
-        media = report.get("media")
-        if isinstance(media, dict) and media.get("packets_forwarded"):
-            media["server_us_per_packet"] = round(
-                1e6 * server_stats["cpu_s"] / media["packets_forwarded"], 2
-            )
+    if isinstance(media, dict) and media.get("packets_forwarded"):
+        # The spawned server's whole process tree (main, media workers) from /proc; else the
+        # CPU every server process reports on /metrics.
+        by_process = media.get("server_cpu_s_by_process") or {}
+        cpu_s = server_stats["cpu_s"] if server_stats else sum(by_process.values())
+        if cpu_s:
+            media["server_us_per_packet"] = round(1e6 * cpu_s / media["packets_forwarded"], 2)
     if agg.crashes:
         report["crashes"] = agg.crashes
         report["invariants"]["workers_completed"] = {
@@ -114,9 +117,14 @@ def build_report(
         }
     report["notes"] = ctl.notes
     report["slos"] = evaluate_slos(parse_slos(args.get("slo")), report)
-    report["ok"] = all(v["ok"] for v in report["invariants"].values()) and all(
+    checks_ok = all(v["ok"] for v in report["invariants"].values()) and all(
         s["ok"] for s in report["slos"]
     )
+    # A saturated tester is never "OK": the checks may have held, but the numbers measure the
+    # tester (or a machine shared with other work), so the run proves nothing about the server.
+    saturated = report["tester"]["saturated"]
+    report["verdict"] = "fail" if not checks_ok else "inconclusive" if saturated else "pass"
+    report["ok"] = report["verdict"] == "pass"
     return report
 
 

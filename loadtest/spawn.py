@@ -152,11 +152,24 @@ class ProcessSampler:
         return {key: round(value, 3) for key, value in out.items()}
 
 
+def _port_in(args: list[str]) -> int | None:
+    """The value of the last ``--port N`` / ``--port=N`` in a server argument list."""
+    port = None
+    for i, arg in enumerate(args):
+        if arg == "--port" and i + 1 < len(args):
+            port = int(args[i + 1])
+        elif arg.startswith("--port="):
+            port = int(arg.split("=", 1)[1])
+    return port
+
+
 class SpawnedServer:
     """A private liveshop server for one load test run (embedded Redis, own temp data dir)."""
 
     def __init__(self, extra_args: list[str] | None = None, keep_dir: bool = False) -> None:
-        self.port = free_port()
+        # ``--port N`` among the server's arguments (the CLI's --port) fixes the port, so the
+        # server can run beside other services; otherwise any free one.
+        self.port = _port_in(extra_args or []) or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="liveshop-loadtest-"))
         self.extra_args = extra_args or []

@@ -124,9 +124,15 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
         log.info("liveshop listening", extra={"url": settings.base_url, "pid": os.getpid()})
         if settings.demo:
-            urls = await ensure_demo(app)
+            urls = await ensure_demo(app, fresh=not settings.demo_keep)
+            state = (
+                "started fresh (chat, sales and giveaways of the last run are gone; "
+                "--demo-keep keeps them)"
+                if urls["fresh"] == "yes"
+                else "kept as the last run left it (--demo-keep)"
+            )
             print(
-                "\nliveshop demo is ready:\n"
+                f"\nliveshop demo is ready, {state}:\n"
                 f"  host studio : {urls['host_url']}\n"
                 f"  viewer page : {urls['viewer_url']}\n",
                 flush=True,

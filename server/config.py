@@ -116,6 +116,10 @@ class Settings:
             "(0: this process serves them)"
         },
     )
+    # demo (issue 17): --demo starts the demo show fresh each run unless told to keep it
+    demo_keep: bool = field(
+        default=False, metadata={"help": "with --demo: keep the demo show as the last run left it"}
+    )
     # Media at scale: origin directory, pipes between processes and nodes, placement (issue 11).
     node_id: str = field(
         default="",
@@ -246,6 +250,19 @@ def _convert(kind: Any, raw: str) -> Any:
     return raw
 
 
+def _default_text(value: Any) -> str:
+    """``default: …`` for --help (argparse would not show it; ``%`` escaped for its formatter)."""
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, list):
+        text = ",".join(map(str, value)) or "none"
+    elif value == "":
+        text = "none"
+    else:
+        text = str(value)
+    return "default: " + text.replace("%", "%%")
+
+
 def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
     """Build Settings from flags (argv) over environment (env) over defaults."""
     env = dict(os.environ) if env is None else env
@@ -259,7 +276,7 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         default = getattr(defaults, f.name)
         if env_name in env:
             default = _convert(f.type, env[env_name])
-        help_text = f"{f.metadata.get('help', '')} (env {env_name})"
+        help_text = f"{f.metadata.get('help', '')} ({_default_text('(set)' if f.name == 'secret' and default else default)}; env {env_name})"
         if f.type in (bool, "bool"):
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text

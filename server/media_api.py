@@ -420,7 +420,8 @@ def _record_local(app: web.Application) -> Callable[..., Awaitable[dict[str, obj
             recorder = relay.start_recording(show_id)
             return {"name": recorder.name, "recording": True}
         path = relay.stop_recording(show_id)
-        return {"name": path.name, "bytes": path.stat().st_size, "recording": False}
+        size = path.stat().st_size if path.is_file() else 0  # stopped before its first keyframe
+        return {"name": path.name, "bytes": size, "recording": False}
 
     return record
 

@@ -5,8 +5,9 @@ default, so that encoding does not eat the CPU the server needs). Viewers use
 :mod:`loadtest.light_receiver`: RTP is counted and RTCP answered without depayloading or
 decoding (``--decode`` decodes fully). Per viewer: time to first frame (WHEP offer → first
 complete frame after a keyframe), fps and bitrate over the steady window, packet loss from
-sequence numbers. With ``--spawn-server`` the server's CPU seconds divided by the packets it
-forwarded (``liveshop_media_packets_sent_total`` from ``/metrics``) gives µs per packet.
+sequence numbers. The server's CPU seconds divided by the packets it forwarded
+(``liveshop_media_packets_sent_total`` of the main process and of every ``--media-workers``
+worker, from ``/metrics``) gives µs per packet; every server process is counted.
 """
 
 from __future__ import annotations
@@ -30,14 +31,41 @@ if TYPE_CHECKING:
     from ..light_receiver import WhepViewer
     from ..runner import Aggregate, Controller
 
-_SENT = re.compile(r"^liveshop_media_packets_sent_total\{([^}]*)\}\s+([0-9.e+]+)", re.M)
+# The main process's counter, and the same counter of every media worker (``--media-workers``),
+# which the main process re-exports as ``liveshop_media_worker_…{worker="N"}``.
+_SENT = re.compile(r"^liveshop_media_(?:worker_)?packets_sent_total\{([^}]*)\}\s+([0-9.e+]+)", re.M)
+_MAIN_CPU = re.compile(r"^process_cpu_seconds_total\s+([0-9.e+]+)", re.M)
+_WORKER_CPU = re.compile(
+    r'^liveshop_media_worker_cpu_seconds(?:_total)?\{worker="([^"]+)"\}\s+([0-9.e+]+)', re.M
+)
 
 
-async def packets_sent(ctl: Controller, show_id: str) -> float:
-    """RTP packets the server has sent to viewers of this show (its Prometheus counter)."""
+def parse_metrics(text: str, show_id: str) -> dict[str, Any]:
+    """From a ``/metrics`` page: RTP packets sent to this show's viewers by every server process
+    (main and workers), and the CPU seconds of each process (``main``, ``worker N``)."""
+    packets = sum(float(v) for labels, v in _SENT.findall(text) if f'show="{show_id}"' in labels)
+    main = _MAIN_CPU.search(text)
+    cpu = {"main": float(main.group(1))} if main else {}
+    cpu.update({f"worker {w}": float(v) for w, v in _WORKER_CPU.findall(text)})
+    return {"packets": packets, "cpu": cpu}
+
+
+async def server_counters(ctl: Controller, show_id: str) -> dict[str, Any]:
     async with ctl.session.get(ctl.url + "/metrics") as resp:
-        text = await resp.text()
-    return sum(float(v) for labels, v in _SENT.findall(text) if f'show="{show_id}"' in labels)
+        return parse_metrics(await resp.text(), show_id)
+
+
+async def settled_counters(ctl: Controller, show_id: str, rounds: int = 4) -> dict[str, Any]:
+    """The counters once they stop moving: media workers ship their metrics to the main process
+    about once a second, so the first read after the viewers stop can lag behind them."""
+    last = await server_counters(ctl, show_id)
+    for _ in range(rounds):
+        await asyncio.sleep(1.2)
+        now = await server_counters(ctl, show_id)
+        if now["packets"] == last["packets"]:
+            return now
+        last = now
+    return last
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
@@ -94,7 +122,7 @@ class MediaScenario(Scenario):
         return {
             "show_id": show_id,
             "host_token": host_token,
-            "packets_before": await packets_sent(ctl, show_id),
+            "counters_before": await server_counters(ctl, show_id),
         }
 
     def _wait_publishing(self) -> str:
@@ -178,7 +206,14 @@ class MediaScenario(Scenario):
 
     async def finish(self, ctl: Controller, plan: dict[str, Any], agg: Aggregate) -> dict[str, Any]:
         per_viewer = [v for extra in agg.extras for v in extra.get("per_viewer", [])]
-        forwarded = await packets_sent(ctl, plan["show_id"]) - plan["packets_before"]
+        before, after = plan["counters_before"], await settled_counters(ctl, plan["show_id"])
+        forwarded = after["packets"] - before["packets"]
+        # CPU of every server process over the run, as the server itself reports it (works with
+        # --url too; --spawn-server also measures the whole process tree from /proc).
+        process_cpu = {
+            name: round(seconds - before["cpu"].get(name, 0.0), 3)
+            for name, seconds in after["cpu"].items()
+        }
         ttffs = [v["ttff_ms"] for v in per_viewer if v["ttff_ms"] is not None]
         with_frames = sum(1 for v in per_viewer if v["frames"] > 0)
         lost = sum(v["lost"] for v in per_viewer)
@@ -198,6 +233,8 @@ class MediaScenario(Scenario):
             "loss_pct": round(100 * lost / expected, 3) if expected else 0.0,
             "packets_received": sum(v["packets"] for v in per_viewer),
             "packets_forwarded": int(forwarded),
+            "server_processes": len(process_cpu),
+            "server_cpu_s_by_process": process_cpu,
             "publisher": {
                 k: self.args[k] for k in ("width", "height", "fps", "bitrate", "codec", "preencode")
             },

@@ -155,10 +155,18 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
     assert not js_errors, js_errors
 
 
-def shot(page: Any, name: str, full_page: bool = False) -> Path:
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+def shot(page: Any, name: str, full_page: bool = False, docs: str | None = None) -> Path:
+    """Save a screenshot to tests/artifacts; ``docs="studio.png"`` also retakes that README
+    picture in docs/img when LIVESHOP_DOCS_SCREENSHOTS=1 (off by default: CI never rewrites docs)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
+    if docs and os.environ.get("LIVESHOP_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMG / docs)
     return path
 
 

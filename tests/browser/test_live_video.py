@@ -9,7 +9,7 @@ from .conftest import FRAMES_DECODED_JS, FRAMES_ENCODED_JS, go_live, open_studio
 
 def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     show = make_show("Spring sneaker drop")
-    host = new_page()
+    host = new_page(viewport={"width": 1366, "height": 900})  # a common laptop (README picture)
     open_studio(host, show)
     go_live(host)
     assert poll(host, FRAMES_ENCODED_JS) > 0
@@ -69,9 +69,9 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     viewer.wait_for_function(
         "() => [...document.querySelectorAll('#danmaku .danmaku-item')].some((el) => el.getBoundingClientRect().left < 200)"
     )
-    shot(viewer, "viewer_live")
+    shot(viewer, "viewer_live", docs="viewer.png")
     host.locator("#sale-active").wait_for()
-    shot(host, "studio_live")
+    shot(host, "studio_live", docs="studio.png")
 
     # Recording (started above): let some more frames through, stop; the file is listed and downloads.
     frames_now = poll(viewer, FRAMES_DECODED_JS)

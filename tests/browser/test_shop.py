@@ -70,7 +70,7 @@ def test_pin_flash_sale_buy_and_pay(make_show: Any, new_page: Any) -> None:
     viewer.get_by_role("button", name="Close").click()
 
     # The host watches the stock fall and the order count in the stats.
-    host.locator("#sale-left-host", has_text="4 of 5 left").wait_for()
+    host.locator("#sale-active .sale-left", has_text="4 of 5 left").wait_for()
     host.wait_for_function("() => document.querySelector('#fn-paid').textContent === '1'")
     # Per-user limit 1: a second tap is refused with a clear outcome.
     viewer.wait_for_function("() => !document.querySelector('#buy-btn').disabled")

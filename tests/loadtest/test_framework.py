@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import urllib.request
-from xml.etree import ElementTree
 
 import pytest
 
 from loadtest import metrics
+from loadtest.cli import exit_status, summary_line
 from loadtest.report_html import render
 from loadtest.slo import evaluate_slos, parse_slos
 from loadtest.spawn import SpawnedServer
@@ -58,22 +58,54 @@ def test_slo_parsing_and_evaluation() -> None:
         parse_slos("p99 is small")
 
 
-def test_html_report_is_self_contained_svg() -> None:
-    report = {
-        "scenario": "chat", "ok": True, "latency_ms": {"p99": 3.0},
-        "timeline": [{"t": t, "connected": 10 * t, "sent": 5, "received": 50, "errors": 0,
+def sample_report(saturated: bool) -> dict:
+    return {
+        "scenario": "chat", "latency_ms": {"p50": 1.0, "p90": 1.5, "p99": 3.0, "p999": 4.0, "max": 5.0},
+        "timeline": [{"t": t, "connected": 0, "sent": 5, "received": 50, "errors": 0,
                       "p50_ms": 1.0, "p99_ms": 2.0 + t, "tester_cpu_pct": 20.0} for t in range(1, 6)],
         "latency_histogram_ms": [(1.0, 5), (2.0, 9)],
         "invariants": {"nothing_oversold": {"ok": True, "detail": "0 oversold"}},
-        "slos": [{"slo": "p99<250", "ok": True, "value": 3.0}],
-        "sale": {"outcomes": {"reserved": 10, "sold_out": 90}, "reserved_over_time": [(1.0, 1), (5.0, 10)]},
+        "slos": [{"slo": "p99<250", "ok": True, "value": 3.0}, {"slo": "errors<0.1%", "ok": True, "value": 0.0}],
+        "tester": {"processes": 2, "cpu_s": 9.9, "cpu_pct": 98.9, "peak_cpu_pct": 98.9,
+                   "loop_lag_ms": {"p99": 542.0}, "saturated": saturated},
+        "sale": {"outcomes": {"reserved": 10, "sold_out": 90}, "reserved_over_time": [(1.0, 1), (5.0, 10)],
+                 "buy_latency_ms": {"p50": 2.0, "p99": 9.0}},
     }  # fmt: skip
+
+
+def test_html_report_leads_with_verdicts_and_is_self_contained() -> None:
+    page = render(sample_report(saturated=False))
+    assert 'data-verdict="pass"' in page and 'id="saturated"' not in page
+    # Each objective: metric, target with its unit, measured value, pass/fail.
+    slos = page.split('<table id="slos">')[1].split("</table>")[0]
+    assert '<th>p99</th><td>&lt; 250 ms</td><td class="num">3 ms</td>' in slos
+    assert "errors" in slos and "&lt; 0.1 %" in slos
+    # Readable tables: no raw JSON dicts; the sale's latency is "p50 2, p99 9".
+    assert "{&quot;" not in page and "buy latency ms" in page and "p50 2, p99 9" in page
+    # Plotly, inlined once; no network; an HTTP run (connected 0 throughout) has no empty plot.
+    assert page.count("<script>") == 2 and "Plotly.newPlot" in page
+    ours = page.split("<script>")[0] + page.split("</script>", 1)[1]  # all but plotly.js itself
+    assert 'src="http' not in ours and 'href="http' not in ours and "<link" not in ours
+    assert '"Connected clients"' not in page and '"Latency per second"' in page
+    assert '"latency (ms)"' in page and '"time since start (s)"' in page
+
+
+def test_a_saturated_tester_is_a_banner_never_ok() -> None:
+    report = sample_report(saturated=True)
     page = render(report)
-    assert page.count("<svg") >= 6
-    for chunk in page.split("<svg")[1:]:  # every figure is well-formed XML
-        ElementTree.fromstring("<svg" + chunk.split("</svg>")[0] + "</svg>")
-    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "<script" not in page and "nothing_oversold" in page
+    assert 'id="saturated"' in page and "TESTER SATURATED" in page and "542 ms" in page
+    assert 'data-verdict="inconclusive"' in page
+    title = page.split("<title>")[1].split("</title>")[0]
+    assert "INCONCLUSIVE" in title and "OK" not in title and "PASS" not in title
+    report.update(ok=False, verdict="inconclusive", scenario="chat", duration_s=1.0, clients=1,
+                  connect_errors=0, errors=0, sent=1, received=1, lost=0, dropped=0,
+                  deliveries_per_s=1.0)  # fmt: skip
+    text = summary_line(report)
+    assert text.startswith("!!! TESTER SATURATED") and ": OK" not in text
+    assert "SLO p99: target < 250 ms, measured 3 ms" in text
+    assert exit_status(report) == 3
+    report["slos"][0]["ok"] = False
+    assert exit_status(report) == 1
 
 
 def test_spawned_server_is_measured_and_cleaned_up() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,16 @@ def run_loadtest(
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert report.exists(), proc.stderr[-3000:]
     page = html.read_text()
-    assert page.count("<svg") >= 4 and "<script" not in page
-    return proc.returncode, json.loads(report.read_text()), proc.stderr
+    body = json.loads(report.read_text())
+    assert page.count('<div class="plot"') >= 3 and "Plotly.newPlot" in page
+    assert f'data-verdict="{body["verdict"]}"' in page
+    return proc.returncode, body, proc.stderr
+
+
+def passed(report: dict[str, Any]) -> int:
+    """The exit status of a run whose checks held: 0, or 3 when the tester was saturated (the
+    shared 2-core machine can do that; the report then must not say OK)."""
+    return 3 if report["tester"]["saturated"] else 0
 
 
 def assert_report(report: dict[str, Any], scenario: str) -> None:
@@ -46,7 +55,9 @@ def assert_report(report: dict[str, Any], scenario: str) -> None:
     assert set(report["server"]) >= {"cpu_s", "rss_mb"} and report["server"]["rss_mb"] > 10
     failed = {k: v["detail"] for k, v in report["invariants"].items() if not v["ok"]}
     assert not failed, failed
-    assert report["ok"] is True
+    saturated = report["tester"]["saturated"]
+    assert report["verdict"] == ("inconclusive" if saturated else "pass")
+    assert report["ok"] is (not saturated)
 
 
 def test_chat(tmp_path: Path) -> None:
@@ -54,7 +65,7 @@ def test_chat(tmp_path: Path) -> None:
         tmp_path, "chat", "--viewers", "40", "--chatters", "4", "--rate", "20", "--duration", "3", "--ramp", "40",
         "--slo", "p99<2000,loss<=0",
     )  # fmt: skip
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "chat")
     assert report["chat"]["accepted"] == 60
     assert report["expected"] == 60 * report["chat"]["receivers"] == report["received"]
@@ -77,7 +88,7 @@ def test_chat_with_the_aiohttp_client(tmp_path: Path) -> None:
         "--ws-client",
         "aiohttp",
     )
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "chat")
     assert report["received"] == report["expected"] == 20 * 10
 
@@ -105,7 +116,7 @@ def test_flash_sale(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
         tmp_path, "flash-sale", "--buyers", "150", "--quantity", "40", "--per-user-limit", "1", "--ramp", "300",
     )  # fmt: skip
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "flash-sale")
     sale = report["sale"]
     assert (
@@ -124,7 +135,7 @@ def test_flash_sale_over_websocket_with_demand_below_quantity(tmp_path: Path) ->
         tmp_path, "flash-sale", "--transport", "ws", "--buyers", "30", "--quantity", "100", "--per-user-limit", "2",
         "--greedy-fraction", "0.5", "--ramp", "60",
     )  # fmt: skip
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "flash-sale")
     sale = report["sale"]
     assert sale["sold"] == sale["eligible_demand"] < 100
@@ -135,7 +146,7 @@ def test_lottery(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
         tmp_path, "lottery", "--entrants", "60", "--winners", "3", "--ramp", "100"
     )
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "lottery")
     assert report["lottery"]["entrants"] == 60 and report["lottery"]["winners"] == 3
 
@@ -154,7 +165,7 @@ def test_media(tmp_path: Path) -> None:
         *SMALL_VIDEO,
         timeout=240,
     )
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "media")
     media = report["media"]
     assert media["viewers"] == media["viewers_with_frames"] == 3
@@ -175,7 +186,7 @@ def test_media_decode(tmp_path: Path) -> None:
         *SMALL_VIDEO,
         timeout=240,
     )
-    assert status == 0, err
+    assert status == passed(report), err
     assert report["media"]["decode"] is True and report["media"]["viewers_with_frames"] == 1
     assert report["media"]["fps_avg"] > 10
 
@@ -184,8 +195,32 @@ def test_show(tmp_path: Path) -> None:
     status, report, err = run_loadtest(
         tmp_path, "show", "--viewers", "40", "--ramp", "40", "--duration", "6", "--quantity", "10", "--buyers", "0.6",
     )  # fmt: skip
-    assert status == 0, err
+    assert status == passed(report), err
     assert_report(report, "show")
     assert report["sale"]["sold"] == 10 and report["lottery"]["winners"] >= 1
     assert report["likes"]["sent"] == report["likes"]["server_total"] > 0
     assert report["received"] > 0
+
+
+@pytest.mark.slow
+def test_media_with_workers_counts_every_server_process(tmp_path: Path) -> None:
+    """--media-workers 2: viewers are served by worker processes; their packets and CPU count.
+    The spawned server also takes a fixed --port and a UDP range (beside other services)."""
+    from loadtest.spawn import free_port
+
+    port, udp = free_port(), 20000 + (os.getpid() % 2000) * 20
+    status, report, err = run_loadtest(
+        tmp_path, "media", "--viewers", "3", "--duration", "4", "--ramp", "5", *SMALL_VIDEO,
+        "--server-arg=--media-workers=2", "--port", str(port), "--udp-ports", f"{udp}-{udp + 19}",
+        timeout=240,
+    )  # fmt: skip
+    assert status == passed(report), err
+    assert_report(report, "media")
+    assert report["url"] == f"http://127.0.0.1:{port}"
+    media = report["media"]
+    assert media["viewers_with_frames"] == 3
+    assert media["packets_forwarded"] >= media["packets_received"] > 0
+    assert media["server_us_per_packet"] > 0
+    by_process = media["server_cpu_s_by_process"]
+    assert set(by_process) == {"main", "worker 0", "worker 1"}, by_process
+    assert sum(v for k, v in by_process.items() if k != "main") > 0

@@ -6,8 +6,10 @@ by an edge there, fed by a pipe from the origin through the origin directory in 
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from pathlib import Path
 
 import aiohttp
 import redis
@@ -22,13 +24,17 @@ from .peers import wait_until
 from .test_workers import SMALL, WhepViewer, _delete, _guest
 
 
+def _has_bytes(files: list[Path]) -> bool:
+    return any(f.is_file() and f.stat().st_size > 0 for f in files)
+
+
 async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, redis_url) -> None:
     configure_ice(["127.0.0.1"])
     port = free_port()
     common = ("--reuse-port", "--redis-url", redis_url, "--secret", "reuse-port-secret")
     node = f"box-{secrets.token_hex(3)}"
     first = server_proc(*common, "--node-id", node, port=port)
-    server_proc(*common, "--node-id", node, port=port)
+    second = server_proc(*common, "--node-id", node, port=port)
     base = first.url
     # A health check on the shared port may be answered by either process: wait until both
     # are in the node registry, so both accept connections.
@@ -69,6 +75,10 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
         for _ in range(3):
             status, body = http_json(url, "POST", {}, host_token)
             assert status == 201, body
+            # A recording starts at the next keyframe (requested by PLI): wait for its first bytes.
+            name = body["recording"]["name"]
+            files = [p.data_dir / "recordings" / show_id / name for p in (first, second)]
+            assert await wait_until(functools.partial(_has_bytes, files), 10)
             status, body = http_json(url + "/stop", "POST", {}, host_token)
             assert status == 200 and body["recording"]["bytes"] > 0, body
 

@@ -9,10 +9,17 @@ export class ChatView {
     this.max = max;
     this.pinnedEl = pinnedEl;
     this.count = 0;
+    this.names = new Map(); // user id → display name, for system lines ("Mia muted", not "g_05a8… muted")
+  }
+
+  /** The display name of a user seen in this chat (fallback when never seen). */
+  nameOf(uid, fallback = "a viewer") {
+    return this.names.get(uid) || fallback;
   }
 
   add(msg) {
     this.count += 1;
+    if (msg.uid && msg.name) this.names.set(msg.uid, msg.name);
     const stick = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 40;
     const who = h(`span.who${msg.role && msg.role !== "viewer" ? ".staff" : ""}`, { title: msg.uid }, msg.name + ":");
     const li = h(

@@ -143,8 +143,14 @@ function connectSocket() {
     chat.pin(r.pinned || null);
     if (window.liveshop.commerce) window.liveshop.commerce.refresh();
   });
-  socket.on("user.muted", (m) => chat.system(m.until ? `${m.user_id} muted` : `${m.user_id} unmuted`));
-  socket.on("user.banned", (m) => chat.system(m.banned ? `${m.user_id} banned` : `${m.user_id} unbanned`));
+  // System lines name people (from the chat seen so far), never raw user ids.
+  const by = (m) => (m.by ? ` by ${chat.nameOf(m.by, m.by === claims.user_id ? claims.name : "a moderator")}` : "");
+  socket.on("user.muted", (m) => {
+    const who = chat.nameOf(m.user_id);
+    const minutes = Math.max(1, Math.round((m.until - Date.now()) / 60000));
+    chat.system(m.until ? `${who} muted for ${minutes} min${by(m)}` : `${who} unmuted${by(m)}`);
+  });
+  socket.on("user.banned", (m) => chat.system(`${chat.nameOf(m.user_id)} ${m.banned ? "banned" : "unbanned"}${by(m)}`));
   socket.on("show.live", () => {
     if (show) show.status = "live";
     renderShow();
@@ -152,6 +158,7 @@ function connectSocket() {
   socket.on("show.ended", () => {
     if (show) show.status = "ended";
     renderShow();
+    confirmEnded();
   });
   socket.connect();
   window.liveshop.socket = socket;
@@ -277,6 +284,7 @@ function setPublishState(text, live = false) {
 function setupBroadcast() {
   if (!navigator.mediaDevices?.getUserMedia) {
     $("#broadcast-error").textContent = "This browser cannot open a camera (getUserMedia is missing; use https or localhost).";
+    $("#golive-btn").disabled = true;
     return;
   }
   listDevices().catch(() => {});
@@ -300,7 +308,10 @@ async function goLive() {
   $("#broadcast-error").textContent = "";
   $("#golive-btn").disabled = true;
   try {
-    if (!state.stream) await openCamera();
+    if (!state.stream) {
+      setPublishState("asking for the camera…");
+      await openCamera();
+    }
     setPublishState("connecting…");
     const pub = new WhipPublisher(showId, token, {
       onState: (s) => {
@@ -316,6 +327,8 @@ async function goLive() {
     }
     state.publisher = pub;
     state.live = true;
+    $("#end-confirm").hidden = true;
+    $("#golive-hint").hidden = true;
     window.liveshop.publisher = pub;
     $("#end-btn").disabled = false;
     if (show) show.status = "live";
@@ -332,10 +345,22 @@ async function endLive() {
   if (state.publisher) await state.publisher.stop();
   state.publisher = null;
   state.live = false;
-  $("#golive-btn").disabled = !state.stream;
+  $("#golive-btn").disabled = false;
   setPublishState("ended");
   if (show) show.status = "ended";
   renderShow();
+  confirmEnded();
+}
+
+/** The host sees that the show really ended, and what viewers see now. */
+function confirmEnded() {
+  if (claims.role !== "host" || state.live) return;
+  const box = $("#end-confirm");
+  box.hidden = false;
+  box.replaceChildren(
+    h("b", {}, `Show ended at ${new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`),
+    " Viewers now see the end card. Your recordings are listed under Recording; press Go live to start again."
+  );
 }
 
 // ---------------------------------------------------------------- recording

@@ -12,7 +12,7 @@ export class HostCommerce {
     this.socket = socket;
     this.onStats = onStats || (() => {});
     this.products = [];
-    this.sale = null;
+    this.sales = new Map(); // sale id → sale: every live and scheduled sale has its own card
     this.lottery = null;
     this.base = `/api/shows/${encodeURIComponent(showId)}`;
   }
@@ -41,14 +41,16 @@ export class HostCommerce {
       });
       this.renderLottery(true);
     });
-    s.on("coupon.dropped", (e) => ($("#cp-state").textContent = `Dropped "${e.coupon.title}" · ${e.coupon.left} left`));
+    s.on("coupon.dropped", (e) => this.renderCoupon(e.coupon));
     this.refresh();
     setInterval(() => this.loadStats(), 5000);
-    setInterval(() => this.renderSale(), 500);
+    setInterval(() => this.loadCoupons(), 3000); // claims have no event: keep "N claimed · M left" current
+    setInterval(() => this.renderSales(), 500);
     setInterval(() => this.renderLottery(), 1000);
   }
 
   refresh() {
+    this.loadCoupons();
     this.loadProducts();
     this.loadSales();
     this.loadLotteries();
@@ -86,7 +88,7 @@ export class HostCommerce {
           { "data-product": p.id },
           h("span.pname", { title: p.description || "" }, p.title),
           h("span.meta", {}, `${money(p.price, p.currency)} · ${p.stock} in stock`),
-          h(
+          h("span.actions", {}, h(
             "button.small",
             {
               type: "button",
@@ -99,7 +101,7 @@ export class HostCommerce {
             p.pinned ? "Unpin" : "Pin"
           ),
           h("button.small", { type: "button", "aria-label": `Edit ${p.title}`, onclick: () => this.editProduct(p) }, "Edit"),
-          h("button.small", { type: "button", "aria-label": `Flash sale for ${p.title}`, onclick: () => this.prepareSale(p) }, "Sale…")
+          h("button.small", { type: "button", "aria-label": `Flash sale for ${p.title}`, onclick: () => this.prepareSale(p) }, "Sale…"))
         )
       )
     );
@@ -233,7 +235,7 @@ export class HostCommerce {
       };
       try {
         const { coupon } = await this.call(`${this.base}/coupons`, { method: "POST", body });
-        $("#cp-state").textContent = `Dropped "${coupon.title}" · ${coupon.left} left`;
+        this.renderCoupon(coupon);
         toast(`Coupon "${coupon.title}" dropped`, "ok");
       } catch (err) {
         $("#cp-error").textContent = errorText(err);
@@ -241,64 +243,108 @@ export class HostCommerce {
     });
   }
 
-  // ------------------------------------------------------------ flash sale
+  // ------------------------------------------------------------ coupons
+  async loadCoupons() {
+    try {
+      const { coupons } = await this.call(`${this.base}/coupons`);
+      const last = coupons[coupons.length - 1];
+      if (last) this.renderCoupon(last);
+    } catch {
+      /* commerce not available */
+    }
+  }
+
+  /** "Dropped "SPRING10" · 3 claimed · 47 left · 4:12 to go" for the newest coupon. */
+  renderCoupon(c) {
+    const claimed = Math.max(0, (c.count ?? c.left) - c.left);
+    const secs = (c.expires_at - Date.now()) / 1000;
+    const when = c.expired || secs <= 0 ? "expired" : `${clock(secs)} to go`;
+    $("#cp-state").textContent = `Dropped "${c.title}" · ${claimed} claimed · ${c.left} left · ${when}`;
+  }
+
+  // ------------------------------------------------------------ flash sales (any number at once)
   async loadSales() {
     try {
       const { sales } = await this.call(`${this.base}/sales`);
-      const current = sales.filter((s) => s.status !== "ended").pop() || sales[sales.length - 1] || null;
-      if (current) this.setSale(current);
+      const ended = sales.filter((s) => s.status === "ended").slice(-3); // the latest results stay in view
+      for (const sale of sales) if (sale.status !== "ended" || ended.includes(sale)) this.setSale(sale);
     } catch {
       /* commerce not available */
     }
   }
 
   setSale(sale) {
-    this.sale = { ...sale, clockSkew: sale.now ? sale.now - Date.now() : 0 };
-    this.renderSale();
+    const old = this.sales.get(sale.id);
+    this.sales.set(sale.id, { ...old, ...sale, clockSkew: sale.now ? sale.now - Date.now() : old?.clockSkew || 0 });
+    this.renderSales(true);
   }
 
   onSaleEvent(e) {
-    if (!this.sale || this.sale.id !== e.sale_id) {
+    const s = this.sales.get(e.sale_id);
+    if (!s) {
       this.call(`/api/sales/${encodeURIComponent(e.sale_id)}`).then(({ sale }) => this.setSale(sale)).catch(() => {});
       return;
     }
-    const s = this.sale;
     if (e.type === "sale.countdown") Object.assign(s, { status: "scheduled", starts_at: e.starts_at });
     if (e.type === "sale.started") Object.assign(s, { status: "live", left: e.left, ends_at: e.ends_at });
     if (e.type === "sale.stock") Object.assign(s, { left: e.left, sold: e.sold });
     if (e.type === "sale.ended") Object.assign(s, { status: "ended", left: e.left, sold: e.sold, reserved: e.reserved });
-    this.renderSale();
+    this.renderSales(true);
   }
 
-  renderSale() {
-    const box = $("#sale-active");
-    const s = this.sale;
-    if (!s) {
-      box.hidden = true;
-      return;
-    }
+  phase(s) {
     const now = Date.now() + (s.clockSkew || 0);
     let status = s.status;
     if (status !== "ended" && now >= s.ends_at) status = "ended";
     else if (status === "scheduled" && now >= s.starts_at) status = "live";
-    const phase =
-      status === "scheduled" ? `starts in ${clock((s.starts_at - now) / 1000)}` : status === "live" ? `ends in ${clock((s.ends_at - now) / 1000)}` : "ended";
-    const pct = s.quantity ? Math.round((100 * s.left) / s.quantity) : 0;
-    box.hidden = false;
-    box.dataset.status = status;
-    box.replaceChildren(
-      h("div.row", {}, h("b.grow", {}, s.title), h(`span.badge.${status === "live" ? "live" : status === "ended" ? "ended" : "upcoming"}`, {}, phase)),
+    return { status, now };
+  }
+
+  /** Live sales first (soonest end first), then scheduled, then the last three that ended. */
+  renderSales(force = false) {
+    const box = $("#sale-active");
+    const order = { live: 0, scheduled: 1, ended: 2 };
+    const rows = [...this.sales.values()].map((s) => ({ s, ...this.phase(s) }));
+    rows.sort((a, b) => order[a.status] - order[b.status] || (a.status === "ended" ? b.s.ends_at - a.s.ends_at : a.s.ends_at - b.s.ends_at));
+    const shown = rows.filter((r, i) => r.status !== "ended" || i < rows.findIndex((x) => x.status === "ended") + 3);
+    box.hidden = shown.length === 0;
+    const key = shown.map((r) => `${r.s.id}:${r.status}`).join(",");
+    if (force || key !== this.renderedKey) {
+      this.renderedKey = key;
+      box.replaceChildren(...shown.map((r) => this.saleCard(r)));
+    }
+    for (const r of shown) this.updateCard(r);
+  }
+
+  saleCard({ s, status }) {
+    return h(
+      "div.sale-card",
+      { "data-sale": s.id, "data-status": status, role: "group", "aria-label": `Flash sale ${s.title}` },
+      h("div.row", {}, h("b.grow", {}, s.title), h("span.badge.sale-phase", {})),
       h("div", {}, `${money(s.price, s.currency)} (list ${money(s.list_price, s.currency)}) · limit ${s.per_user_limit} per person`),
-      h("div.stock-bar", { role: "progressbar", "aria-label": "Stock left", "aria-valuemin": "0", "aria-valuemax": String(s.quantity), "aria-valuenow": String(s.left) }, h("i", { style: `width:${pct}%` })),
-      h("div.row", {}, h("span.grow", { id: "sale-left-host" }, `${s.left} of ${s.quantity} left`), h("span.muted", {}, `sold ${s.sold ?? 0}`),
-        status !== "ended" ? h("button.small", { type: "button", onclick: () => this.endSale() }, "End sale") : null)
+      h("div.stock-bar", { role: "progressbar", "aria-label": `Stock left of ${s.title}`, "aria-valuemin": "0", "aria-valuemax": String(s.quantity) }, h("i", {})),
+      h("div.row", {}, h("span.grow.sale-left", {}), h("span.muted.sale-sold", {}),
+        status !== "ended" ? h("button.small", { type: "button", "aria-label": `End sale ${s.title}`, onclick: () => this.endSale(s.id) }, "End sale") : null)
     );
   }
 
-  async endSale() {
-    if (!this.sale) return;
+  updateCard({ s, status, now }) {
+    const card = $(`#sale-active .sale-card[data-sale="${CSS.escape(s.id)}"]`);
+    if (!card) return;
+    card.dataset.status = status;
+    const badge = card.querySelector(".sale-phase");
+    badge.className = `badge sale-phase ${status === "live" ? "live" : status === "ended" ? "ended" : "upcoming"}`;
+    badge.textContent = status === "scheduled" ? `starts in ${clock((s.starts_at - now) / 1000)}` : status === "live" ? `ends in ${clock((s.ends_at - now) / 1000)}` : "ended";
+    const pct = s.quantity ? Math.round((100 * s.left) / s.quantity) : 0;
+    card.querySelector(".stock-bar").setAttribute("aria-valuenow", String(s.left));
+    card.querySelector(".stock-bar > i").style.width = `${pct}%`;
+    card.querySelector(".sale-left").textContent = `${s.left} of ${s.quantity} left`;
+    card.querySelector(".sale-sold").textContent = `sold ${s.sold ?? 0}`;
+  }
+
+  async endSale(id) {
     try {
-      const { sale } = await this.call(`/api/sales/${encodeURIComponent(this.sale.id)}/end`, { method: "POST", body: {} });
+      const { sale } = await this.call(`/api/sales/${encodeURIComponent(id)}/end`, { method: "POST", body: {} });
       this.setSale(sale);
     } catch (err) {
       $("#sale-error").textContent = errorText(err);

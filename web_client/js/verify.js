@@ -88,6 +88,16 @@ export async function verifyProof(p) {
   return checks;
 }
 
+/** Winners by display name (the proof's `winner_names`, same order as `winners`; not verified data). */
+function renderWinners(proof) {
+  const names = proof.winner_names || [];
+  const list = $("#winner-names");
+  list.replaceChildren(
+    ...(proof.winners || []).map((uid, i) => h("li", { "data-uid": uid }, h("b", {}, names[i] || uid), names[i] && names[i] !== uid ? h("span.muted.small", {}, ` (${uid})`) : null))
+  );
+  $("#winners-h").hidden = !proof.winners?.length;
+}
+
 async function main() {
   const lotteryId = showIdFromPath();
   const url = `/api/lotteries/${encodeURIComponent(lotteryId)}/proof`;
@@ -102,6 +112,7 @@ async function main() {
     return;
   }
   $("#proof").textContent = JSON.stringify(proof, null, 2);
+  renderWinners(proof);
   if (!crypto.subtle) {
     verdict.textContent = "This page needs a secure context (https or localhost) for WebCrypto; verify offline with python -m server.verify_lottery.";
     return;

@@ -13,12 +13,13 @@ export class ViewerCommerce {
     this.claims = claims;
     this.base = `/api/shows/${encodeURIComponent(showId)}`;
     this.pinned = [];
-    this.sale = null;
+    this.sales = new Map(); // sale id → sale (+ skew); every live and scheduled sale is shown
+    this.buyKeys = new Map(); // sale id → idempotency key of the pending tap
+    this.buying = new Set();
     this.reservation = null; // {reservation_id, expires_at, sale}
     this.order = null;
     this.coupon = null; // dropped coupon {id,…, claimed}
     this.lottery = null;
-    this.buyKey = null;
   }
 
   async call(path, opts = {}) {
@@ -41,7 +42,6 @@ export class ViewerCommerce {
     s.on("coupon.dropped", (e) => this.showCoupon(e.coupon));
     s.on("lottery.created", (e) => this.showLottery(e.lottery));
     s.on("lottery.drawn", (e) => this.onDrawn(e));
-    $("#buy-btn").addEventListener("click", () => this.buy());
     $("#pay-btn").addEventListener("click", () => this.pay());
     $("#checkout-close").addEventListener("click", () => $("#checkout").close());
     this.refresh();
@@ -70,7 +70,7 @@ export class ViewerCommerce {
     const ul = $("#products");
     ul.replaceChildren(
       ...this.pinned.map((p) => {
-        const onSale = this.sale && this.sale.product_id === p.id && this.sale.status !== "ended";
+        const sale = this.saleOf(p.id);
         return h(
           "li",
           {},
@@ -78,7 +78,7 @@ export class ViewerCommerce {
             "button.product-card",
             { type: "button", "data-product": p.id, "aria-label": `${p.title}, ${money(p.price, p.currency)}, ${p.stock} left`, onclick: () => this.click(p) },
             p.image ? h("img", { src: p.image, alt: "" }) : h("img", { alt: "", src: "data:image/svg+xml," + encodeURIComponent(placeholder(p.title)) }),
-            h("div", {}, h("div.pt", {}, p.title), h("div.pp", {}, h("b", {}, money(onSale ? this.sale.price : p.price, p.currency)), ` · ${onSale ? this.sale.left : p.stock} left`))
+            h("div", {}, h("div.pt", {}, p.title), h("div.pp", {}, h("b", {}, money(sale ? sale.price : p.price, p.currency)), ` · ${sale ? sale.left : p.stock} left`))
           )
         );
       })
@@ -87,112 +87,157 @@ export class ViewerCommerce {
 
   click(p) {
     this.command("product.click", { product_id: p.id }, `/api/products/${encodeURIComponent(p.id)}/click`).catch(() => {});
-    if (this.sale && this.sale.product_id === p.id) $("#buy-btn").focus();
+    const sale = this.saleOf(p.id);
+    if (sale) $(`#sale .sale-bar[data-sale="${CSS.escape(sale.id)}"] button.buy`)?.focus();
     else toast(`${p.title}: ${money(p.price, p.currency)} · ${p.stock} in stock${p.description ? " — " + p.description : ""}`);
   }
 
-  // ------------------------------------------------------------ flash sale
+  // ------------------------------------------------------------ flash sales (any number at once)
+  /** Every live and scheduled sale (and ones that ended a moment ago) from the server. */
   async loadSales() {
     try {
       const { sales } = await api(`${this.base}/sales`);
-      const live = sales.filter((s) => s.status !== "ended").pop();
-      if (live) this.setSale(live);
+      for (const sale of sales) if (sale.status !== "ended" || this.sales.has(sale.id)) this.setSale(sale);
     } catch {
       /* no commerce */
     }
   }
 
   setSale(sale) {
-    const skew = sale.now ? sale.now - Date.now() : this.sale?.skew || 0;
-    this.sale = { ...sale, skew };
-    if (!this.buyKey || this.buyKey.sale !== sale.id) this.buyKey = { sale: sale.id, key: newKey() };
-    this.renderSale();
+    const old = this.sales.get(sale.id);
+    const skew = sale.now ? sale.now - Date.now() : old?.skew ?? this.skew ?? 0;
+    this.skew = skew;
+    this.sales.set(sale.id, { ...old, ...sale, skew });
+    if (!this.buyKeys.has(sale.id)) this.buyKeys.set(sale.id, newKey());
+    this.renderSales(true);
     this.setPinned(this.pinned);
   }
 
   onSaleEvent(e) {
-    if (!this.sale || this.sale.id !== e.sale_id) {
+    const s = this.sales.get(e.sale_id);
+    if (!s) {
       api(`/api/sales/${encodeURIComponent(e.sale_id)}`).then(({ sale }) => this.setSale(sale)).catch(() => {});
       return;
     }
-    const s = this.sale;
     if (e.type === "sale.countdown") Object.assign(s, { status: "scheduled", starts_at: e.starts_at });
     if (e.type === "sale.started") Object.assign(s, { status: "live", left: e.left, ends_at: e.ends_at });
     if (e.type === "sale.stock") Object.assign(s, { left: e.left, sold: e.sold });
-    if (e.type === "sale.ended") Object.assign(s, { status: "ended", left: e.left });
-    this.renderSale();
+    if (e.type === "sale.ended") Object.assign(s, { status: "ended", left: e.left, ended_seen: Date.now() });
+    this.renderSales(true);
     this.setPinned(this.pinned);
   }
 
-  phase() {
-    const s = this.sale;
-    if (!s) return null;
+  /** The live sale of a product, if any (pinned cards show its price and stock). */
+  saleOf(productId) {
+    for (const s of this.sales.values()) if (s.product_id === productId && this.phase(s).status !== "ended") return s;
+    return null;
+  }
+
+  phase(s) {
     const now = Date.now() + (s.skew || 0);
     if (s.status === "ended" || now >= s.ends_at) return { status: "ended", now };
     if (now < s.starts_at) return { status: "scheduled", now };
     return { status: "live", now };
   }
 
-  renderSale() {
-    const s = this.sale;
-    const bar = $("#sale");
-    if (!s) {
-      bar.hidden = true;
-      return;
+  /** Sales to show, live first (soonest end first), then scheduled (soonest start), then just ended. */
+  visibleSales() {
+    const order = { live: 0, scheduled: 1, ended: 2 };
+    const rows = [];
+    for (const s of this.sales.values()) {
+      const { status, now } = this.phase(s);
+      const endedFor = now - Math.min(s.ends_at, s.ended_seen ? s.ended_seen + (s.skew || 0) : s.ends_at);
+      if (status === "ended" && endedFor > 15000 && this.reservation?.sale.id !== s.id) continue;
+      rows.push({ s, status, now });
     }
-    const { status, now } = this.phase();
-    if (status === "ended" && now - s.ends_at > 15000 && !this.reservation) {
-      bar.hidden = true;
-      return;
+    return rows.sort((a, b) => order[a.status] - order[b.status] || (a.status === "scheduled" ? a.s.starts_at - b.s.starts_at : a.s.ends_at - b.s.ends_at));
+  }
+
+  /** One card per sale, each with its own countdown, stock and Buy. The first card keeps the
+   * historical ids (#sale-title, #buy-btn, …). Cards are rebuilt only when the set changes. */
+  renderSales(force = false) {
+    const box = $("#sale");
+    const rows = this.visibleSales();
+    box.hidden = rows.length === 0;
+    box.dataset.count = String(rows.length);
+    box.classList.toggle("many", rows.length > 1);
+    const ids = rows.map((r) => r.s.id).join(",");
+    if (force || ids !== this.renderedIds) {
+      this.renderedIds = ids;
+      box.replaceChildren(...rows.map((r, i) => this.saleCard(r.s, i === 0)));
     }
-    bar.hidden = false;
-    bar.dataset.status = status;
-    $("#sale-title").textContent = s.title;
-    $("#sale-price").textContent = money(s.price, s.currency);
-    $("#sale-list").textContent = s.list_price && s.list_price !== s.price ? money(s.list_price, s.currency) : "";
-    $("#sale-left").textContent = s.left > 0 ? `${s.left} left` : "sold out";
-    const btn = $("#buy-btn");
+    for (const r of rows) this.updateCard(r);
+    const status = rows[0]?.status || "none";
+    box.dataset.status = status;
+  }
+
+  saleCard(s, first) {
+    const id = (name) => (first ? name : undefined);
+    return h(
+      "div.sale-bar",
+      { "data-sale": s.id, role: "group", "aria-label": `Flash sale: ${s.title}` },
+      h(
+        "div.sale-info",
+        {},
+        h("div.sale-title", { id: id("sale-title") }, s.title),
+        h("div.sale-meta", {}, h("b.sale-price", { id: id("sale-price") }, money(s.price, s.currency)), " ",
+          h("s.muted.sale-list-price", { id: id("sale-list") }, s.list_price && s.list_price !== s.price ? money(s.list_price, s.currency) : ""), " · ",
+          h("span.sale-left", { id: id("sale-left") })),
+        h("div.sale-clock", { id: id("sale-clock") })
+      ),
+      h("button.primary.buy", { type: "button", id: id("buy-btn"), onclick: () => this.buy(s.id) }, "Buy")
+    );
+  }
+
+  updateCard({ s, status, now }) {
+    const card = $(`#sale .sale-bar[data-sale="${CSS.escape(s.id)}"]`);
+    if (!card) return;
+    card.dataset.status = status;
+    card.querySelector(".sale-left").textContent = s.left > 0 ? `${s.left} left` : "sold out";
+    const clockEl = card.querySelector(".sale-clock");
+    const btn = card.querySelector("button.buy");
+    const buying = this.buying.has(s.id);
     if (status === "scheduled") {
-      $("#sale-clock").textContent = `Starts in ${clock((s.starts_at - now) / 1000)}`;
+      clockEl.textContent = `Starts in ${clock((s.starts_at - now) / 1000)}`;
       btn.disabled = true;
       btn.textContent = "Soon";
     } else if (status === "live") {
-      $("#sale-clock").textContent = `Ends in ${clock((s.ends_at - now) / 1000)} · limit ${s.per_user_limit} per person`;
-      btn.disabled = this.buying || s.left <= 0;
-      btn.textContent = s.left <= 0 ? "Sold out" : this.buying ? "…" : "Buy";
+      clockEl.textContent = `Ends in ${clock((s.ends_at - now) / 1000)} · limit ${s.per_user_limit} per person`;
+      btn.disabled = buying || s.left <= 0;
+      btn.textContent = s.left <= 0 ? "Sold out" : buying ? "…" : "Buy";
     } else {
-      $("#sale-clock").textContent = "Sale ended";
+      clockEl.textContent = "Sale ended";
       btn.disabled = true;
       btn.textContent = "Ended";
     }
+    btn.setAttribute("aria-label", `${btn.textContent} ${s.title}`);
   }
 
-  async buy() {
-    const s = this.sale;
-    if (!s || this.buying) return;
-    this.buying = true;
-    this.renderSale();
-    const key = this.buyKey.key;
+  async buy(saleId) {
+    const s = this.sales.get(saleId);
+    if (!s || this.buying.has(saleId)) return;
+    this.buying.add(saleId);
+    this.renderSales();
+    const key = this.buyKeys.get(saleId);
     try {
       const r = await this.command("buy", { sale_id: s.id, key }, `/api/sales/${encodeURIComponent(s.id)}/buy`);
-      this.buyKey = { sale: s.id, key: newKey() }; // decided: the next tap is a new attempt
-      this.showOutcome(r);
+      this.buyKeys.set(saleId, newKey()); // decided: the next tap is a new attempt
+      this.showOutcome(r, s);
     } catch (err) {
       // Same key on retry: the server answers the first outcome, never a second unit.
       this.showResult("error", `Could not buy: ${errorText(err)}`);
     } finally {
-      this.buying = false;
-      this.renderSale();
+      this.buying.delete(saleId);
+      this.renderSales();
     }
   }
 
-  showOutcome(r) {
-    const s = this.sale;
+  showOutcome(r, s) {
     if (r.outcome === "reserved") {
       this.reservation = { id: r.reservation_id, expires_at: r.expires_at, skew: s.skew || 0, sale: s };
       this.showResult("reserved", "");
       this.openCheckout();
-    } else if (r.outcome === "sold_out") this.showResult("sold_out", "Sold out — every unit is taken.");
+    } else if (r.outcome === "sold_out") this.showResult("sold_out", `${s.title}: sold out — every unit is taken.`);
     else if (r.outcome === "limit_reached") this.showResult("limit_reached", `Limit reached: ${s.per_user_limit} per person.`);
     else if (r.outcome === "not_started") this.showResult("not_started", "The sale has not started yet.");
     else if (r.outcome === "ended") this.showResult("ended", "The sale has ended.");
@@ -317,7 +362,7 @@ export class ViewerCommerce {
   }
 
   tick() {
-    this.renderSale();
+    this.renderSales();
     if (this.reservation) {
       const left = this.holdLeft();
       const hold = $("#hold-text");
@@ -338,9 +383,10 @@ export class ViewerCommerce {
     const ol = $("#chat-recent");
     ol.append(h("li.social", {}, `${e.text || `${e.buyer} just bought ${e.product}`}`));
     while (ol.children.length > 5) ol.firstElementChild.remove();
-    if (this.sale && this.sale.id === e.sale_id && typeof e.left === "number") {
-      this.sale.left = e.left;
-      this.renderSale();
+    const sale = this.sales.get(e.sale_id);
+    if (sale && typeof e.left === "number") {
+      sale.left = e.left;
+      this.renderSales();
     }
   }
 
@@ -441,16 +487,20 @@ export class ViewerCommerce {
     box.dataset.status = l.status;
     const close = h("button.small", { type: "button", "aria-label": "Hide giveaway", onclick: () => (box.hidden = true) }, "×");
     if (l.status === "drawn") {
-      const winners = l.winnerList || (l.winners || []).map((id) => ({ user_id: id, name: id }));
+      // After a reload the lottery comes from the API: names are in `winner_names` (same order as `winners`).
+      const winners = l.winnerList || (l.winners || []).map((id, i) => ({ user_id: id, name: l.winner_names?.[i] || "a viewer" }));
       const me = this.claims && winners.some((w) => w.user_id === this.claims.user_id);
-      box.replaceChildren(
+      const entered = l.entered || (this.claims && (l.entrants || []).includes(this.claims.user_id));
+      // replaceChildren() would print a null child as the text "null": build the list without gaps.
+      const parts = [
         h("div.row", {}, h("b", {}, `Giveaway: ${l.prize}`), close),
-        me ? h("div.ok-text", { id: "you-won" }, "You won!") : null,
+        me ? h("div.ok-text", { id: "you-won" }, "You won!") : entered ? h("div.muted", { id: "not-won" }, "Not this time — thanks for entering.") : null,
         winners.length
           ? h("div", {}, "Winners:", h("ol.winners", { id: "winners" }, ...winners.map((w) => h("li", { "data-uid": w.user_id }, w.name))))
           : h("div", { id: "winners" }, "No eligible entrants."),
-        h("a", { href: `/verify/${encodeURIComponent(l.id)}`, id: "verify-link", target: "_blank", rel: "noopener" }, "Verify the draw")
-      );
+        h("a", { href: `/verify/${encodeURIComponent(l.id)}`, id: "verify-link", target: "_blank", rel: "noopener" }, "Verify the draw"),
+      ].filter(Boolean);
+      box.replaceChildren(...parts);
       return;
     }
     const how =

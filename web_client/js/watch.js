@@ -3,7 +3,7 @@
 import { api, guestToken, showIdFromPath, tokenClaims } from "./api.js";
 import { Danmaku } from "./danmaku.js";
 import { HlsPlayer, withHlsFallback } from "./hls_player.js";
-import { $, errorText, h } from "./util.js";
+import { $, clock, errorText, h } from "./util.js";
 import { ViewerCommerce } from "./viewer_commerce.js";
 import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
@@ -41,21 +41,32 @@ function renderConnState() {
   conn.setAttribute("aria-label", `chat ${ws}`);
   conn.title = `chat: ${ws}, video: ${v}`;
   const offline = $("#offline");
-  if (v === "playing") offline.hidden = true;
-  else if (state.show?.status === "ended") {
+  const ended = state.show?.status === "ended";
+  offline.classList.toggle("end-card", ended);
+  $("#replay-link").hidden = !(ended && state.show?.replay_url);
+  if (ended) {
+    // The end card covers the frozen last frame: the show is over, not stalled.
     offline.hidden = false;
     $("#offline-text").textContent = "This show has ended.";
-  } else if (v === "offline") {
+    $("#offline-sub").textContent = "Thanks for watching!";
+    if (state.show.replay_url) $("#replay-link").href = state.show.replay_url;
+  } else if (v === "playing") offline.hidden = true;
+  else if (v === "offline") {
+    $("#offline-sub").textContent = "";
     offline.hidden = false;
     $("#offline-text").textContent = "Waiting for the host to go live…";
   } else offline.hidden = true;
 }
 
 // ---------------------------------------------------------------- chat
+/** The last few comments over the video: whole messages only (each at most two lines, name first);
+ * the oldest go when the next would not fit, so nothing shows as a nameless fragment. */
 function addRecent(m) {
   const ol = $("#chat-recent");
   ol.append(h("li", { "data-id": m.id }, h("b", {}, m.name + ": "), m.text));
-  while (ol.children.length > 5) ol.firstElementChild.remove();
+  // The list is bottom-aligned, so overflow goes out of the top (scrollHeight does not see it).
+  const clipped = () => ol.firstElementChild.getBoundingClientRect().top < ol.getBoundingClientRect().top - 1;
+  while (ol.children.length > 5 || (ol.children.length > 1 && clipped())) ol.firstElementChild.remove();
 }
 
 function pinComment(m) {
@@ -125,13 +136,37 @@ function setupChat(socket) {
       let msg = errorText(err);
       if (err.code === "rate_limited") msg = `Slow down — you can send again in ${Math.ceil((err.retry_after_ms || err.details?.retry_after_ms || 1000) / 1000)} s.`;
       if (err.code === "banned_word") msg = "That message contains a word that is not allowed here.";
-      if (err.code === "muted") msg = "You are muted by a moderator for now.";
+      if (err.code === "muted") return showMuted(err.until || err.details?.until);
       if (err.code === "banned") msg = "You are banned from this show.";
       errEl.textContent = msg;
       errEl.dataset.code = err.code || "";
       retryTimer = setTimeout(() => (errEl.textContent = ""), 8000);
     }
   });
+}
+
+/** "You are muted by a moderator · 9:41 left", counting down, cleared when the mute ends. */
+let mutedTimer;
+function showMuted(until) {
+  const errEl = $("#chat-error");
+  clearInterval(mutedTimer);
+  if (!until || until <= Date.now()) {
+    if (errEl.dataset.code === "muted") errEl.textContent = "";
+    errEl.dataset.code = "";
+    return;
+  }
+  errEl.dataset.code = "muted";
+  const render = () => {
+    const left = (until - Date.now()) / 1000;
+    if (left <= 0) {
+      clearInterval(mutedTimer);
+      errEl.textContent = "You can chat again.";
+      return;
+    }
+    errEl.textContent = `You are muted by a moderator · ${clock(left)} left`;
+  };
+  render();
+  mutedTimer = setInterval(render, 1000);
 }
 
 // ---------------------------------------------------------------- likes
