@@ -34,6 +34,7 @@ PARTS: tuple[str, ...] = (
     "server.web",
     "server.media_api",
     "server.hls_api",
+    "server.insight",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

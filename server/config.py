@@ -198,6 +198,35 @@ class Settings:
         default=0.25, metadata={"help": "HLS partial segment length, seconds"}
     )
 
+    # Host insight: dwell time, interaction rate, funnel, report (server/insight).
+    insight_reconnect_grace_s: float = field(
+        default=30.0,
+        metadata={"help": "a viewer back within this many seconds continues the same session"},
+    )
+    insight_ttl_s: int = field(
+        default=7 * 86400, metadata={"help": "keep a show's insight keys this long after activity"}
+    )
+    alert_viewer_drop: float = field(
+        default=0.3, metadata={"help": "alert when viewers fall by this share within the window"}
+    )
+    alert_viewer_window_s: float = field(default=60.0, metadata={"help": "viewer-drop window, s"})
+    alert_viewer_min: int = field(
+        default=10, metadata={"help": "no viewer-drop alert below this many viewers"}
+    )
+    alert_payment_failures: int = field(
+        default=5, metadata={"help": "alert at this many failed payments within ~a minute"}
+    )
+    alert_chat_per_minute: float = field(
+        default=600.0, metadata={"help": "alert when chat reaches this many messages per minute"}
+    )
+    alert_buys_per_ip: int = field(
+        default=10,
+        metadata={"help": "alert when one address reserves this many units in ~a minute"},
+    )
+    alert_sold_out_s: float = field(
+        default=30.0, metadata={"help": "alert when a sale sells out within this many seconds"}
+    )
+
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import chat, keys, likes, moderation, presence
+from . import chat, insight, keys, likes, moderation, presence
 from .access import limit_ws_connects
 from .appkeys import REDIS, SETTINGS, WS_HANDLERS
 from .auth import Claims, verify_for
@@ -126,6 +126,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         return ws
     WS_CONNECTS.labels(codec.name).inc()
     WS_CONNECTIONS.inc()
+    await insight.joined(app, show_id, conn.claims)
     try:
         await _serve(app, ws, conn)
     except Exception:  # never let an upgraded socket fall into the HTTP error path
@@ -133,6 +134,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     finally:
         WS_CONNECTIONS.dec()
         hubs.leave(hub, conn)
+        await insight.left(app, show_id, conn.claims)
     return ws
 
 
@@ -306,9 +308,12 @@ async def dispatch(
 async def _run(app: web.Application, claims: Claims, kind: str, body: Any) -> dict[str, Any] | None:
     """Run one validated message of the real-time layer."""
     if isinstance(body, ChatMsg):
-        return await chat.send(app, claims, body.text)
+        sent = await chat.send(app, claims, body.text)
+        await insight.action(app, claims.show_id, "chatted", claims.user_id)
+        return sent
     if isinstance(body, LikeMsg):
         await likes.add_likes(app, claims.show_id, body.count)
+        await insight.action(app, claims.show_id, "liked", claims.user_id)
         return {}
     if kind == "ping":
         return {"ts": int(time.time() * 1000)}

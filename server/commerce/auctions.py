@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import protocol
+from .. import insight, protocol
 from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, not_found, read_json
@@ -179,6 +179,7 @@ async def bid(
     result = await decide(app, "auction", "bids", auction_keys(show_id), item, now)
     if result["outcome"] == "unknown_auction":
         raise not_found("auction_not_found", f"no auction {auction_id!r}")
+    await insight.action(app, show_id, "bid", claims.user_id)
     return {"auction_id": auction_id, **result}
 
 

@@ -22,11 +22,13 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import ResponseError
 
+from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
 from ..events import publish
+from ..insight import alerts
 from ..logs import retry_failed
 from ..shows import get_show
 from . import fields
@@ -347,11 +349,14 @@ async def charge(
     assert final is not None
     if code == "paid":
         await announce_paid(app, show_id, final)
+    elif final["status"] == "failed":
+        await alerts.payment_failed(app, show_id, int(time.time() * 1000))
     return {"status": final["status"], "order": public(final)}
 
 
 async def announce_paid(app: web.Application, show_id: str, order: dict[str, Any]) -> None:
     """Social proof: "Alice just bought …" with the units left."""
+    await insight.paid(app, show_id, order)
     left = await app[REDIS].hget(ck.sales(show_id), f"{order['sale_id']}:left")
     await publish(
         app,

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import insight, protocol
 from .. import keys as base
-from .. import protocol
 from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import Claims, authenticate
 from ..errors import bad_request, not_found, read_json
@@ -160,6 +160,7 @@ async def vote(
         raise not_found("poll_not_found", f"no poll {poll_id!r}")
     if outcome == "bad_option":
         raise bad_request("bad_field", "no such option in this poll", field="option")
+    await insight.action(app, show_id, "voted", claims.user_id)
     return {"outcome": outcome, "poll_id": poll_id, "option": result.get("option")}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
@@ -205,6 +206,7 @@ async def pin(app: web.Application, product_id: str) -> dict[str, Any]:
         raise conflict("pin_limit", f"at most {MAX_PINNED} products can be pinned; unpin one first")
     product = await get_product(app, product_id)
     if outcome == "pinned":
+        await insight.pinned(app, show_id, product_id)
         await publish(app, show_id, {"type": "product.pinned", "product": product})
         await broadcast_pinned(app, show_id)
     return product
@@ -242,6 +244,7 @@ async def click(app: web.Application, claims: Claims, product_id: Any) -> dict[s
         pipe.hincrby(ck.product_clicks(show_id), product_id, 1)
         pipe.sadd(ck.funnel(show_id, "clicked"), claims.user_id)
         await pipe.execute()
+    await insight.action(app, show_id, "clicked", claims.user_id, product_id)
     return {"product_id": product_id, "clicked": True}
 
 

@@ -27,11 +27,12 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
-from .. import auth
+from .. import auth, insight
 from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..events import decode_event, publish
+from ..insight import alerts
 from ..keys import channel
 from ..shows import get_show
 from ..store import load_script
@@ -508,7 +509,10 @@ async def buy(app: web.Application, claims: Claims, sale_id: Any, key: str) -> d
     batcher = batchers.get(show_id)
     if batcher is None:
         batcher = batchers[show_id] = BuyBatcher(app, show_id)
-    return outcome_body(sale_id, await batcher.decide(sale_id, claims.user_id, claims.name, key))
+    body = outcome_body(sale_id, await batcher.decide(sale_id, claims.user_id, claims.name, key))
+    if body["outcome"] == "reserved":
+        await insight.reserved(app, show_id, claims.user_id, sale_id)
+    return body
 
 
 async def handle_buy(request: web.Request) -> web.Response:
@@ -518,7 +522,9 @@ async def handle_buy(request: web.Request) -> web.Response:
         raise ApiError(401, "unauthorized", "a valid token is required to buy")
     claims = auth.verify_for(request.app, token, ck.show_of(sale_id, "s"))
     key = fields.idempotency_key(await read_json(request, 4096))
-    return web.json_response(await buy(request.app, claims, sale_id, key))
+    body = await buy(request.app, claims, sale_id, key)
+    await alerts.bought_from(request.app, claims.show_id, request.remote, body)
+    return web.json_response(body)
 
 
 async def ws_buy(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:

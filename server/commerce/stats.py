@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, authenticate
@@ -77,6 +78,7 @@ async def show_stats(app: web.Application, show_id: str) -> dict[str, Any]:
         "bids": int(counters.get("bids", 0)),
         "group_joins": int(counters.get("group_joins", 0)),
         "votes": int(counters.get("votes", 0)),
+        "insight": await insight.insight(app, show_id),
     }
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..appkeys import REDIS
 from ..events import publish
+from ..insight import alerts
 from ..logs import retry_failed
 from . import auctions, group_buys, polls
 from . import keys as ck
@@ -170,6 +171,7 @@ class Ticker:
         if signature != timers.stats_sig or stats["viewers"]:
             timers.stats_sig = signature
             await publish(self.app, show_id, {"type": "stats", **stats}, staff_only=True)
+        await alerts.evaluate(self.app, show_id, stats)
 
     async def sweep(self, show_id: str) -> None:
         """Expire due reservations; settle payments whose node died."""

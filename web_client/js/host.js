@@ -8,6 +8,7 @@ import { LiveSocket } from "./ws.js";
 import { HostCommerce } from "./host_commerce.js";
 import { HostInteractive } from "./host_interactive.js";
 import { watchHlsStatus } from "./hls_player.js";
+import { startInsight } from "./host_insight.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -76,6 +77,7 @@ async function start() {
   window.liveshop.commerce.start();
   window.liveshop.interactive = new HostInteractive({ showId, token, socket });
   window.liveshop.interactive.start();
+  window.liveshop.insight = startInsight({ socket, panel: $("#stats"), showId, token });
   setInterval(renderChatRate, 5000);
 }
 
