@@ -28,7 +28,7 @@ from .access import assert_may_watch
 from .appkeys import SETTINGS
 from .auth import authenticate
 from .errors import ApiError, ConfigError
-from .media_api import RELAY
+from .media_api import RELAY, ensure_local
 from .shows import check_show_id
 
 CORS = {
@@ -92,6 +92,8 @@ async def handle_multivariant(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
     claims = await authenticate(request, show_id)
     await assert_may_watch(request.app, show_id, claims.user_id)  # a banned user gets no playlist
+    if request.app[RELAY].config.hls is not None:
+        await ensure_local(request.app, show_id)  # origin elsewhere: an edge here packages it
     packager = _packager(request, show_id)
     # just after go-live: wait for the first keyframe rather than send a player away
     if not await packager.wait(lambda: bool(packager.segments), packager.config.block_timeout_s):

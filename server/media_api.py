@@ -299,7 +299,7 @@ async def handle_whep(request: web.Request) -> web.Response:
     await assert_may_watch(request.app, show_id, claims.user_id)
     offer = await _read_offer(request)
     await _place(request, show_id)
-    await _ensure_local(request.app, show_id)
+    await ensure_local(request.app, show_id)
     pool = request.app.get(WORKERS)
     if pool is not None:
         session_id, answer = await pool.view(show_id, offer, claims.user_id)
@@ -310,7 +310,7 @@ async def handle_whep(request: web.Request) -> web.Response:
     return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
 
 
-async def _ensure_local(app: web.Application, show_id: str) -> None:
+async def ensure_local(app: web.Application, show_id: str) -> None:
     """Make the show servable here: it is, or an edge fed from its origin is opened/reused."""
     relay = app[RELAY]
     router = relay.routers.get(show_id)

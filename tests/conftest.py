@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import json
 import os
 import signal
@@ -30,6 +33,36 @@ API_KEY = "test:test-operator-api-key-0123456789abcdef"
 OPERATOR = {"Authorization": f"Bearer {API_KEY}"}
 # Per-IP limits off: every test client is 127.0.0.1 (tests of the limits set their own).
 NO_IP_LIMITS = ["--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-anon-per-ip", "0"]
+
+
+# pytest-timeout's SIGALRM lands inside whatever the event loop is running, and asyncio's
+# Handle._run logs a BaseException raised in a callback instead of propagating it: an async
+# test stuck on an await with no timeout of its own then hangs the whole run. Each async test
+# body therefore runs under asyncio.wait_for, a few seconds inside its pytest-timeout.
+ASYNC_TEST_MARGIN_S = 5.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        test = getattr(item, "obj", None)
+        if not isinstance(item, pytest.Function) or not inspect.iscoroutinefunction(test):
+            continue
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker and marker.args else default
+        if limit > ASYNC_TEST_MARGIN_S:
+            item.obj = _bounded(test, limit - ASYNC_TEST_MARGIN_S)
+
+
+def _bounded(test: Callable[..., Awaitable[Any]], limit: float) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.wait_for(test(*args, **kwargs), limit)
+        except TimeoutError:
+            pytest.fail(f"async test still running after {limit:.0f} s (see the traceback above)")
+
+    return bounded
 
 
 def free_port() -> int:

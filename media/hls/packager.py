@@ -94,6 +94,26 @@ class _HlsTrack(_Track):
         self.base_ext: int | None = None  # the first frame handed to the muxer (RTP units)
         self.offset = 0  # its position on the media timeline (RTP units)
         self.last_pts = -1
+        # The packager keeps each track on its own RTP clock (it aligns audio to video itself),
+        # so the recorder's shared-clock anchor is unused: fixed here, never looked up.
+        self.anchor = (0, 0.0)
+        self.first_ts: int | None = None
+        self.last_ext = 0
+
+    def _flush(self) -> None:
+        """One assembled frame to the packager, in RTP units since this track's first frame."""
+        if not self.parts or self.frame_ts is None:
+            return
+        data = b"".join(self.parts)
+        self.parts = []
+        ts, self.frame_ts = self.frame_ts, None
+        if self.first_ts is None:
+            self.first_ts = ts
+        ext = (ts - self.first_ts) & 0xFFFFFFFF
+        if ext < self.last_ext and self.last_ext - ext < 0x80000000:
+            return  # reordered frame: drop rather than hand the muxer a timestamp going back
+        self.last_ext = ext
+        self.recorder._write(self, data, ext, self.key)  # type: ignore[attr-defined]
 
 
 class _Muxer:

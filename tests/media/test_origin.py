@@ -7,6 +7,7 @@ WHIP and decoding aiortc viewers over WHEP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import aiohttp
@@ -200,3 +201,33 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
         await original.stop()
         await rival.stop()
         await taker.stop()
+
+
+async def test_ll_hls_on_a_node_without_the_publisher_comes_from_an_edge_packager(
+    server_proc, redis_url
+) -> None:
+    configure_ice(["127.0.0.1"])
+    first = _node(server_proc, redis_url, "hls1")
+    second = _node(server_proc, redis_url, "hls2")
+    async with aiohttp.ClientSession() as http:
+        show_id, host_token = await create_show(http, first.url, "hls on an edge", API_KEY)
+    publisher = Publisher(
+        first.url, show_id, host_token, dataclasses.replace(SMALL, codec="h264", keyint_s=1.0)
+    )
+    try:
+        await publisher.start()
+        token = _guest(second.url, show_id)
+        async with aiohttp.ClientSession() as http:
+            url = f"{second.url}/hls/{show_id}/index.m3u8?token={token}"
+            async with http.get(url) as resp:
+                assert resp.status == 200, await resp.text()
+                media = next(
+                    line for line in (await resp.text()).splitlines() if line.endswith(".m3u8")
+                )
+            async with http.get(f"{second.url}/hls/{show_id}/{media}") as resp:
+                assert resp.status == 200, await resp.text()
+                playlist = await resp.text()
+        # the second node has no publisher: its edge (piped from the first) packages the show
+        assert "#EXT-X-PART:" in playlist and "#EXT-X-MAP:" in playlist
+    finally:
+        await publisher.stop()
