@@ -42,8 +42,8 @@ def _type_name(kind: Any) -> str:
     return getattr(origin, "__name__", str(origin))
 
 
-def _range(low: int | None, high: int | None, unit: str) -> str:
-    def number(n: int) -> str:
+def _range(low: float | None, high: float | None, unit: str) -> str:
+    def number(n: float) -> str:
         return f"{n:,}"
 
     if low is None:

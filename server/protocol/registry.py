@@ -40,7 +40,7 @@ __all__ = ["ANYONE", "STAFF", "VIEWERS", "Command", "Event", "Message", "Registr
 VIEWERS: frozenset[str] = frozenset({"viewer"})
 
 
-class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
+class Message(msgspec.Struct, kw_only=True, tag_field="type"):
     """A client → server command. Subclass with ``tag="<type>"``; fields carry ``Meta`` constraints.
 
     ``id`` is the optional request id every command may carry (any JSON value; only a plain
@@ -50,7 +50,7 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
     id: Any = None
 
 
-class Event(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
+class Event(msgspec.Struct, kw_only=True, tag_field="type"):
     """A server → client message or event (inside ``batch``), declared for the docs and tests.
 
     ``ALSO`` lists further ``type`` values sharing the same fields (documented together).
