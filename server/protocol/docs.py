@@ -6,6 +6,7 @@ rewrites the part between the BEGIN/END markers; a test fails when it is stale.
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from pathlib import Path
@@ -102,7 +103,7 @@ def _table(schema: type[msgspec.Struct], command: Command | None = None) -> list
             if command is None:
                 rows.append(f"| `{spec.name}` | {kind} | {doc} |")
                 continue
-            required = "yes" if spec.required else f"no (default {spec.default!r})"
+            required = "yes" if spec.required else f"no (default {json.dumps(spec.default)})"
             rows.append(f"| `{spec.name}` | {kind} | {required} | {_limits(spec.type)} | {doc} |")
         rows.append("")
     return rows
