@@ -420,17 +420,6 @@ def native_rtp_writer(session: Session, sock: Any, addr: Any, fallback: SendTo |
         return None
 
 
-def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:
-    """Drop decrypted incoming RTP for which ``keep`` is False (tests: induced loss)."""
-    original = dtls._handle_rtp_data
-
-    async def handle(data: bytes, arrival_time_ms: int) -> None:
-        if keep(data):
-            await original(data, arrival_time_ms)
-
-    dtls._handle_rtp_data = handle  # type: ignore[method-assign]
-
-
 # --------------------------------------------------------------------------- DTLS interop
 
 # aiortc's own list is ECDHE-ECDSA only: fine while it is the DTLS server (its certificate is

@@ -43,7 +43,6 @@ from .interactive import (
     ws_fields,
 )  # fmt: skip
 
-JOIN_OUTCOMES = ("joined", "formed", "already_joined", "sold_out", "ended", "not_started")
 FIELDS = (
     "status", "product", "title", "currency", "list_price", "price", "size", "qty", "window",
     "start", "end", "held", "group", "groups", "formed", "failed", "created",

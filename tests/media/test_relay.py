@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import random
 import time
 
 import pytest
@@ -33,6 +34,22 @@ def _rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _drop_first_transmissions(consumer: Consumer, rate: float) -> None:
+    """Induced loss in the viewer's output, not in Consumer's hot path: original packets
+    (the consumer's own pt) are dropped at ``rate``; RTX retransmissions go through. The
+    wrapper is not a C writer, so the fast path leaves this consumer to Consumer.forward."""
+    send = consumer._send
+    assert send is not None
+    rng = random.Random(7)
+
+    def lossy(payload: bytes, marker: int, pt: int, seq: int, ts: int, ssrc: int) -> None:
+        if pt == consumer.pt and rng.random() < rate:
+            return
+        send(payload, marker, pt, seq, ts, ssrc)
+
+    consumer._send = lossy
 
 
 @pytest.fixture
@@ -123,7 +140,7 @@ async def test_nack_recovery_under_loss(relay: Relay) -> None:
         await viewer.join(relay, "loss")
         assert await wait_until(lambda: len(viewer.frames) >= 5)
         consumer = next(iter(relay.routers["loss"].viewers.values())).consumers[0]
-        consumer.drop_rate = 0.05  # induced loss on first transmission
+        _drop_first_transmissions(consumer, 0.05)
         before = len(viewer.frames)
         assert await wait_until(lambda: len(viewer.frames) >= before + 60, 15)
         assert consumer.nacks > 0 and consumer.retransmits > 0
