@@ -191,18 +191,21 @@ FRAMES_ENCODED_JS = """async () => {
 def poll(page: Any, js: str, minimum: int = 1, timeout_ms: int = 10_000) -> int:
     """Wait (in the page) for an async counter to reach ``minimum``; returns its value then,
     or its value at the deadline (the caller's assertion says what it needed)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    try:
-        page.wait_for_function(
-            f"async (minimum) => Number(await ({js})()) >= minimum",
-            arg=minimum,
-            polling=100,
-            timeout=timeout_ms,
+    return int(
+        page.evaluate(
+            f"""async ([minimum, timeoutMs]) => {{
+  const read = {js};
+  const deadline = performance.now() + timeoutMs;
+  let value = Number(await read());
+  while (value < minimum && performance.now() < deadline) {{
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = Number(await read());
+  }}
+  return value;
+}}""",
+            [minimum, timeout_ms],
         )
-    except PlaywrightTimeoutError:
-        pass
-    return int(page.evaluate(js))
+    )
 
 
 def open_studio(page: Any, show: Show) -> None:
