@@ -55,12 +55,20 @@ DEFAULT_KEYS: dict[str, list[str]] = {
         "core.0.attempts_per_s",
         "core.1.attempts_per_s",
     ],
-    "media_relay": ["us_per_packet", "intercept_cpu_pct"],
+    "media_relay": [
+        "us_per_packet",
+        "intercept_cpu_pct",
+        "us_per_packet_total_max_n",
+        "cpu_ms_per_viewer_s_max_n",
+    ],
 }
 REGEX_METRICS: dict[str, dict[str, str]] = {
     "media_relay": {
         "us_per_packet": r"slope: ([-\d.]+) µs CPU per forwarded packet",
         "intercept_cpu_pct": r"intercept ([-\d.]+)% CPU",
+        # the largest N's row (the last one): whole-server CPU per packet, ingest included
+        "us_per_packet_total_max_n": r"µs/pkt\(total\)\s+([\d.]+)",
+        "cpu_ms_per_viewer_s_max_n": r"CPU/viewer-s\s+([\d.]+) ms",
     },
 }
 
