@@ -6,6 +6,7 @@ rewrites the part between the BEGIN/END markers; a test fails when it is stale.
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ..errors import Close, Code
-from .registry import Command, Event, Message, Registry, type_of
+from .registry import Command, Registry, type_of
 
 BEGIN = "<!-- BEGIN GENERATED: python -m server.protocol -->"
 END = "<!-- END GENERATED -->"
@@ -102,7 +103,7 @@ def _table(schema: type[msgspec.Struct], command: Command | None = None) -> list
             if command is None:
                 rows.append(f"| `{spec.name}` | {kind} | {doc} |")
                 continue
-            required = "yes" if spec.required else f"no (default {spec.default!r})"
+            required = "yes" if spec.required else f"no (default {json.dumps(spec.default)})"
             rows.append(f"| `{spec.name}` | {kind} | {required} | {_limits(spec.type)} | {doc} |")
         rows.append("")
     return rows
@@ -111,14 +112,10 @@ def _table(schema: type[msgspec.Struct], command: Command | None = None) -> list
 def markdown(registry: Registry) -> str:
     """The generated reference section of docs/protocol.md."""
     out: list[str] = []
-    for section, kinds in registry.groups.items():
+    for section, entries in registry.groups.items():
         out += [f"## {section}", ""]
-        for kind in kinds:
-            command = registry.commands.get(kind)
-            schema: type[Message] | type[Event] = (
-                command.schema if command is not None else registry.events[kind]
-            )
-            out += _table(schema, command)
+        for entry in entries:
+            out += _table(entry.schema, entry) if isinstance(entry, Command) else _table(entry)
     out += [
         "## Error codes",
         "",

@@ -158,7 +158,7 @@ class Registry:
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
         self.events: dict[str, type[Event]] = {}
-        self.groups: dict[str, list[str]] = {}  # docs section → command and event types
+        self.groups: dict[str, list[Command | type[Event]]] = {}  # docs section → entries
         self._by_schema: dict[type[Message], Command] = {}
         self._json: msgspec.json.Decoder[Any] | None = None
         self._msgpack: msgspec.msgpack.Decoder[Any] | None = None
@@ -166,20 +166,20 @@ class Registry:
     def add(
         self, section: str, commands: Iterable[Command] = (), events: Iterable[type[Event]] = ()
     ) -> None:
-        """Register ``commands`` and ``events`` under the docs heading ``section``."""
-        names = self.groups.setdefault(section, [])
+        """Register ``commands`` and ``events`` under the docs heading ``section`` (all or none)."""
+        commands, events = list(commands), list(events)
+        names = [c.type for c in commands]
+        kinds = [type_of(e) for e in events]  # events have their own names: `chat` is both
+        for name, known, new in (("command", self.commands, names), ("event", self.events, kinds)):
+            for kind in new:
+                if kind in known or new.count(kind) > 1:
+                    raise ValueError(f"WebSocket {name} {kind!r} is registered twice")
         for command in commands:
-            if command.type in self.commands:
-                raise ValueError(f"WebSocket command {command.type!r} is registered twice")
             self.commands[command.type] = command
             self._by_schema[command.schema] = command
-            names.append(command.type)
         for event in events:
-            kind = type_of(event)
-            if kind in self.events:
-                raise ValueError(f"event {kind!r} is registered twice")
-            self.events[kind] = event
-            names.append(kind)
+            self.events[type_of(event)] = event
+        self.groups.setdefault(section, []).extend([*commands, *events])
         self._json = self._msgpack = None  # rebuilt with the new union on the next frame
 
     def _decoders(self) -> tuple[msgspec.json.Decoder[Any], msgspec.msgpack.Decoder[Any]]:

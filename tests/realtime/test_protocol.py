@@ -22,6 +22,8 @@ def test_docs_are_generated_from_the_registry():
     for kind in [*REGISTRY.commands, *REGISTRY.events]:
         assert f"### `{kind}" in text
     assert "### `buy`" in text and "### `poll.create`" in text  # commerce included
+    events = text[text.index("## Events (inside `batch`)") :]
+    assert events.index("| `uid` | str |") < events.index("### `chat.delete`")  # the event's table
 
 
 def parse(message: dict, role: str = "viewer", codec: str = "json"):
@@ -170,3 +172,21 @@ async def test_unknown_show_closes_4004(client):
     assert (await ws.receive_json())["code"] == "show_not_found"
     await ws.receive()
     assert ws.close_code == 4004
+
+
+def test_a_type_is_registered_once():
+    from server.moderation import ModUnpin
+    from server.protocol import Registry
+    from server.protocol.messages import ChatEvent
+
+    registry = Registry()
+    command = Command(Echo, lambda app, claims, body: None)
+    registry.add("Tests", [command], [ChatEvent])
+    with pytest.raises(ValueError, match="registered twice"):  # all or nothing
+        registry.add("More", [Command(ModUnpin, command.handler), Command(Echo, command.handler)])
+    assert "mod.unpin" not in registry.commands
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.add("Tests", [Command(Echo, command.handler)])
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.add("More", events=[ChatEvent])
+    assert list(registry.commands) == ["test.echo"] and list(registry.events) == ["chat"]
