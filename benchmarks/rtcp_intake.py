@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -114,7 +115,10 @@ async def run(datagrams: int, rounds: int) -> None:
                 flush=True,
             )
     a, b = statistics.median(results["intake"]), statistics.median(results["aiortc"])
-    print(f"median: intake {a:.2f} µs, aiortc {b:.2f} µs per datagram ({a / b:.2f}×)")
+    print(
+        f"median: intake {a:.2f} µs, aiortc {b:.2f} µs per datagram ({a / b:.2f}×); "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     await viewer.pc.close()
     await pub.close()
     await relay.close()
