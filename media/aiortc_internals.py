@@ -80,6 +80,7 @@ __all__ = [
     "ViewerOutput",
     "ConsentCheck",
     "check_internals",
+    "consent_task",
     "configure_ice",
     "fast_rtp_writer",
     "ice_sockets",
@@ -584,6 +585,11 @@ class ConsentCheck:
 
     def close(self) -> None:
         self._forget_pending(failed=False)
+
+
+def consent_task(dtls: RTCDtlsTransport) -> asyncio.Task[None] | None:
+    """aioice's own consent task of the connection (None once taken over; tests)."""
+    return dtls.transport._connection._query_consent_task  # type: ignore[no-any-return]
 
 
 def take_over_consent(dtls: RTCDtlsTransport) -> ConsentCheck | None:

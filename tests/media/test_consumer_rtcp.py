@@ -27,7 +27,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import aiortc_internals, consumer_rtcp, fastpath
-from media.aiortc_internals import ice_connection, request_keyframe
+from media.aiortc_internals import (
+    consent_task,
+    ice_connection,
+    nominated_protocol,
+    request_keyframe,
+    tap_receiver,
+)
 from media.consumer_rtcp import NACK, PLI, REMB, RR, parse_rtcp, sender_report
 from media.light_viewer import LightViewer
 from media.publish import PublishOptions
@@ -137,7 +143,7 @@ def test_sender_report_is_what_aiortc_packs() -> None:
 
 async def test_viewer_feedback_goes_through_the_intake(forward_path: str) -> None:
     """Receiver reports (RTT from our sender reports) and PLI from a real aiortc viewer arrive
-    through the intake; aiortc's own receive task never sees the viewer's SRTCP."""
+    through the intake, one per connection, removed again when the viewer leaves."""
     relay = Relay(RelayConfig(connect_timeout_s=10.0))
     pub = TestPublisher(PublishOptions(codec="vp8", keyint_s=30.0, **SMALL))
     viewer = LightViewer()
@@ -150,12 +156,6 @@ async def test_viewer_feedback_goes_through_the_intake(forward_path: str) -> Non
         assert all(c._intake is intake for c in session.consumers)  # one per connection
         assert set(intake.routes) == {c.ssrc for c in session.consumers}
         dtls = session.consumers[0].sender.transport
-        seen_by_aiortc: list[bytes] = []
-
-        async def aiortc_rtcp(data: bytes) -> None:
-            seen_by_aiortc.append(data)
-
-        dtls._handle_rtcp_data = aiortc_rtcp  # what aiortc's receive task would call
         # the viewer answers our sender reports: RTT needs the LSR/DLSR round trip
         assert await wait_until(
             lambda: (
@@ -170,12 +170,11 @@ async def test_viewer_feedback_goes_through_the_intake(forward_path: str) -> Non
         await request_keyframe(receiver, video.ssrc)
         assert await wait_until(lambda: video.plis == 1, 30)
         assert intake.datagrams >= 3 and intake.dropped == 0
-        assert seen_by_aiortc == []
         # leaving releases the intake and aioice's own callback is back
-        protocols = [p for p in ice_connection(dtls)._protocols]
+        protocol, _ = nominated_protocol(dtls)
         await session.end()
         assert await wait_until(lambda: dtls not in consumer_rtcp._intakes, 30)
-        assert all("datagram_received" not in p.__dict__ for p in protocols)
+        assert "datagram_received" not in protocol.__dict__  # aioice's own callback is back
     finally:
         await viewer.pc.close()
         await pub.close()
@@ -250,7 +249,7 @@ async def test_consent_runs_on_the_clock_and_expires(
         assert all(c is not None for c in checks)
         for s in sessions:
             dtls = s.consumers[0].sender.transport
-            assert ice_connection(dtls)._query_consent_task is None  # aioice's task is gone
+            assert consent_task(dtls) is None  # aioice's task is gone
         assert await wait_until(lambda: all(c.answered >= 2 for c in checks), 30)
         assert all(c.failures == 0 for c in checks)
         # the second viewer goes silent to STUN (its browser tab froze, say)
@@ -268,8 +267,9 @@ async def test_consent_runs_on_the_clock_and_expires(
 
 
 async def test_a_viewer_that_drops_packets_gets_them_again(forward_path: str) -> None:
-    """The viewer itself loses every 15th video packet on first arrival: its NACKs reach the
-    consumer through the intake and the retransmissions (RTX) fill every hole."""
+    """Every 15th video packet is lost on its way to the viewer (first transmission only):
+    the viewer's NACKs reach the consumer through the intake and the retransmissions (RTX)
+    fill every hole the viewer saw."""
     relay = Relay(RelayConfig(connect_timeout_s=10.0))
     pub = TestPublisher(PublishOptions(codec="vp8", keyint_s=30.0, audio=False, **SMALL))
     viewer = LightViewer()
@@ -279,33 +279,26 @@ async def test_a_viewer_that_drops_packets_gets_them_again(forward_path: str) ->
         await pub.publish(relay, "drops")
         session = await relay.view("drops", await viewer.offer(), "v")
         video_rx = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
-
-        primary: list[int] = []  # the media payload type (the GOP burst comes first); not RTX
-
-        def keep(data: bytes) -> bool:
-            pt = data[1] & 0x7F
-            primary[:] = primary or [pt]
-            if pt != primary[0] or len(seen) < 20:
-                return True
-            seq = int.from_bytes(data[2:4])
-            if seq % 15 == 0 and seq not in dropped and len(dropped) < 20:
-                dropped.add(seq)
-                return False
-            return True
-
         counted = viewer._rtp_handler("video")
 
         def on_rtp(packet, codec) -> None:  # type: ignore[no-untyped-def]
             counted(packet, codec)
-            seen.add(packet.sequence_number)
-
-        from media.aiortc_internals import incoming_rtp_filter, tap_receiver
+            seen.add(packet.sequence_number)  # RTX already unwrapped to the original number
 
         tap_receiver(video_rx, on_rtp, viewer._rtcp_handler("video"))
         await viewer.answer(session.answer)  # type: ignore[attr-defined]
-        incoming_rtp_filter(video_rx.transport, keep)
         assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
         video = next(c for c in session.consumers if c.kind == "video")
+        send = video._send
+        assert send is not None
+
+        def lossy(payload: bytes, marker: int, pt: int, seq: int, ts: int, ssrc: int) -> None:
+            if pt == video.pt and seq % 15 == 0 and seq not in dropped and len(dropped) < 20:
+                dropped.add(seq)
+                return
+            send(payload, marker, pt, seq, ts, ssrc)
+
+        video._send = lossy  # not a C writer: this consumer goes through Consumer.forward
         assert await wait_until(lambda: len(dropped) >= 10, 30), len(dropped)
         holes = set(dropped)
         assert await wait_until(lambda: holes <= seen, 30), sorted(holes - seen)
