@@ -76,6 +76,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (media workers, the embedded redis-server)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def tree_cpu_seconds(pid: int, kids: list[int]) -> float:
+    """CPU of the server and the children it had when measuring started."""
+    total = cpu_seconds(pid)
+    for kid in kids:
+        try:
+            total += cpu_seconds(kid)
+        except OSError:
+            pass
+    return total
+
+
 BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
 
 
@@ -94,7 +118,9 @@ def http(
 def packets_sent(base: str) -> float:
     _, text = http(base + "/metrics")
     total = 0.0
-    for m in re.finditer(r"^liveshop_media_packets_sent_total\{[^}]*\} ([0-9.e+]+)$", text, re.M):
+    for m in re.finditer(
+        r"^liveshop_media_(?:worker_)?packets_sent_total\{[^}]*\} ([0-9.e+]+)$", text, re.M
+    ):
         total += float(m.group(1))
     return total
 
@@ -149,34 +175,50 @@ async def ttff_probes(base: str, show: str, count: int) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-PATH_ENV = {"native": "1", "python": "0"}  # LIVESHOP_FASTPATH for each --compare name
+# --compare names: LIVESHOP_FASTPATH and --media-workers of each liveshop target. "baseline"
+# is the fast path of another source tree (--baseline-tree: e.g. `git archive` of main), for
+# before/after runs in one sitting.
+PATH_ENV = {"native": "1", "python": "0", "native-w2": "1", "python-w2": "0", "baseline": "1"}
+WORKERS = {"native-w2": 2, "python-w2": 2}
+# A quiet publisher (--idle): 160x120 at 1 fps, no audio, ≈ 1 packet/s. What the server then
+# spends per viewer is RTCP in and out, ICE consent and metrics: the per-viewer idle cost.
+QUIET = ["--width", "160", "--height", "120", "--fps", "1", "--bitrate", "20000", "--no-audio"]
+LOUD = ["--width", "1280", "--height", "720", "--fps", "30", "--bitrate", "1500000"]
 
 
 class Liveshop:
     """One benchmark server (embedded Redis) with its own publisher, on one forwarding path."""
 
-    def __init__(self, name: str, py: str, codec: str) -> None:
+    def __init__(
+        self, name: str, py: str, codec: str, tree: Path = ROOT, quiet: bool = False
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix=f"liveshop-bench-{name}-")
         env = {**os.environ, "LIVESHOP_FASTPATH": PATH_ENV[name]}
+        self.tree = tree
         self.server = subprocess.Popen(
             [py, "-m", "server", "--port", str(self.port), "--data-dir", self.tmp]
             + ["--ice-addresses", "127.0.0.1", "--guest-per-minute", "1000000"]
-            + ["--api-key", BENCH_API_KEY, "--http-anon-per-ip", "0"],
-            cwd=ROOT,
+            + ["--api-key", BENCH_API_KEY, "--http-anon-per-ip", "0"]
+            + ["--media-workers", str(WORKERS.get(name, 0))],
+            cwd=tree,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self.pid = self.server.pid
+        self.kids: list[int] = []
         self.publisher: subprocess.Popen | None = None
-        self.py, self.codec = py, codec
+        self.py, self.codec, self.quiet = py, codec, quiet
         self.show = ""
 
+    def cpu(self) -> float:
+        return tree_cpu_seconds(self.pid, self.kids)
+
     async def start(self) -> None:
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine can take tens of seconds to start a server
             try:
                 http(self.base + "/healthz")
                 break
@@ -189,8 +231,8 @@ class Liveshop:
         log = Path(self.tmp) / "publisher.log"
         self.publisher = subprocess.Popen(
             [self.py, "-m", "media.publish", "--url", self.base, "--show", self.show]
-            + ["--token", host_token, "--width", "1280", "--height", "720", "--fps", "30"]
-            + ["--bitrate", "1500000", "--codec", self.codec, "--keyint", "2", "--preencode", "4"],
+            + ["--token", host_token, *(QUIET if self.quiet else LOUD)]
+            + ["--codec", self.codec, "--keyint", "2", "--preencode", "4"],
             cwd=ROOT,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
@@ -200,6 +242,7 @@ class Liveshop:
                 break
             await asyncio.sleep(0.05)
         print(f"[{self.name}] {log.read_text().strip()}", flush=True)
+        self.kids = children(self.pid)  # media workers and redis-server: server CPU too
 
     def stop(self) -> None:
         if self.publisher is not None:
@@ -288,6 +331,7 @@ class Janus:
             stderr=subprocess.STDOUT,
         )
         self.pid = self.server.pid
+        self.cpu = lambda: cpu_seconds(self.pid)  # Janus's threads are all in its one process
         self.rtp = rtp
         self.feeder: subprocess.Popen | None = None
         self.feed_transport: asyncio.DatagramTransport | None = None
@@ -430,7 +474,7 @@ async def at_edge(target: Any, viewers: list[Any]) -> tuple[float, float, float]
         now = target.packets(viewers)
         if now != first:
             break
-    return cpu_seconds(target.pid), now, time.monotonic()
+    return target.cpu(), now, time.monotonic()
 
 
 async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
@@ -452,30 +496,63 @@ async def ladder(target: Any, counts: list[int], window: float) -> list[dict]:
 
 
 async def compare(args: argparse.Namespace, py: str) -> None:
-    """Targets measured in turn, round after round; ratios are to the last target named."""
+    """Targets measured in turn, round after round; ratios are to the last target named.
+
+    Per round and target: the slope of server CPU over packets sent (µs/packet) and its
+    intercept; with ``--idle`` (quiet publishers) the slope of server CPU over viewers
+    instead (µs of CPU per viewer-second: RTCP, consent, metrics).
+    """
     names = args.compare.split(",")
     known = (*PATH_ENV, "janus")
     if len(names) < 2 or len(set(names)) != len(names) or any(n not in known for n in names):
         raise SystemExit("--compare takes two or more of: " + ",".join(known))
+    if "baseline" in names and not args.baseline_tree:
+        raise SystemExit("--compare baseline needs --baseline-tree PATH")
+    if args.idle and "janus" in names:
+        raise SystemExit("--idle measures liveshop targets only")
     counts = [int(x) for x in args.viewers.split(",")]
-    targets = [Janus() if name == "janus" else Liveshop(name, py, args.codec) for name in names]
+    targets = [
+        Janus()
+        if name == "janus"
+        else Liveshop(
+            name,
+            py,
+            args.codec,
+            Path(args.baseline_tree) if name == "baseline" else ROOT,
+            quiet=args.idle,
+        )
+        for name in names
+    ]
     ref = names[-1]
+    unit = "µs/viewer-s" if args.idle else "µs/pkt"
     try:
         for t in targets:
             await t.start()
         await asyncio.sleep(2.0)
         slopes: dict[str, list[float]] = {n: [] for n in names}
+        capacity: dict[str, list[float]] = {n: [] for n in names}
         for r in range(args.rounds):
             order = targets if r % 2 == 0 else targets[::-1]  # alternate who goes first
             for t in order:
-                rows = await ladder(t, counts, args.window)
-                b, _ = slope([x["pps"] for x in rows], [x["cpu"] for x in rows])
+                # Media workers report their counters to the main process once a second (not
+                # every 0.5 s): windows three times as long keep the packet count's error small.
+                window = args.window * (3 if WORKERS.get(t.name) else 1)
+                rows = await ladder(t, counts, window)
+                xs = [float(x["n"]) for x in rows] if args.idle else [x["pps"] for x in rows]
+                b, a = slope(xs, [x["cpu"] for x in rows])
                 slopes[t.name].append(b * 1e6)
+                top = rows[-1]
+                per_viewer = b if args.idle else b * top["pps"] / top["n"]
+                # Viewers one core carries by this round's fit: the intercept (ingest, timers,
+                # Redis) paid once, every further viewer at the marginal cost.
+                capacity[t.name].append((1.0 - a) / per_viewer if per_viewer > 0 else 0.0)
                 detail = "  ".join(
                     f"N={x['n']} {x['cpu'] * 100:.1f}%/{x['pps']:.0f}pps" for x in rows
                 )
                 print(
-                    f"round {r + 1} {t.name:7s} slope {b * 1e6:5.1f} µs/pkt   {detail}", flush=True
+                    f"round {r + 1} {t.name:9s} slope {b * 1e6:6.1f} {unit} intercept"
+                    f" {a * 100:.1f}%  {detail}",
+                    flush=True,
                 )
             ratios = ", ".join(
                 f"{n}/{ref} {slopes[n][-1] / slopes[ref][-1]:.2f}" for n in names[:-1]
@@ -486,10 +563,15 @@ async def compare(args: argparse.Namespace, py: str) -> None:
             per_round = [a / b for a, b in zip(slopes[n], slopes[ref], strict=True)]
             us = statistics.median(slopes[n])
             print(
-                f"  {n:7s} {us:5.1f} µs/pkt  (rounds: {', '.join(f'{x:.1f}' for x in slopes[n])})"
+                f"  {n:9s} {us:6.1f} {unit}  (rounds: {', '.join(f'{x:.1f}' for x in slopes[n])})"
                 f"  ratio to {ref} {statistics.median(per_round):.2f}"
                 f" (rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
-                f"  ≈ {1e6 / (us * 165):.0f} viewers/core at ≈165 pkt/s each (marginal)"
+                + (
+                    ""
+                    if args.idle
+                    else f"  viewers/core {statistics.median(capacity[n]):.0f}"
+                    f" (rounds: {', '.join(f'{x:.0f}' for x in capacity[n])})"
+                )
             )
     finally:
         for t in targets:
@@ -514,9 +596,20 @@ async def main() -> None:
     parser.add_argument("--codec", default="vp8", choices=("vp8", "h264"))
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     parser.add_argument(
-        "--compare", default="", help="two forwarding paths side by side: native,python"
+        "--compare",
+        default="",
+        help="targets side by side: native, python, native-w2, python-w2 (--media-workers 2),"
+        " baseline (--baseline-tree), janus",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--compare)")
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="--compare with quiet publishers: per-viewer CPU without media (RTCP, consent)",
+    )
+    parser.add_argument(
+        "--baseline-tree", default="", help="source tree of the 'baseline' --compare target"
+    )
     args = parser.parse_args()
     if len(set(args.viewers.split(","))) < 2:
         parser.error("--viewers needs at least two different counts: µs/packet is a slope")

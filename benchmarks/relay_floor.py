@@ -14,6 +14,11 @@ kernel's loopback delivery, which runs on the sender's CPU, is included):
 * ``path_after``   ``media.aiortc_internals.rtp_writer`` on ``socket.sendto``: the Python writer
 * ``forward_py``   ``Consumer.forward`` per viewer on the Python writer (the pure-Python path)
 * ``fan_out_c``    one ``media._fastpath.fan_out`` call per burst, C writers (the fast path)
+* ``mmsg_each``    libc ``sendmmsg`` of one datagram per call, all viewers on ONE socket (ctypes)
+* ``mmsg_burst``   one ``sendmmsg`` per burst carrying every viewer's datagram on that one
+                   socket: what a shared per-worker socket (mediasoup's WebRtcServer,
+                   LiveKit's single port) would let the fast path do; ``ctypes_call`` is the
+                   ctypes call overhead in ``mmsg_each`` (subtract it to compare)
 
 Sends go to ``--sockets`` receiving sockets (one per simulated viewer) in a separate
 process that drains them, in bursts of one packet per socket paced at ``--rate`` bursts
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import socket
 import statistics
@@ -86,6 +92,57 @@ while True:
                 break
             count += 1
 """
+
+
+class IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class MsgHdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(IoVec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", MsgHdr), ("msg_len", ctypes.c_uint)]
+
+
+class SockAddrIn(ctypes.Structure):
+    _fields_ = [
+        ("family", ctypes.c_ushort),
+        ("port", ctypes.c_uint16),
+        ("addr", ctypes.c_uint32),
+        ("zero", ctypes.c_char * 8),
+    ]
+
+
+def mmsg_vector(datagram: bytes, addrs: list[tuple[str, int]]) -> tuple[ctypes.Array, list]:
+    """One prebuilt ``struct mmsghdr`` per destination (own buffer each, like per-viewer SRTP
+    output would be), for libc ``sendmmsg`` on one socket."""
+    vec = (MMsgHdr * len(addrs))()
+    keep: list = []
+    for i, (host, port) in enumerate(addrs):
+        buf = ctypes.create_string_buffer(datagram, len(datagram))
+        iov = IoVec(ctypes.cast(buf, ctypes.c_void_p), len(datagram))
+        name = SockAddrIn(
+            socket.AF_INET,
+            socket.htons(port),
+            int.from_bytes(socket.inet_aton(host), "little"),
+            b"",
+        )
+        keep += [buf, iov, name]
+        vec[i].msg_hdr.msg_name = ctypes.cast(ctypes.pointer(name), ctypes.c_void_p)
+        vec[i].msg_hdr.msg_namelen = ctypes.sizeof(name)
+        vec[i].msg_hdr.msg_iov = ctypes.pointer(iov)
+        vec[i].msg_hdr.msg_iovlen = 1
+    return vec, keep
 
 
 def srtp_session() -> Session:
@@ -232,6 +289,23 @@ async def main() -> None:
             packet.sequence_number, packet.timestamp = b & 0xFFFF, b * 3000 & 0xFFFFFFFF
             ext.fan_out(c_consumers, packet, LIVE)  # type: ignore[union-attr]
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    sendmmsg, labs = libc.sendmmsg, libc.labs
+    shared = raws[0].fileno()  # one socket for every destination
+    vec, _keep = mmsg_vector(datagram, addrs)
+    one = [ctypes.byref(vec, i * ctypes.sizeof(MMsgHdr)) for i in range(len(addrs))]
+    dontwait = socket.MSG_DONTWAIT
+
+    def mmsg_each(b: int, k: int) -> None:
+        sendmmsg(shared, one[k], 1, dontwait)
+
+    def mmsg_burst(b: int, k: int) -> None:
+        if k == 0:
+            sendmmsg(shared, vec, len(addrs), dontwait)
+
+    def ctypes_call(i: int) -> None:
+        labs(i)
+
     def delivered() -> int:
         receiver.stdin.write("\n")  # type: ignore[union-attr]
         receiver.stdin.flush()  # type: ignore[union-attr]
@@ -246,6 +320,7 @@ async def main() -> None:
             ("header", header),
             ("protect", protect_only),
             ("protect_into", protect_into),
+            ("ctypes_call", ctypes_call),
         ):
             results.setdefault(name, []).append(cpu_per_call(step, n))
         for name, send in (
@@ -254,6 +329,8 @@ async def main() -> None:
             ("path_before", path_before),
             ("path_after", path_after),
             ("forward_py", forward_py),
+            ("mmsg_each", mmsg_each),
+            ("mmsg_burst", mmsg_burst),
         ) + ((("fan_out_c", fan_out_c),) if ext is not None else ()):
             results.setdefault(name, []).append(paced_cpu(send, n, args.sockets, args.rate))
             sent = n // args.sockets * args.sockets

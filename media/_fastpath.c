@@ -13,6 +13,9 @@
  *       writer.burst([(payload, marker, pt, seq, ts, ssrc), ...])  -- the same, one sendmmsg
  *       writer.close()                                -- closes fd (owned: a dup)
  *   fan_out(consumers, packet, live) -> list of consumers left for Consumer.forward
+ *   parse_rtcp(data) -> [(RR, ssrc, fraction_lost, lsr, dlsr) | (NACK, media_ssrc, [seq..]) |
+ *                        (PLI, media_ssrc) | (REMB, bitrate, [ssrc..])]  -- a viewer's feedback,
+ *       the C twin of media/consumer_rtcp.py's parse_rtcp (same events, same refusals)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -500,6 +503,154 @@ fail:
     return NULL;
 }
 
+
+/* ------------------------------------------------------------------ RTCP in (a viewer's) */
+
+enum { EV_RR = 0, EV_NACK = 1, EV_PLI = 2, EV_REMB = 3 };
+
+static uint32_t
+be32(const unsigned char *b)
+{
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+
+static int
+append_steal(PyObject *list, PyObject *item)
+{
+    if (item == NULL)
+        return -1;
+    int r = PyList_Append(list, item);
+    Py_DECREF(item);
+    return r;
+}
+
+/* Report blocks of an SR/RR (RFC 3550 §6.4.1-2): 24 bytes each. */
+static int
+parse_reports(PyObject *out, const unsigned char *b, Py_ssize_t n, int count)
+{
+    if (n < 24 * (Py_ssize_t)count)
+        return 1;
+    for (int i = 0; i < count; i++, b += 24)
+        if (append_steal(out, Py_BuildValue("(iIiII)", EV_RR, be32(b), (int)b[4], be32(b + 16),
+                                            be32(b + 20))) < 0)
+            return -1;
+    return 0;
+}
+
+/* One RTCP packet's payload (after the 4-byte header, padding removed). Returns 0, 1 for a
+ * malformed packet (the whole datagram is dropped, as aiortc does), -1 on a Python error. */
+static int
+parse_one(PyObject *out, int type, int count, const unsigned char *b, Py_ssize_t n)
+{
+    if (type == 200) { /* SR: sender SSRC + 20 bytes of sender info, then report blocks */
+        if (n < 24)
+            return 1;
+        return parse_reports(out, b + 24, n - 24, count);
+    }
+    if (type == 201) { /* RR: sender SSRC, then report blocks */
+        if (n < 4)
+            return 1;
+        return parse_reports(out, b + 4, n - 4, count);
+    }
+    if (type == 205) { /* RTPFB (RFC 4585 §6.2): count is the FMT; 1 = generic NACK */
+        if (n < 8 || n % 4)
+            return 1;
+        if (count != 1)
+            return 0;
+        PyObject *lost = PyList_New(0);
+        if (lost == NULL)
+            return -1;
+        for (Py_ssize_t pos = 8; pos < n; pos += 4) {
+            unsigned pid = ((unsigned)b[pos] << 8) | b[pos + 1];
+            unsigned blp = ((unsigned)b[pos + 2] << 8) | b[pos + 3];
+            if (append_steal(lost, PyLong_FromUnsignedLong(pid)) < 0)
+                goto nack_fail;
+            for (int d = 0; d < 16; d++)
+                if ((blp >> d) & 1)
+                    if (append_steal(lost, PyLong_FromUnsignedLong((pid + d + 1) & 0xFFFF)) < 0)
+                        goto nack_fail;
+        }
+        return append_steal(out, Py_BuildValue("(iIN)", EV_NACK, be32(b + 4), lost)) < 0 ? -1 : 0;
+    nack_fail:
+        Py_DECREF(lost);
+        return -1;
+    }
+    if (type == 206) { /* PSFB (RFC 4585 §6.3): 1 = PLI, 4 = FIR, 15 = application (REMB) */
+        if (n < 8)
+            return 1;
+        if (count == 1 || count == 4)
+            return append_steal(out, Py_BuildValue("(iI)", EV_PLI, be32(b + 4))) < 0 ? -1 : 0;
+        if (count != 15)
+            return 0;
+        const unsigned char *fci = b + 8;
+        Py_ssize_t m = n - 8;
+        if (m < 8 || memcmp(fci, "REMB", 4) != 0 || m < 8 + 4 * (Py_ssize_t)fci[4])
+            return 0; /* not a (whole) REMB: ignored, like any other application message */
+        unsigned exponent = (fci[5] & 0xFC) >> 2;
+        unsigned long mantissa =
+            ((unsigned long)(fci[5] & 0x03) << 16) | ((unsigned)fci[6] << 8) | fci[7];
+        /* 18-bit mantissa << 6-bit exponent can exceed 64 bits: shift as Python ints */
+        PyObject *mo = PyLong_FromUnsignedLong(mantissa), *eo = PyLong_FromUnsignedLong(exponent);
+        PyObject *bitrate = (mo && eo) ? PyNumber_Lshift(mo, eo) : NULL;
+        Py_XDECREF(mo);
+        Py_XDECREF(eo);
+        PyObject *ssrcs = bitrate ? PyList_New(0) : NULL;
+        if (ssrcs == NULL) {
+            Py_XDECREF(bitrate);
+            return -1;
+        }
+        for (int i = 0; i < fci[4]; i++)
+            if (append_steal(ssrcs, PyLong_FromUnsignedLong(be32(fci + 8 + 4 * i))) < 0) {
+                Py_DECREF(ssrcs);
+                Py_DECREF(bitrate);
+                return -1;
+            }
+        return append_steal(out, Py_BuildValue("(iNN)", EV_REMB, bitrate, ssrcs)) < 0 ? -1 : 0;
+    }
+    return 0; /* SDES, BYE, XR, APP: nothing a sender acts on */
+}
+
+static PyObject *
+parse_rtcp(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *data = view.buf;
+    Py_ssize_t len = view.len, pos = 0;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        goto done;
+    while (pos < len) {
+        if (len - pos < 4)
+            goto malformed;
+        int first = data[pos], type = data[pos + 1];
+        Py_ssize_t n = (Py_ssize_t)(((unsigned)data[pos + 2] << 8) | data[pos + 3]) * 4;
+        if ((first >> 6) != 2 || len - pos - 4 < n)
+            goto malformed;
+        const unsigned char *payload = data + pos + 4;
+        pos += 4 + n;
+        if (first & 0x20) { /* padding: the last byte counts the padding bytes */
+            if (n == 0 || payload[n - 1] == 0 || payload[n - 1] > n)
+                goto malformed;
+            n -= payload[n - 1];
+        }
+        int r = parse_one(out, type, first & 0x1F, payload, n);
+        if (r < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (r > 0)
+            goto malformed;
+    }
+    goto done;
+malformed:
+    Py_SETREF(out, PyList_New(0));
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *
 set_error_class(PyObject *module, PyObject *cls)
 {
@@ -511,6 +662,8 @@ set_error_class(PyObject *module, PyObject *cls)
 static PyMethodDef module_methods[] = {
     {"fan_out", (PyCFunction)(void (*)(void))fan_out, METH_FASTCALL,
      "fan_out(consumers, packet, live) -> consumers left for Consumer.forward"},
+    {"parse_rtcp", parse_rtcp, METH_O,
+     "parse_rtcp(data) -> the RR / NACK / PLI / REMB events of a compound RTCP datagram"},
     {"set_error_class", set_error_class, METH_O, "the exception raised when srtp_protect fails"},
     {NULL},
 };

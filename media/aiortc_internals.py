@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import aioice.ice
+import aioice.stun
 import aioice.turn
 import aiortc
 import aiortc.sdp
@@ -77,10 +78,15 @@ __all__ = [
     "RtcpPacket",
     "RtpWrite",
     "ViewerOutput",
+    "ConsentCheck",
     "check_internals",
+    "consent_task",
     "configure_ice",
     "fast_rtp_writer",
     "ice_sockets",
+    "ice_connection",
+    "intercept_srtcp",
+    "nominated_protocol",
     "interoperable_dtls",
     "native_rtp_writer",
     "park_sender",
@@ -88,7 +94,10 @@ __all__ = [
     "replace_rtp_handler",
     "rtp_writer",
     "sender_cname",
+    "srtcp_protect",
+    "srtcp_unprotect",
     "srtp_pointers",
+    "take_over_consent",
     "tap_receiver",
 ]
 
@@ -158,6 +167,41 @@ def check_internals() -> list[str]:
     if not hasattr(_srtp_lib, "srtp_protect"):
         problems.append("pylibsrtp binding has no srtp_protect")
     problems += _check_send_path_internals()
+    problems += _check_rtcp_internals()
+    return problems
+
+
+def _check_rtcp_internals() -> list[str]:
+    """The private names :func:`intercept_srtcp`, :func:`srtcp_unprotect` and
+    :func:`take_over_consent` (media/consumer_rtcp.py's intake and clock) rely on."""
+    problems: list[str] = []
+    if "_rx_srtp" not in RTCDtlsTransport.__init__.__code__.co_names:
+        problems.append("RTCDtlsTransport no longer sets _rx_srtp")
+    if not hasattr(RTCDtlsTransport, "_handle_rtcp_data"):
+        problems.append("RTCDtlsTransport._handle_rtcp_data is gone")
+    conn = aioice.ice.Connection
+    init = conn.__init__.__code__.co_names
+    for name in ("_query_consent_task", "remote_password"):
+        if name not in init:
+            problems.append(f"aioice Connection no longer sets {name}")
+    for name in ("build_request", "query_consent", "close"):
+        if not hasattr(conn, name):
+            problems.append(f"aioice Connection.{name} is gone")
+    for name in ("CONSENT_INTERVAL", "CONSENT_FAILURES"):
+        if not hasattr(aioice.ice, name):
+            problems.append(f"aioice.ice.{name} is gone")
+    stun = getattr(aioice.ice, "StunProtocol", None)
+    if stun is not None:
+        received = stun.datagram_received.__code__.co_names
+        for name in ("transactions", "response_received", "datagram_received"):
+            if name not in received and name != "datagram_received":
+                problems.append(f"aioice StunProtocol.datagram_received no longer uses {name}")
+        if "transactions" not in stun.__init__.__code__.co_names:
+            problems.append("aioice StunProtocol no longer sets transactions")
+        if not hasattr(stun, "send_stun"):
+            problems.append("aioice StunProtocol.send_stun is gone")
+    if not hasattr(aioice.stun.Message, "check_message_integrity"):
+        problems.append("aioice stun.Message.check_message_integrity is gone")
     return problems
 
 
@@ -418,6 +462,146 @@ def fast_rtp_writer(dtls: RTCDtlsTransport) -> ViewerOutput | None:
     raw = socket.socket(fileno=os.dup(sock.fileno()))
     raw.setblocking(False)
     return ViewerOutput(rtp_writer(srtp, raw.sendto, addr, queued_sendto), write_rtcp, raw.close)
+
+
+def srtcp_unprotect(dtls: RTCDtlsTransport) -> Callable[[bytes], bytes] | None:
+    """The viewer connection's SRTCP unprotect (its receiving pylibsrtp session), or None
+    before DTLS is connected."""
+    srtp = dtls._rx_srtp
+    return None if srtp is None else srtp.unprotect_rtcp
+
+
+def srtcp_protect(dtls: RTCDtlsTransport) -> Callable[[bytes], bytes]:
+    """The connection's SRTCP protect (benchmarks: RTCP as a viewer would send it)."""
+    return dtls._tx_srtp.protect_rtcp  # type: ignore[no-any-return]
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> aioice.ice.Connection:
+    """The aioice connection under ``dtls`` (tests: consent, sockets)."""
+    return dtls.transport._connection
+
+
+def nominated_protocol(dtls: RTCDtlsTransport) -> tuple[Any, Any]:
+    """``(StunProtocol, remote address)`` of the nominated pair (benchmarks, tests)."""
+    pair = dtls.transport._connection._nominated[1]
+    return pair.protocol, pair.remote_addr
+
+
+def intercept_srtcp(dtls: RTCDtlsTransport, handle: Callable[[bytes], None]) -> bool:
+    """Hand SRTCP arriving on the nominated ICE pair's socket to ``handle``, synchronously.
+
+    aiortc would queue it (aioice ``Connection.data_received``), wake the DTLS transport's
+    task and await it through five coroutines; here the socket's ``datagram_received`` (an
+    instance attribute over aioice's ``StunProtocol`` method) calls ``handle`` at once.
+    Everything else (STUN, DTLS, RTP) goes on to aioice as before. ``handle.uninstall``
+    is set to a function restoring aioice's own callback. False without a nominated pair.
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.protocol.transport is None:
+        return False
+    protocol = pair.protocol
+    original = protocol.datagram_received
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        # RFC 7983 demux: 128–191 is RTP/RTCP; RTCP's packet types (aiortc's is_rtcp)
+        if len(data) > 8 and 127 < data[0] < 192 and 191 < data[1] < 209:
+            handle(data)
+        else:
+            original(data, addr)
+
+    def uninstall() -> None:
+        if protocol.__dict__.get("datagram_received") is datagram_received:
+            del protocol.datagram_received
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    handle.uninstall = uninstall  # type: ignore[attr-defined]
+    return True
+
+
+# RFC 7675 consent freshness: aioice's interval and failure count, module-level for tests.
+CONSENT_INTERVAL_S = float(aioice.ice.CONSENT_INTERVAL)
+CONSENT_FAILURES = int(aioice.ice.CONSENT_FAILURES)
+
+
+class ConsentCheck:
+    """ICE consent (RFC 7675 §5.1) of one connection, driven by a shared clock, not a task.
+
+    aioice runs ``Connection.query_consent`` per connection: a task that wakes every ≈ 5 s
+    and awaits a STUN transaction (a future, a retransmission timer). Here the clock calls
+    :meth:`check` when it is due: it sends the same binding request (aioice's own
+    ``build_request``, MESSAGE-INTEGRITY with the remote password) and registers itself in
+    the socket's transaction table, where aioice's ``StunProtocol`` hands it the response.
+    A request still unanswered at the next check counts as a failure, as aioice's timeout
+    does; after ``CONSENT_FAILURES`` of them in a row the connection is closed (consent
+    expired: the viewer's session ends, as with aioice's own check).
+    """
+
+    def __init__(self, connection: aioice.ice.Connection, key: bytes) -> None:
+        self.connection = connection
+        self.key = key
+        self.failures = 0
+        self.answered = 0
+        self.expired = False
+        self._pending: tuple[Any, bytes] | None = None  # (protocol, transaction id)
+
+    def check(self) -> bool:
+        """Send the next request; False once consent has expired (the caller forgets us)."""
+        if self.expired:
+            return False
+        self._forget_pending(failed=True)
+        if self.failures >= CONSENT_FAILURES:
+            self.expired = True
+            asyncio.ensure_future(self.connection.close())
+            return False
+        pair = self.connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return True  # closing: nothing to ask
+        request = self.connection.build_request(pair, nominate=False)
+        request.add_message_integrity(self.key)
+        protocol = pair.protocol
+        protocol.transactions[request.transaction_id] = self
+        self._pending = (protocol, request.transaction_id)
+        protocol.send_stun(request, pair.remote_addr)
+        return True
+
+    def response_received(self, message: Any, addr: Any) -> None:
+        """aioice's StunProtocol found our transaction id (a response or an error)."""
+        if not message.check_message_integrity(self.key):
+            return  # not from the peer: the check stays pending
+        ok = message.message_class == aioice.stun.Class.RESPONSE
+        self._forget_pending(failed=not ok)
+        if ok:
+            self.failures = 0
+            self.answered += 1
+
+    def _forget_pending(self, failed: bool) -> None:
+        if self._pending is None:
+            return
+        protocol, tid = self._pending
+        protocol.transactions.pop(tid, None)
+        self._pending = None
+        if failed:
+            self.failures += 1
+
+    def close(self) -> None:
+        self._forget_pending(failed=False)
+
+
+def consent_task(dtls: RTCDtlsTransport) -> asyncio.Task[None] | None:
+    """aioice's own consent task of the connection (None once taken over; tests)."""
+    return dtls.transport._connection._query_consent_task  # type: ignore[no-any-return]
+
+
+def take_over_consent(dtls: RTCDtlsTransport) -> ConsentCheck | None:
+    """Stop aioice's consent task for ``dtls``'s connection and return a :class:`ConsentCheck`
+    for the caller's clock; None when there is no task to take over (not connected yet)."""
+    connection = dtls.transport._connection
+    task = connection._query_consent_task
+    if task is None or task.done() or connection.remote_password is None:
+        return None
+    task.cancel()
+    connection._query_consent_task = None
+    return ConsentCheck(connection, connection.remote_password.encode("utf8"))
 
 
 def srtp_pointers(session: Session) -> tuple[int, int]:

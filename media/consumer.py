@@ -27,16 +27,13 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
-    RtcpSdesPacket,
-    RtcpSenderInfo,
-    RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
     unpack_remb_fci,
 )
 
-from . import metrics
-from .aiortc_internals import fast_rtp_writer, park_sender, sender_cname
+from . import consumer_rtcp, metrics
+from .aiortc_internals import fast_rtp_writer, intercept_srtcp, park_sender, sender_cname
 from .producer import Producer
 from .sink import ConsumerState, SinkListener
 
@@ -103,8 +100,10 @@ class Consumer:
         self._send: Callable[[bytes, int, int, int, int, int], None] | None = None
         self._write_rtcp: Callable[[bytes], None] | None = None
         self._close_output: Callable[[], None] | None = None
+        self._intake: Any = None  # the connection's RtcpIntake (media/consumer_rtcp.py)
         self._lsr: int | None = None
         self._lsr_time = 0.0
+        self._cname: bytes | None = None
         self._reported = (0, 0, 0, 0)
         self._series: tuple[Any, ...] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -129,6 +128,11 @@ class Consumer:
         if output is None:
             return False
         self._send, self._write_rtcp, self._close_output = output
+        # The viewer's RTCP from now on comes straight from the socket callback, not through
+        # aiortc's coroutines (park_sender's handler stays for anything before this point).
+        self._intake = consumer_rtcp.intake_for(self.sender.transport, intercept_srtcp)
+        if self._intake is not None:
+            self._intake.add(self)
         return True
 
     def attach(self, producer: Producer) -> None:
@@ -274,32 +278,43 @@ class Consumer:
 
     # ------------------------------------------------------------------ RTCP in
     def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """aiortc's path (RTCP before :meth:`connect` installed the intake): same handlers."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            self._on_nack(packet.lost)
+            self.on_nack([seq & 0xFFFF for seq in packet.lost])
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                self.plis += 1
-                metrics.PLI_RECEIVED.labels(self.show_id).inc()
-                if self.producer is not None:
-                    self.producer.request_keyframe()
+                self.on_pli()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
                 except ValueError:
                     return
                 if self.ssrc in ssrcs:
-                    self.remb = bitrate
+                    self.on_remb(bitrate)
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
-                if report.ssrc != self.ssrc:
-                    continue
-                self.fraction_lost = report.fraction_lost / 256
-                if self._lsr is not None and report.lsr == self._lsr and report.dlsr:
-                    rtt = time.time() - self._lsr_time - report.dlsr / 65536
-                    if rtt >= 0:
-                        self.rtt = rtt if self.rtt is None else 0.85 * self.rtt + 0.15 * rtt
+                if report.ssrc == self.ssrc:
+                    self.on_receiver_report(report.fraction_lost, report.lsr, report.dlsr)
 
-    def _on_nack(self, lost: list[int]) -> None:
+    def on_pli(self) -> None:
+        """PLI or FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1): the producer asks, throttled."""
+        self.plis += 1
+        metrics.PLI_RECEIVED.labels(self.show_id).inc()
+        if self.producer is not None:
+            self.producer.request_keyframe()
+
+    def on_remb(self, bitrate: int) -> None:
+        self.remb = bitrate
+
+    def on_receiver_report(self, fraction_lost: int, lsr: int, dlsr: int) -> None:
+        """A report block about our SSRC (RFC 3550 §6.4.1): loss, and RTT from LSR/DLSR."""
+        self.fraction_lost = fraction_lost / 256
+        if self._lsr is not None and lsr == self._lsr and dlsr:
+            rtt = time.time() - self._lsr_time - dlsr / 65536
+            if rtt >= 0:
+                self.rtt = rtt if self.rtt is None else 0.85 * self.rtt + 0.15 * rtt
+
+    def on_nack(self, lost: list[int]) -> None:
         """Answer a generic NACK (RFC 4585 §6.2.1) from the producer's packet history."""
         producer = self.producer
         self.nacks += len(lost)
@@ -328,46 +343,47 @@ class Consumer:
 
     # ------------------------------------------------------------------ RTCP out
     async def _rtcp_loop(self) -> None:
-        """Sender reports translated from the publisher's (RFC 3550 §6.4.1), ~1/s."""
-        while True:
-            await asyncio.sleep(0.5 + random.random())
-            self.report()
-            producer = self.producer
-            if (
-                self._write_rtcp is None
-                or producer is None
-                or producer.sr is None
-                or self.state != LIVE
-            ):
-                continue
-            ntp, rtp_ts, wall = producer.sr
-            elapsed = time.time() - wall
-            ntp_now = ntp + int(elapsed * (1 << 32))
-            rtp_now = (rtp_ts + self.ts_off + int(elapsed * self.clock_rate)) & MASK32
-            packets: bytes = bytes(
-                RtcpSrPacket(
-                    ssrc=self.ssrc,
-                    sender_info=RtcpSenderInfo(
-                        ntp_timestamp=ntp_now,
-                        rtp_timestamp=rtp_now,
-                        packet_count=self.packets & MASK32,
-                        octet_count=self.octets & MASK32,
-                    ),
-                )
-            )
-            cname = sender_cname(self.sender)
-            if cname:
-                packets += bytes(
-                    RtcpSdesPacket(
-                        chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])]
-                    )
-                )
-            self._lsr = (ntp_now >> 16) & MASK32
-            self._lsr_time = time.time()
-            self._write_rtcp(packets)
+        """The sender's RTCP task (aiortc starts and cancels it) only joins the loop's
+        :class:`~media.consumer_rtcp.RtcpClock`, which sends our reports: no wake-ups here."""
+        clock = consumer_rtcp.clock()
+        clock.add(self)
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            clock.discard(self)
 
-    def report(self) -> None:
-        """Publish counter deltas and per-viewer gauges (labelled series looked up once)."""
+    def send_sender_report(self) -> None:
+        """A sender report translated from the publisher's (RFC 3550 §6.4.1) + SDES CNAME."""
+        producer = self.producer
+        if self._write_rtcp is None or producer is None or producer.sr is None:
+            return
+        if self.state is not LIVE:
+            return
+        ntp, rtp_ts, wall = producer.sr
+        now = time.time()
+        elapsed = now - wall
+        ntp_now = ntp + int(elapsed * (1 << 32))
+        rtp_now = (rtp_ts + self.ts_off + int(elapsed * self.clock_rate)) & MASK32
+        if self._cname is None:
+            self._cname = (sender_cname(self.sender) or "").encode()
+        packets = consumer_rtcp.sender_report(
+            self.ssrc,
+            ntp_now & 0xFFFFFFFFFFFFFFFF,
+            rtp_now,
+            self.packets & MASK32,
+            self.octets & MASK32,
+            self._cname,
+        )
+        self._lsr = (ntp_now >> 16) & MASK32
+        self._lsr_time = now
+        self._write_rtcp(packets)
+
+    def report(self, batch: dict[Any, float] | None = None) -> None:
+        """Publish counter deltas and per-viewer gauges (labelled series looked up once).
+
+        With ``batch`` (the RtcpClock's tick) counter deltas are summed there per series
+        and incremented once for every consumer of the tick.
+        """
         if self._series is None:
             show, viewer, kind = self.show_id, self.viewer_id, self.kind
             self._series = (
@@ -380,13 +396,18 @@ class Consumer:
             )
         sent, sent_bytes, nacked, resent, viewer_packets, viewer_loss = self._series
         packets, octets, nacks, rtx = self._reported
-        if self.packets - packets:
-            sent.inc(self.packets - packets)
-            sent_bytes.inc(self.octets - octets)
-        if self.nacks - nacks:
-            nacked.inc(self.nacks - nacks)
-        if self.retransmits - rtx:
-            resent.inc(self.retransmits - rtx)
+        deltas = (
+            (sent, self.packets - packets),
+            (sent_bytes, self.octets - octets),
+            (nacked, self.nacks - nacks),
+            (resent, self.retransmits - rtx),
+        )
+        for series, delta in deltas:
+            if delta:
+                if batch is None:
+                    series.inc(delta)
+                else:
+                    batch[series] = batch.get(series, 0) + delta
         self._reported = (self.packets, self.octets, self.nacks, self.retransmits)
         viewer_packets.set(self.packets)
         viewer_loss.set(self.fraction_lost)
@@ -405,6 +426,9 @@ class Consumer:
             self.listener.sink_closed(self)
         self._send = None
         self._write_rtcp = None
+        if self._intake is not None:
+            consumer_rtcp.release_intake(self.sender.transport, self)
+            self._intake = None
         if self._close_output is not None:
             self._close_output()
             self._close_output = None
