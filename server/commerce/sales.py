@@ -28,6 +28,7 @@ import msgpack
 from aiohttp import web
 
 from .. import auth, insight
+from ..access import client_ip, ws_client_ip
 from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
@@ -523,12 +524,14 @@ async def handle_buy(request: web.Request) -> web.Response:
     claims = auth.verify_for(request.app, token, ck.show_of(sale_id, "s"))
     key = fields.idempotency_key(await read_json(request, 4096))
     body = await buy(request.app, claims, sale_id, key)
-    await alerts.bought_from(request.app, claims.show_id, request.remote, body)
+    await alerts.bought_from(request.app, claims, client_ip(request), body)
     return web.json_response(body)
 
 
 async def ws_buy(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await buy(app, claims, message.get("sale_id"), fields.idempotency_key(message))
+    body = await buy(app, claims, message.get("sale_id"), fields.idempotency_key(message))
+    await alerts.bought_from(app, claims, ws_client_ip(), body)
+    return body
 
 
 async def handle_create(request: web.Request) -> web.Response:
