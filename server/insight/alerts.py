@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -33,6 +33,9 @@ from ..appkeys import REDIS, SETTINGS
 from ..auth import Claims
 from ..banned_words import default_words, normalize
 from ..events import publish
+
+if TYPE_CHECKING:
+    from media.ingest_meter import IngestReporter
 
 log = logging.getLogger("liveshop.alerts")
 KEEP = 200
@@ -261,27 +264,34 @@ def ingest_key(show_id: str) -> str:
 
 
 def current_publisher(lines: list[str]) -> list[IngestSample]:
-    """The samples of the newest publisher epoch; none when it ended (or nothing was written)."""
+    """The samples of the newest publisher epoch; none when it ended (or nothing was written).
+
+    A line that does not parse is skipped: one bad line must not stop every alert of the show.
+    """
     parsed = [line.split("|") for line in lines]
     if not parsed or parsed[-1][2:] == ["end"]:
         return []
     epoch = parsed[-1][0]
-    return [
-        IngestSample(int(p[1]), max(1, int(p[2])), int(p[3]), int(p[4]))
-        for p in parsed
-        if p[0] == epoch and len(p) == 5
-    ]
+    samples = []
+    for p in parsed:
+        if p[0] == epoch and len(p) == 5 and all(x.isdigit() for x in p[1:]):
+            samples.append(IngestSample(int(p[1]), max(1, int(p[2])), int(p[3]), int(p[4])))
+    return samples
 
 
 async def _stream(app: web.Application, show_id: str, now_ms: int) -> Conditions:
     """The stream stalling (no packets for N s) or its bitrate collapsing, while a publisher is on.
 
     A stall is timed from the end of the newest interval that had packets; the collapse compares
-    each of the last N s with the median rate of the minute before them (and is not raised
-    during a stall, which is the stronger alert).
+    each of the last N s with the median rate of the minute before them. A stall is the stronger
+    alert: no collapse during one, nor from the silent seconds just before or after it.
     """
     settings = app[SETTINGS]
-    samples = current_publisher(await app[REDIS].lrange(ingest_key(show_id), 0, -1))
+    async with app[REDIS].pipeline(transaction=False) as pipe:
+        pipe.lrange(ingest_key(show_id), 0, -1)
+        pipe.hget(_k(show_id, "state"), "bitrate_collapse")
+        lines, collapse_state = await pipe.execute()
+    samples = current_publisher(lines)
     last_packet, quiet_s = 0, 0.0
     if samples:
         flowing = [x.at for x in samples if x.packets]
@@ -296,7 +306,8 @@ async def _stream(app: web.Application, show_id: str, now_ms: int) -> Conditions
         stall_reason = "media packets from the publisher are flowing"
     recent_from = now_ms - int(settings.alert_bitrate_s * 1000)
     base_from = recent_from - int(settings.alert_bitrate_window_s * 1000)
-    recent = [x.rate for x in samples if recent_from < x.at <= now_ms]
+    last = [x for x in samples if recent_from < x.at <= now_ms]
+    recent = [x.rate for x in last]
     baseline = [x.rate for x in samples if base_from < x.at <= recent_from]
     median = statistics.median(baseline) if baseline else 0.0
     enough = (
@@ -305,7 +316,10 @@ async def _stream(app: web.Application, show_id: str, now_ms: int) -> Conditions
         and median > 0
     )
     ratio = max(recent) / median if enough else 1.0
-    collapsed = enough and not stalled and ratio < settings.alert_bitrate_ratio
+    # To fire, packets in every one of those seconds (the trickle right after a stall is none);
+    # once firing, a silent second keeps it until the stall (the stronger alert) takes over.
+    trickle = collapse_state == "firing" or all(x.packets for x in last)
+    collapsed = enough and trickle and not stalled and ratio < settings.alert_bitrate_ratio
     kbps = round(sum(recent) / len(recent) * 8 / 1000, 1) if recent else 0.0
     return {
         "stream_stall": (
@@ -395,20 +409,22 @@ async def history(app: web.Application, show_id: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in await app[REDIS].lrange(_k(show_id, "log"), 0, -1)]
 
 
-async def _report_ingest(app: web.Application, reporter: Any) -> None:
+async def _report_ingest(app: web.Application, reporter: IngestReporter) -> None:
     """Each second: write this process's publishers' samples; keep their shows' timers (and
     with them these alerts) running, also for a show that has no commerce going on."""
     from ..commerce.activity import touch
 
-    touched: dict[str, float] = {}
+    touched: dict[str, float] = {}  # show → when this process last kept it active
     while True:
         await asyncio.sleep(INGEST_EVERY_S)
         try:
             lines = reporter.sample()
             await reporter.write(lines)
             now = time.monotonic()
-            for show_id in lines:
-                if now - touched.get(show_id, -1e9) >= 60:
+            for show_id, line in lines.items():
+                if line.endswith("|end"):
+                    touched.pop(show_id, None)
+                elif now - touched.get(show_id, -1e9) >= 60:
                     touched[show_id] = now
                     await touch(app, show_id)
         except asyncio.CancelledError:

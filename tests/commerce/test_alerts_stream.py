@@ -72,6 +72,7 @@ async def test_stall_and_collapse_rules_on_origin_samples(client: Any, make_show
         await redis.rpush(key, *(f"{epoch}|{t0 + s * 1000}|1000|{packets}|{size}"
                                  for s in range(first, last + 1)))  # fmt: skip
 
+    await redis.rpush(key, "E1|not-a-time|1000|1|1")  # skipped, and no rule breaks over it
     await write(1, 20, 150, 50_000)  # 20 s at 400 kbit/s
     assert await _tick(app, show, t0 + 20_300) == {}
     await write(21, 25, 50, 5_000)  # 5 s at 40 kbit/s: 10 % of the median, packets still flowing
@@ -81,7 +82,9 @@ async def test_stall_and_collapse_rules_on_origin_samples(client: Any, make_show
     assert collapse["state"] == "firing"
     assert (collapse["kbps"], collapse["median_kbps"], collapse["ratio"]) == (40.0, 400.0, 0.1)
     assert await _tick(app, show, t0 + 25_600) == {}  # once per episode
-    await write(26, 29, 0, 0)  # nothing at all: a stall (and no collapse alert beside it)
+    await write(26, 26, 0, 0)  # silent for a second: still the collapse, not yet a stall
+    assert await _tick(app, show, t0 + 26_300) == {}
+    await write(27, 29, 0, 0)  # nothing at all: a stall (and no collapse alert beside it)
     changes = await _tick(app, show, t0 + 29_300)
     assert (changes["stream_stall"]["state"], changes["bitrate_collapse"]["state"]) == (
         "firing",
@@ -89,9 +92,11 @@ async def test_stall_and_collapse_rules_on_origin_samples(client: Any, make_show
     )
     assert changes["stream_stall"]["quiet_s"] == 4.3
     assert changes["stream_stall"]["last_packet_at"] == t0 + 25_000
-    await write(30, 31, 150, 50_000)  # packets again
-    changes = await _tick(app, show, t0 + 31_300)
+    await write(30, 30, 5, 300)  # packets again, a trickle at first: the stall is over …
+    changes = await _tick(app, show, t0 + 30_300)
     assert changes.keys() == {"stream_stall"} and changes["stream_stall"]["state"] == "clear"
+    await write(31, 31, 150, 50_000)  # … and that trickle was no collapse either
+    assert await _tick(app, show, t0 + 31_300) == {}
     await redis.rpush(key, f"E1|{t0 + 32_000}|end")  # the publisher left: silence is no stall
     assert await _tick(app, show, t0 + 40_000) == {}
     await write(41, 41, 150, 50_000, epoch="E2")  # a new publisher: judged on its own samples
