@@ -389,10 +389,17 @@ async def _evaluate(
 ) -> list[dict[str, Any]]:
     redis = app[REDIS]
     changed: list[dict[str, Any]] = []
-    for kind, (firing, reason, numbers) in (await _conditions(app, show_id, stats, now)).items():
-        state = "firing" if firing else "clear"
-        if not await redis.eval(TRANSITION, 1, _k(show_id, "state"), kind, state):
+    conditions = await _conditions(app, show_id, stats, now)
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip, each check atomic
+        for kind, (firing, _, _) in conditions.items():
+            pipe.eval(TRANSITION, 1, _k(show_id, "state"), kind, "firing" if firing else "clear")
+        moved = await pipe.execute()
+    for (kind, (firing, reason, numbers)), changed_here in zip(
+        conditions.items(), moved, strict=True
+    ):
+        if not changed_here:
             continue
+        state = "firing" if firing else "clear"
         alert = {"at": now, "alert": kind, "state": state, "reason": reason, **numbers}
         async with redis.pipeline(transaction=False) as pipe:
             pipe.rpush(_k(show_id, "log"), json.dumps(alert))
