@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import ipaddress
 import logging
@@ -63,6 +64,16 @@ def client_ip(request: web.Request) -> str:
         if not _trusted(hop, networks):
             return hop
     return peer
+
+
+# The client address of the WebSocket session whose task is running (set by limit_ws_connects):
+# what a command handler, which sees only the claims, counts a buy against.
+_WS_CLIENT_IP: contextvars.ContextVar[str | None] = contextvars.ContextVar("ws_ip", default=None)
+
+
+def ws_client_ip() -> str | None:
+    """The client address (as :func:`client_ip`) of the WebSocket session running this code."""
+    return _WS_CLIENT_IP.get()
 
 
 # ----------------------------------------------------------------------------- per-IP limits
@@ -119,9 +130,11 @@ def limit_ws_connects(handler: Handler) -> Handler:
         if not limits.ws.take(ip):
             return _rate_limited("too many connects from this address; slow down")
         limits.ws_open[ip] += 1
+        address = _WS_CLIENT_IP.set(ip)
         try:
             return await handler(request)
         finally:
+            _WS_CLIENT_IP.reset(address)
             limits.ws_open[ip] -= 1
             if limits.ws_open[ip] <= 0:
                 del limits.ws_open[ip]

@@ -21,6 +21,7 @@ from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .banned_words import BannedWords, build
 from .errors import ApiError, bad_request
+from .insight import alerts
 from .protocol import Command, Message
 from .store import load_script
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
@@ -83,6 +84,7 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
     word = service.banned.find(text)
     if word is not None:
         CHAT_REJECTED.labels("banned_word").inc()
+        await alerts.banned_word(app, claims.show_id, word)
         raise bad_request(
             "banned_word", "your message contains a word that is not allowed", word=word
         )

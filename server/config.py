@@ -227,6 +227,40 @@ class Settings:
         default=30.0, metadata={"help": "alert when a sale sells out within this many seconds"}
     )
 
+    # Alerts: stream stall/bitrate, banned-word burst, new-account buying (issue 19, s3-19a).
+    alert_stall_s: float = field(
+        default=3.0, metadata={"help": "alert when the publisher sends no packets this long, s"}
+    )
+    alert_bitrate_ratio: float = field(
+        default=0.25,
+        metadata={"help": "alert when ingest bitrate falls below this share of its median"},
+    )
+    alert_bitrate_s: float = field(
+        default=5.0, metadata={"help": "bitrate alert: how long the bitrate must stay low, s"}
+    )
+    alert_bitrate_window_s: float = field(
+        default=60.0, metadata={"help": "bitrate alert: the median is over this long before, s"}
+    )
+    alert_bitrate_baseline_min_s: float = field(
+        default=10.0, metadata={"help": "bitrate alert: least seconds of history to judge by"}
+    )
+    alert_banned_words: int = field(
+        default=10, metadata={"help": "alert at this many danmaku rejected for banned words"}
+    )
+    alert_banned_words_window_s: float = field(
+        default=60.0, metadata={"help": "banned-word alert window, s"}
+    )
+    alert_new_account_buys: int = field(
+        default=10,
+        metadata={"help": "alert at this many units reserved by just-created guest accounts"},
+    )
+    alert_new_account_age_s: float = field(
+        default=60.0, metadata={"help": "a guest account younger than this at its buy is new, s"}
+    )
+    alert_new_account_window_s: float = field(
+        default=60.0, metadata={"help": "new-account buying alert window, s"}
+    )
+
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"

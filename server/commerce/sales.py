@@ -29,6 +29,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from .. import auth, insight
+from ..access import client_ip, ws_client_ip
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
@@ -525,7 +526,7 @@ async def handle_buy(request: web.Request) -> web.Response:
     claims = auth.verify_for(request.app, token, ck.show_of(sale_id, "s"))
     key = fields.idempotency_key(await read_json(request, 4096))
     body = await buy(request.app, claims, sale_id, key)
-    await alerts.bought_from(request.app, claims.show_id, request.remote, body)
+    await alerts.bought_from(request.app, claims, client_ip(request), body)
     return web.json_response(body)
 
 
@@ -537,7 +538,9 @@ class Buy(Message, tag="buy"):
 
 
 async def ws_buy(app: web.Application, claims: Claims, body: Buy) -> dict[str, Any]:
-    return await buy(app, claims, body.sale_id, body.key)
+    reply = await buy(app, claims, body.sale_id, body.key)
+    await alerts.bought_from(app, claims, ws_client_ip(), reply)
+    return reply
 
 
 async def handle_create(request: web.Request) -> web.Response:

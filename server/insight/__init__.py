@@ -338,7 +338,8 @@ async def _insight_ctx(app: web.Application) -> Any:
 
 
 def setup(app: web.Application) -> None:
-    from . import report
+    from . import alerts, report
 
     app.cleanup_ctx.append(_insight_ctx)
     report.setup(app)
+    alerts.setup(app)

@@ -8,13 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from loadtest.client import ShowSocket, call, create_show
+from server import auth
 from server.appkeys import REDIS
 from server.commerce import keys as ck
 from server.keys import channel
+from tests.conftest import API_KEY, ServerProcess
+
+NODES_SECRET = "test-secret"
 
 
 @dataclass
@@ -143,3 +149,70 @@ async def events(redis_url: str, shop: Shop) -> AsyncIterator[EventLog]:
     finally:
         await pubsub.aclose()
         await redis.aclose()
+
+
+@dataclass
+class TwoNodes:
+    """Two ``python -m server`` processes on the test Redis, one token secret, one HTTP session."""
+
+    nodes: list[ServerProcess]
+    http: aiohttp.ClientSession
+    sockets: list[ShowSocket] = field(default_factory=list)
+
+    @property
+    def a(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def b(self) -> str:
+        return self.nodes[1].url
+
+    def url(self, i: int) -> str:
+        """Node ``i`` modulo two: spread requests over both by any counter."""
+        return self.nodes[i % 2].url
+
+    async def show(self, title: str) -> tuple[str, str]:
+        """A show created on node A (operator key): (show id, host token)."""
+        return await create_show(self.http, self.a, title, API_KEY)
+
+    async def call(self, method: str, url: str, token: str | None = None, body: Any = None) -> Any:
+        return await call(self.http, method, url, token, body)
+
+    @staticmethod
+    def viewer(show_id: str, name: str) -> str:
+        """A viewer token both nodes accept (signed with their secret)."""
+        return auth.issue(NODES_SECRET, show_id=show_id, role="viewer", name=name)
+
+    async def watch(self, show_id: str, on: str | None = None) -> list[dict[str, Any]]:
+        """Every event a viewer connected to node ``on`` (default B) receives, from now on."""
+        events: list[dict[str, Any]] = []
+        socket = ShowSocket(
+            self.http, on or self.b, show_id, self.viewer(show_id, "Watcher"), events.extend
+        )
+        await socket.connect()
+        self.sockets.append(socket)
+        return events
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0) -> Any:
+    """``await check()`` until it is truthy (its value) or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def two_nodes(redis_url: str, server_proc: Any) -> AsyncIterator[TwoNodes]:
+    """Two server processes sharing the test Redis (the multi-node commerce tests)."""
+    nodes = [server_proc("--redis-url", redis_url, "--secret", NODES_SECRET) for _ in range(2)]
+    async with aiohttp.ClientSession() as http:
+        cluster = TwoNodes(nodes, http)
+        try:
+            yield cluster
+        finally:
+            for socket in cluster.sockets:
+                await socket.close()
