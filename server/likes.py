@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
+from . import keys, pk
 from .appkeys import REDIS
 from .logs import retry_failed
 from .store import load_script
@@ -37,6 +37,7 @@ class LikeAggregator:
         pending, self.pending = self.pending, defaultdict(int)
         for show_id, count in pending.items():
             await self.script(keys=[keys.counters(show_id)], args=[count, keys.channel(show_id)])
+            await pk.add_points(app, show_id, likes=count)
 
     async def run(self, app: web.Application) -> None:
         while True:
