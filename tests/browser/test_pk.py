@@ -39,9 +39,7 @@ def test_pk_battle_on_the_viewer_page(make_show: Any, new_page: Any) -> None:
     assert bar.locator(".pk-name.theirs").inner_text() == "Tea house"
     first = bar.locator(".pk-timer").inner_text()
     assert re.fullmatch(r"0:[0-2]\d", first), first
-    viewer.wait_for_function(
-        f"() => document.querySelector('.pk-timer').textContent !== {first!r}"
-    )
+    viewer.wait_for_function(f"() => document.querySelector('.pk-timer').textContent !== {first!r}")
     boxes = [viewer.locator(".stage-tile").nth(i).bounding_box() for i in range(2)]
     assert boxes[0] and boxes[1] and boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] + 1
 
@@ -50,9 +48,7 @@ def test_pk_battle_on_the_viewer_page(make_show: Any, new_page: Any) -> None:
         viewer.get_by_role("button", name="Like").click()
     viewer.wait_for_function("() => document.querySelector('.pk-bar').dataset.ours === '3'")
     studio_a.wait_for_function("() => document.querySelector('#pk .pk-bar').dataset.ours === '3'")
-    studio_b.wait_for_function(
-        "() => document.querySelector('#pk .pk-bar').dataset.theirs === '3'"
-    )
+    studio_b.wait_for_function("() => document.querySelector('#pk .pk-bar').dataset.theirs === '3'")
     shot(viewer, "viewer_pk")
     shot(studio_b, "studio_pk")
 

@@ -36,23 +36,48 @@ class Api:
         return resp.status, await resp.json()
 
 
+class Live:
+    """Shows made through the API, then put live by real aiortc publishers (stopped at teardown).
+
+    Tests open their WebSockets between the two steps: on this shared 2-core machine the first
+    seconds of three in-process publishers can stall the loop, and the welcome waits only 5 s.
+    """
+
+    def __init__(self, client: TestClient, make_show: Any) -> None:
+        self.client, self.make_show = client, make_show
+        self.publishers: list[Publisher] = []
+
+    async def shows(self, n: int) -> list[tuple[str, str]]:
+        return [await self.make_show(f"PK show {i}") for i in range(n)]
+
+    async def publish(self, shows: list[tuple[str, str]]) -> None:
+        base = str(self.client.make_url("")).rstrip("/")
+        for show_id, host in shows:
+            publisher = Publisher(base, show_id, host, TINY)
+            await publisher.start()
+            self.publishers.append(publisher)
+        for show_id, _ in shows:
+            await until_live(self.client, show_id)
+
+
 @pytest.fixture
 async def live(client: TestClient, make_show: Any) -> Any:
-    """``await live(n)`` → n (show id, host token) pairs, each with a live aiortc publisher."""
     configure_ice(["127.0.0.1"])
-    publishers: list[Publisher] = []
-
-    async def make(n: int) -> list[tuple[str, str]]:
-        shows = [await make_show(f"PK show {i}") for i in range(n)]
-        for show_id, host in shows:
-            publisher = Publisher(str(client.make_url("")).rstrip("/"), show_id, host, TINY)
-            await publisher.start()
-            publishers.append(publisher)
-        return shows
-
-    yield make
-    for publisher in publishers:
+    shows = Live(client, make_show)
+    yield shows
+    for publisher in shows.publishers:
         await publisher.stop()
+
+
+async def until_live(http: Any, show_id: str, base: str = "", within_s: float = 20) -> None:
+    """Wait for the show to go live: its publisher's media arrived (status live, origin claimed)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        async with http.get(f"{base}/api/shows/{show_id}") as resp:
+            if (await resp.json())["show"]["status"] == "live":
+                return
+        assert asyncio.get_running_loop().time() < deadline, f"{show_id} never went live"
+        await asyncio.sleep(0.05)
 
 
 async def _ws(connect: Any, show_id: str, token: str) -> WsClient:
@@ -72,7 +97,8 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
     client: TestClient, live: Any, make_show: Any, mint: Any, connect: Any
 ) -> None:
     api = Api(client)
-    (a, host_a), (b, host_b), (c, host_c) = await live(3)
+    shows = await live.shows(3)
+    (a, host_a), (b, host_b), (c, host_c) = shows
     idle, _ = await make_show("not live")
     viewer_a, _ = await mint(a, host_a, "viewer", "Va")
     mod_a, _ = await mint(a, host_a, "moderator", "Ma")
@@ -80,6 +106,7 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
     studio_b = await _ws(connect, b, host_b)
     watch_a = await _ws(connect, a, viewer_a)
     watch_b = await _ws(connect, b, viewer_b)
+    await live.publish(shows)
 
     # Only the host invites; a viewer or moderator gets 403.
     for token in (viewer_a, mod_a):
@@ -95,7 +122,7 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
 
     status, sent = await api("POST", f"/api/shows/{a}/pk", host_a, {"show_id": b, "duration_s": 60})
     assert status == 201 and sent["to"] == b, sent
-    await studio_b.until(lambda w: bool(w.of_type("pk.invited")))
+    await studio_b.until(lambda w: bool(w.of_type("pk.invited")), 15)
     invited = studio_b.of_type("pk.invited")[0]
     assert invited["invite"] == sent["invite"] and invited["from"]["show_id"] == a
     await watch_b.pump(0.3)
@@ -127,7 +154,7 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
     assert status == 200 and body["pk"]["status"] == "active", body
     assert body["pk"]["opponent"] == a and body["pk"]["scores"] == {a: 0, b: 0}
     for ws in (watch_a, watch_b):
-        await ws.until(lambda w: bool(w.of_type("pk.started")))
+        await ws.until(lambda w: bool(w.of_type("pk.started")), 15)
     assert watch_a.of_type("pk.started") == watch_b.of_type("pk.started")
 
     # Already in a PK: 409 for a new invite either way and for the used invite.
@@ -154,7 +181,7 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
         return any(e["scores"] == {a: 5, b: 3} for e in ws.of_type("pk.score"))
 
     for ws in (watch_a, watch_b):
-        await ws.until(scored)
+        await ws.until(scored, 15)
     assert watch_a.of_type("pk.score") == watch_b.of_type("pk.score")
 
     # Only a host ends it; the end is announced once in each show, cancelled (no winner).
@@ -167,7 +194,7 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
     status, body = await api("POST", f"/api/shows/{a}/pk/end", host_a)
     assert status == 409 and body["error"]["code"] == "not_in_pk", body
     for ws in (watch_a, watch_b):
-        await ws.until(lambda w: bool(w.of_type("pk.ended")))
+        await ws.until(lambda w: bool(w.of_type("pk.ended")), 15)
         await ws.pump(0.3)
         assert len(ws.of_type("pk.ended")) == 1
     assert not await redis.exists(pointer_key(a), pointer_key(b))
@@ -188,9 +215,11 @@ async def test_time_up_names_the_winner_once_and_points_outside_the_window_do_no
     client: TestClient, live: Any, mint: Any, connect: Any
 ) -> None:
     api = Api(client)
-    (a, host_a), (b, host_b) = await live(2)
+    shows = await live.shows(2)
+    (a, host_a), (b, host_b) = shows
     viewer_a, _ = await mint(a, host_a, "viewer", "Va")
     watch_a = await _ws(connect, a, viewer_a)
+    await live.publish(shows)
     status, sent = await api(
         "POST", f"/api/shows/{a}/pk", host_a, {"show_id": b, "duration_s": 5, "like_points": 2}
     )

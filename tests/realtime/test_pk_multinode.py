@@ -22,6 +22,7 @@ from tests.media.peers import wait_until
 from tests.media.test_workers import WhepViewer
 
 from .conftest import WsClient, open_ws
+from .test_pk import until_live
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 SECRET = "pk-multinode-secret"
@@ -63,25 +64,27 @@ async def test_pk_across_two_nodes(server_proc: Any, redis_url: str) -> None:
         pub_b = Publisher(n2.url, b, host_b, _options(SIZE_B))
         publishers += [pub_a, pub_b]
         try:
-            await pub_a.start()
-            await pub_b.start()
             token_a = await _guest(http, n1.url, a, "Ann")
             token_b = await _guest(http, n2.url, b, "Bob")
             watch_a = await _watch(http, n1.url, a, token_a)
             watch_b = await _watch(http, n2.url, b, token_b)
             studio_b = await _watch(http, n2.url, b, host_b)
             sockets += [watch_a, watch_b, studio_b]
+            await pub_a.start()
+            await pub_b.start()
+            await until_live(http, a, n1.url)
+            await until_live(http, b, n2.url)
 
             # A invites on node 1; B's studio (on node 2) gets the invite and accepts there.
             sent = await call(http, "POST", f"{n1.url}/api/shows/{a}/pk", host_a,
                               {"show_id": b, "duration_s": 14})  # fmt: skip
-            await studio_b.until(lambda w: bool(w.of_type("pk.invited")))
+            await studio_b.until(lambda w: bool(w.of_type("pk.invited")), 15)
             invite = studio_b.of_type("pk.invited")[0]["invite"]
             accepted = await call(http, "POST", f"{n2.url}/api/shows/{b}/pk/accept", host_b,
                                   {"invite": invite})  # fmt: skip
             assert accepted["pk"]["id"] == sent["pk_id"] and accepted["pk"]["status"] == "active"
             for ws in (watch_a, watch_b):
-                await ws.until(lambda w: bool(w.of_type("pk.started")))
+                await ws.until(lambda w: bool(w.of_type("pk.started")), 15)
 
             # Each side's viewer: its own host, and the opponent over WHEP on its own node.
             view_a = await call(http, "GET", f"{n1.url}/api/shows/{a}/pk", token_a)
@@ -119,7 +122,7 @@ async def test_pk_across_two_nodes(server_proc: Any, redis_url: str) -> None:
 
             for ws in (watch_a, watch_b):
                 await ws.until(
-                    lambda w: any(e["scores"] == expected for e in w.of_type("pk.score"))
+                    lambda w: any(e["scores"] == expected for e in w.of_type("pk.score")), 15
                 )
             assert watch_a.of_type("pk.score") == watch_b.of_type("pk.score")
 
@@ -138,7 +141,7 @@ async def test_pk_across_two_nodes(server_proc: Any, redis_url: str) -> None:
             await call(http, "POST", f"{n1.url}/api/shows/{a}/pk/accept", host_a,
                        {"invite": sent["invite"]})  # fmt: skip
             for ws in (watch_a, watch_b):
-                await ws.until(lambda w: len(w.of_type("pk.started")) == 2)
+                await ws.until(lambda w: len(w.of_type("pk.started")) == 2, 15)
             await pub_a.stop()
             for ws in (watch_a, watch_b):
                 await ws.until(lambda w: len(w.of_type("pk.ended")) == 2, 15)
