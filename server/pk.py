@@ -124,6 +124,7 @@ class PkService:
         self.app = app
         self.script: Any = load_script(app[REDIS], Path(__file__).with_name("pk.lua"))
         self.ended: int = 0  # PK ends this node announced (tests, metrics)
+        self.stopped = False  # a cancel swallowed inside a Redis call must not keep the loop alive
 
     async def run(self, op: str, key: str, *args: Any) -> Any:
         return await self.script(keys=[key], args=[op, *args])
@@ -195,7 +196,7 @@ class PkService:
 
     async def loop(self) -> None:
         last_liveness = 0.0
-        while True:
+        while not self.stopped:
             try:
                 now_ms = int(time.time() * 1000)
                 for pk_id in await self.app[REDIS].zrangebyscore(ACTIVE, "-inf", now_ms):
@@ -530,8 +531,9 @@ async def _pk_ctx(app: web.Application) -> AsyncIterator[None]:
     service = app[PK] = PkService(app)
     task = asyncio.create_task(service.loop(), name="pk-ticker")
     yield
+    service.stopped = True
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait([task], timeout=3)
 
 
 def setup(app: web.Application) -> None:
