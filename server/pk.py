@@ -42,10 +42,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
+import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from . import auth, keys
 from .appkeys import REDIS, SETTINGS
@@ -55,6 +57,7 @@ from .events import publish
 from .logs import retry_failed
 from .moderation import audit
 from .openapi import operation, prop, read_body
+from .protocol import Event, register
 from .shows import check_show_id, get_show
 from .store import load_script
 
@@ -77,6 +80,68 @@ def pk_key(pk_id: str) -> str:
 def pointer_key(show_id: str) -> str:
     """``{show:ID}:pk`` → the id of the show's current PK (in the show's slot)."""
     return keys.show_key(show_id, "pk")
+
+
+# ----------------------------------------------------------------------------- events
+
+Scores = Annotated[dict[str, int], Meta(description="show id → value, both sides")]
+
+
+class PkInvitedEvent(Event, tag="pk.invited"):
+    """Staff only, in the invited show: another show's host invites you to a PK battle."""
+
+    invite: Annotated[
+        str, Meta(description="the signed invite: POST it to `…/pk/accept` or `/decline`")
+    ]
+    pk_id: Annotated[str, Meta(description="the battle's id")]
+    from_: Annotated[
+        dict[str, Any],
+        Meta(description="`from` on the wire: `{show_id, title, host_name}` of the inviting show"),
+    ] = msgspec.field(name="from")
+    to: Annotated[str, Meta(description="the invited show (this one)")]
+    duration_s: Annotated[int, Meta(description="battle length, s")]
+    expires_at: Annotated[int, Meta(description="the invite's expiry, ms since epoch")]
+
+
+class PkDeclinedEvent(Event, tag="pk.declined"):
+    """Staff only, in the inviting show: the invited host declined."""
+
+    pk_id: Annotated[str, Meta(description="the battle's id")]
+    by_show: Annotated[str, Meta(description="the show that declined")]
+
+
+class PkScoreEvent(Event, tag="pk.score"):
+    """Points changed (same bytes in both shows); `pk.started`/`pk.ended` (once) add the marked fields."""
+
+    ALSO = ("pk.started", "pk.ended")
+
+    pk_id: Annotated[str, Meta(description="the battle's id")]
+    seq: Annotated[int, Meta(description="rises by one per score change")]
+    scores: Scores
+    likes: Scores
+    gmv: Annotated[dict[str, int], Meta(description="paid amount per show, minor units")]
+    ends_at: Annotated[int, Meta(description="end of the window, ms since epoch (Redis clock)")]
+    remaining_ms: Annotated[int, Meta(description="ms left when sent (0 on `pk.ended`)")]
+    sides: Annotated[
+        list[dict[str, Any]] | None,
+        Meta(description="`pk.started`: `[{show_id, title, host_name}]`, inviter first"),
+    ] = None
+    started_at: Annotated[int | None, Meta(description="`pk.started`: ms since epoch")] = None
+    duration_ms: Annotated[int | None, Meta(description="`pk.started`: battle length")] = None
+    now: Annotated[int | None, Meta(description="`pk.started`: the Redis clock when sent")] = None
+    result: Annotated[str | None, Meta(description="`pk.ended`: `win`, `draw` or `cancelled`")] = (
+        None
+    )
+    winner: Annotated[str | None, Meta(description="`pk.ended`: the winning show id, or null")] = (
+        None
+    )
+    reason: Annotated[
+        str | None, Meta(description="`pk.ended`: `time_up`, `ended_by_host` or `host_left`")
+    ] = None
+    ended_at: Annotated[int | None, Meta(description="`pk.ended`: ms since epoch")] = None
+
+
+EVENTS: tuple[type[Event], ...] = (PkInvitedEvent, PkDeclinedEvent, PkScoreEvent)
 
 
 # ----------------------------------------------------------------------------- invites
@@ -537,6 +602,7 @@ async def _pk_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    register(app, "PK battles (server/pk.py, docs/pk.md)", events=EVENTS)
     app.cleanup_ctx.append(_pk_ctx)
     app.router.add_get("/api/shows/{show_id}/pk", handle_get)
     app.router.add_post("/api/shows/{show_id}/pk", handle_invite)

@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestClient
 from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
 from server import keys
-from server.appkeys import REDIS
+from server.appkeys import COMMANDS, REDIS
 from server.pk import ACTIVE, PK, pk_key, pointer_key, sign_invite
 
 from .conftest import WsClient
+from .test_registry import check
 
 TINY = PublishOptions(codec="vp8", width=160, height=120, fps=15, bitrate=150_000, audio=False)
 
@@ -205,6 +206,16 @@ async def test_invite_accept_score_and_end_with_roles_and_bad_input(
     actions_b = [e[1]["action"] for e in await redis.xrange(keys.audit(b))]
     assert actions_a == ["pk.invite", "pk.start", "pk.end"], actions_a
     assert actions_b == ["pk.start", "pk.end"], actions_b
+
+    # Every pk.* frame sent matches its declared Event (docs/protocol.md is generated from them).
+    registry = client.app[COMMANDS]
+    frames = [e for ws in (studio_b, watch_a, watch_b) for e in ws.events if e["type"][:3] == "pk."]
+    assert {check(registry, e) for e in frames} == {
+        "pk.invited",
+        "pk.started",
+        "pk.score",
+        "pk.ended",
+    }
 
     # After the end both shows are free again.
     status, body = await api("POST", f"/api/shows/{a}/pk", host_a, {"show_id": b})
