@@ -206,7 +206,7 @@ async def main() -> None:
     def consumer(write: Callable[..., None]) -> Consumer:
         """A live Consumer without a peer connection: just what forward() reads."""
         c = Consumer.__new__(Consumer)
-        c.state, c.drop_rate, c.seq_off, c.ts_off, c.pt, c.ssrc = LIVE, 0.0, 7, 9, 96, 99
+        c.state, c.seq_off, c.ts_off, c.pt, c.ssrc = LIVE, 7, 9, 96, 99
         c.packets = c.octets = 0
         c._send = write
         return c

@@ -207,10 +207,6 @@ class ShowSocket:
         except TimeoutError:
             return {"type": "error", "code": "timeout", "message": f"no answer in {wait_s} s"}
 
-    async def wait_closed(self) -> None:
-        if self._reader:
-            await asyncio.shield(self._reader)
-
     async def close(self) -> None:
         if self.ws is not None and not self.ws.closed:
             try:

@@ -8,8 +8,9 @@ counts packets, bytes, losses and frames (an RTP timestamp change, a keyframe re
 VP8/H.264 payload header) — and nothing else. ``decode=True`` keeps aiortc's full path and
 counts decoded frames instead.
 
-This is the one module of ``loadtest`` that touches aiortc's private receiver internals;
-``tests/loadtest/test_light_receiver.py`` fails loudly if an aiortc upgrade moves them.
+aiortc's private receiver state is reached only through ``media.aiortc_internals`` (the one
+module that touches aiortc internals, checked by its ``check_internals``); the handler here
+gets it as a :class:`~media.aiortc_internals.ReceiverState`.
 """
 
 from __future__ import annotations
@@ -24,24 +25,13 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
-# Name-mangled private attributes of aiortc 1.16's RTCRtpReceiver used below.
-_PRIVATE = ("_RTCRtpReceiver__codecs", "_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__nack_generator",
-            "_RTCRtpReceiver__rtx_ssrc")  # fmt: skip
+from media.aiortc_internals import ReceiverState, replace_rtp_handler
+from media.aiortc_internals import check_internals as media_check_internals
 
 
 async def check_internals() -> list[str]:
-    """Private receiver attributes this module needs that the installed aiortc lacks."""
-    pc = RTCPeerConnection()
-    probe = pc.addTransceiver("video", direction="recvonly").receiver
-    await pc.close()
-    missing = [name for name in _PRIVATE if not hasattr(probe, name)]
-    if not hasattr(probe, "_handle_rtp_packet") or not hasattr(probe, "_send_rtcp_nack"):
-        missing.append("_handle_rtp_packet/_send_rtcp_nack")
-    try:
-        from aiortc.rtcrtpreceiver import StreamStatistics  # noqa: F401
-    except ImportError:
-        missing.append("rtcrtpreceiver.StreamStatistics")
-    return missing
+    """aiortc internals this module needs (through media.aiortc_internals) that are missing."""
+    return media_check_internals()
 
 
 def is_keyframe_start(codec: str, payload: bytes) -> bool:
@@ -113,59 +103,60 @@ class ViewerStats:
         return max(0, expected - received), expected
 
 
-def _light_handler(receiver: RTCRtpReceiver, stats: ViewerStats, forward: Any = None) -> Any:
-    """A replacement ``_handle_rtp_packet``: statistics, NACK, counting. No depayload, no decode.
-    With ``forward`` (``--decode``) it only counts bytes and sequence numbers, then hands the
-    packet to aiortc's own handler, which does everything else and decodes."""
-    from aiortc.rtcrtpreceiver import StreamStatistics
+def _light_handler(stats: ViewerStats, decode: bool) -> Any:
+    """``make`` for ``replace_rtp_handler``: a replacement RTP handler keeping aiortc's
+    statistics, sending its NACKs and counting, with no depayload and no decode. With
+    ``decode`` (``--decode``) it only counts bytes and sequence numbers, then hands the packet
+    to aiortc's own handler, which does everything else and decodes."""
 
-    internals: Any = receiver
-    codecs = internals._RTCRtpReceiver__codecs
-    streams = internals._RTCRtpReceiver__remote_streams
-    nack = internals._RTCRtpReceiver__nack_generator
+    def make(state: ReceiverState, original: Any) -> Any:
+        forward = original if decode else None
+        codecs, streams, nack = state.codecs, state.streams, state.nack
 
-    def _count(packet: RtpPacket, codec: Any) -> str:
-        """Bytes, packets and sequence numbers; returns the codec name."""
-        stats.bytes += len(packet.payload)
-        if stats.window_start is not None:
-            stats.window_bytes += len(packet.payload)
-        name = str(codec.mimeType.split("/")[-1].lower())
-        if name == "rtx":
-            stats.rtx_packets += 1
+        def _count(packet: RtpPacket, codec: Any) -> str:
+            """Bytes, packets and sequence numbers; returns the codec name."""
+            stats.bytes += len(packet.payload)
+            if stats.window_start is not None:
+                stats.window_bytes += len(packet.payload)
+            name = str(codec.mimeType.split("/")[-1].lower())
+            if name == "rtx":
+                stats.rtx_packets += 1
+                return name
+            stats.packets += 1
+            seq = packet.sequence_number
+            base, highest, count = stats._seq.get(packet.ssrc, (seq, seq - 1, 0))
+            unwrapped = seq
+            while unwrapped < highest - 32768:
+                unwrapped += 65536
+            stats._seq[packet.ssrc] = (base, max(highest, unwrapped), count + 1)
             return name
-        stats.packets += 1
-        seq = packet.sequence_number
-        base, highest, count = stats._seq.get(packet.ssrc, (seq, seq - 1, 0))
-        unwrapped = seq
-        while unwrapped < highest - 32768:
-            unwrapped += 65536
-        stats._seq[packet.ssrc] = (base, max(highest, unwrapped), count + 1)
-        return name
 
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        if forward is not None:
-            _count(packet, codec)
-            await forward(packet, arrival_time_ms)
-            return
-        if packet.ssrc not in streams:
-            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        streams[packet.ssrc].add(packet)
-        name = _count(packet, codec)
-        if name == "rtx":
-            return
-        if nack is not None and nack.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
-        if is_keyframe_start(name, packet.payload):
-            stats._got_key = True
-            stats._key_frame_open = True
-        if packet.marker:
-            stats.frame_done(time.monotonic(), stats._key_frame_open)
-            stats._key_frame_open = False
+        async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+            codec = codecs.get(packet.payload_type)
+            if codec is None:
+                return
+            if forward is not None:
+                _count(packet, codec)
+                await forward(packet, arrival_time_ms)
+                return
+            if packet.ssrc not in streams:
+                streams[packet.ssrc] = state.new_stream(codec.clockRate)
+            streams[packet.ssrc].add(packet)
+            name = _count(packet, codec)
+            if name == "rtx":
+                return
+            if nack is not None and nack.add(packet):
+                await state.send_nack(packet.ssrc, sorted(nack.missing))
+            if is_keyframe_start(name, packet.payload):
+                stats._got_key = True
+                stats._key_frame_open = True
+            if packet.marker:
+                stats.frame_done(time.monotonic(), stats._key_frame_open)
+                stats._key_frame_open = False
 
-    return handle
+        return handle
+
+    return make
 
 
 class WhepViewer:
@@ -193,9 +184,7 @@ class WhepViewer:
         """Offer, POST to WHEP, apply the answer. Raises RuntimeError on a refusal."""
         self.stats.started = time.monotonic()
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
-        receiver = transceiver.receiver
-        forward = receiver._handle_rtp_packet if self.decode else None
-        receiver._handle_rtp_packet = _light_handler(receiver, self.stats, forward)  # type: ignore[method-assign]
+        replace_rtp_handler(transceiver.receiver, _light_handler(self.stats, self.decode))
 
         @self.pc.on("connectionstatechange")
         def _state() -> None:

@@ -51,7 +51,7 @@ static PyObject *SrtpError; /* pylibsrtp.Error, set by set_error_class */
 static PyObject *one;
 
 /* Interned attribute names read from consumers and packets by fan_out. */
-static PyObject *s_state, *s_drop_rate, *s_send, *s_seq_off, *s_ts_off, *s_pt, *s_ssrc,
+static PyObject *s_state, *s_send, *s_seq_off, *s_ts_off, *s_pt, *s_ssrc,
     *s_packets, *s_octets, *s_payload, *s_marker, *s_sequence_number, *s_timestamp;
 
 static void
@@ -381,7 +381,7 @@ forward_one(PyObject *consumer, PyObject *live, const char *payload, Py_ssize_t 
             PyObject *payload_len, int marker, uint32_t seq, uint32_t ts)
 {
     int ok = 0;
-    PyObject *state = NULL, *drop = NULL, *send = NULL, *seq_off = NULL, *ts_off = NULL,
+    PyObject *state = NULL, *send = NULL, *seq_off = NULL, *ts_off = NULL,
              *pt = NULL, *ssrc = NULL, *packets = NULL, *octets = NULL, *v = NULL;
     uint32_t so, to, p, s;
     state = PyObject_GetAttr(consumer, s_state);
@@ -389,9 +389,6 @@ forward_one(PyObject *consumer, PyObject *live, const char *payload, Py_ssize_t 
         goto clear;
     int is_live = state == live ? 1 : PyObject_RichCompareBool(state, live, Py_EQ);
     if (is_live != 1)
-        goto clear;
-    drop = PyObject_GetAttr(consumer, s_drop_rate);
-    if (drop == NULL || PyObject_IsTrue(drop) != 0)
         goto clear;
     send = PyObject_GetAttr(consumer, s_send);
     if (send == NULL || Py_TYPE(send) != &WriterType)
@@ -427,7 +424,6 @@ clear:
     PyErr_Clear();
 done:
     Py_XDECREF(state);
-    Py_XDECREF(drop);
     Py_XDECREF(send);
     Py_XDECREF(seq_off);
     Py_XDECREF(ts_off);
@@ -440,9 +436,9 @@ done:
 }
 
 /* fan_out(consumers, packet, live): forward `packet` to every consumer in state `live` whose
- * output is a Writer (and with no induced loss), exactly as Consumer.forward would: seq and
- * ts shifted by the consumer's offsets, its pt and ssrc, packets/octets counted. Returns the
- * consumers it did not handle, in order, for Consumer.forward. */
+ * output is a Writer, exactly as Consumer.forward would: seq and ts shifted by the
+ * consumer's offsets, its pt and ssrc, packets/octets counted. Returns the consumers it did
+ * not handle, in order, for Consumer.forward. */
 static PyObject *
 fan_out(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -535,7 +531,6 @@ PyInit__fastpath(void)
     if ((one = PyLong_FromLong(1)) == NULL)
         return NULL;
     INTERN(s_state, "state");
-    INTERN(s_drop_rate, "drop_rate");
     INTERN(s_send, "_send");
     INTERN(s_seq_off, "seq_off");
     INTERN(s_ts_off, "ts_off");

@@ -72,6 +72,7 @@ OnRtcp = Callable[[AnyRtcpPacket], None]
 __all__ = [
     "AIORTC_VERSION",
     "ParkedTrack",
+    "ReceiverState",
     "RtpPacket",
     "RtcpPacket",
     "RtpWrite",
@@ -84,6 +85,7 @@ __all__ = [
     "native_rtp_writer",
     "park_sender",
     "request_keyframe",
+    "replace_rtp_handler",
     "rtp_writer",
     "sender_cname",
     "srtp_pointers",
@@ -232,6 +234,39 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: OnRtp, on_rtcp: OnRtcp) -> No
 
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
+
+
+class ReceiverState(NamedTuple):
+    """aiortc's per-receiver state that a replacement RTP handler keeps up to date, so
+    receiver reports (RFC 3550 §6.4.2) and NACKs (RFC 4585 §6.2.1) still flow."""
+
+    codecs: dict[int, RTCRtpCodecParameters]  # by payload type
+    streams: dict[int, StreamStatistics]  # by SSRC: what RTCP RR is built from
+    nack: Any  # aiortc's NackGenerator, or None when NACK was not negotiated
+    send_nack: Callable[[int, list[int]], Awaitable[None]]
+    new_stream: Callable[[int], StreamStatistics]  # statistics for a new SSRC at a clock rate
+
+
+def replace_rtp_handler(
+    receiver: RTCRtpReceiver, make: Callable[[ReceiverState, RtpHandler], RtpHandler]
+) -> None:
+    """Replace ``receiver``'s RTP entry point by ``make(state, aiortc's own handler)``.
+
+    For receivers that must not pay aiortc's depayload and decode (loadtest's light viewers):
+    the new handler gets the receiver's statistics and NACK state, and may still hand packets
+    on to aiortc's handler (full decode).
+    """
+    state = ReceiverState(
+        codecs=receiver._RTCRtpReceiver__codecs,  # type: ignore[attr-defined]
+        streams=receiver._RTCRtpReceiver__remote_streams,  # type: ignore[attr-defined]
+        nack=receiver._RTCRtpReceiver__nack_generator,  # type: ignore[attr-defined]
+        send_nack=receiver._send_rtcp_nack,
+        new_stream=StreamStatistics,
+    )
+    receiver._handle_rtp_packet = make(state, receiver._handle_rtp_packet)  # type: ignore[method-assign]
 
 
 def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
@@ -418,17 +453,6 @@ def native_rtp_writer(session: Session, sock: Any, addr: Any, fallback: SendTo |
     except ValueError:
         os.close(fd)
         return None
-
-
-def incoming_rtp_filter(dtls: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:
-    """Drop decrypted incoming RTP for which ``keep`` is False (tests: induced loss)."""
-    original = dtls._handle_rtp_data
-
-    async def handle(data: bytes, arrival_time_ms: int) -> None:
-        if keep(data):
-            await original(data, arrival_time_ms)
-
-    dtls._handle_rtp_data = handle  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- DTLS interop

@@ -89,7 +89,6 @@ class Consumer:
         self.seq_off = 0
         self.ts_off = 0
         self.rtx_seq = random.getrandbits(16)
-        self.drop_rate = 0.0  # tests: induced loss on first transmission
         self.packets = 0
         self.octets = 0
         self.nacks = 0
@@ -176,9 +175,6 @@ class Consumer:
             self.seq_off = (self.seq_next - p.sequence_number) & 0xFFFF
             self.ts_off = (self.ts_next - p.timestamp) & MASK32
             self.state = LIVE
-        if self.drop_rate and random.random() < self.drop_rate:
-            self.packets += 1
-            return
         payload = p.payload
         self._send(  # type: ignore[misc]
             payload,

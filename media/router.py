@@ -10,7 +10,7 @@ knowledge of WHEP sessions, and ``consumer.py`` / ``whep.py`` import it, never t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from . import metrics
 from .consumer import Consumer
@@ -23,12 +23,6 @@ if TYPE_CHECKING:
     from .pipe import PipeEdge, PipeOrigin
     from .recorder import Recorder
     from .whip import PublisherSession
-
-
-class ProducersListener(Protocol):
-    """Follows the router's producers as a whole (a pipe re-announces its tracks)."""
-
-    def attach(self, producers: dict[str, Producer]) -> None: ...
 
 
 class Router:

@@ -93,7 +93,6 @@ def _relay_config(app: web.Application) -> RelayConfig:
             port_max=settings.udp_port_max,
             servers=list(settings.ice_servers),
         ),
-        connect_timeout_s=float(getattr(settings, "media_connect_timeout_s", 15.0)),
         recordings_dir=Path(settings.data_dir) / "recordings",
         pipe_secret=settings.secret,
         pipe_host=_pipe_bind(settings),

@@ -24,7 +24,6 @@ from .openapi import operation, prop, read_body
 SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
 MAX_NAME = 40
-STATUSES = ("upcoming", "live", "ended")
 _SHOW_META_LUA = (Path(__file__).parent / "show_meta.lua").read_text()
 
 

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 STOP = 0
 GO = 1
 SLOT_2 = 2
-SLOT_3 = 3
 FLAG_SLOTS = 8
 
 

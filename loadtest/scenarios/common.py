@@ -83,17 +83,6 @@ def chat_text(tag: str, sender: int, seq: int) -> str:
     return f"{tag} {sender} {seq} {time.monotonic_ns()}"
 
 
-def parse_chat_text(tag: str, text: str) -> tuple[int, int, int] | None:
-    """(sender, seq, sent_ns) of a load-test message of this run, else None."""
-    parts = text.split(" ")
-    if len(parts) != 4 or parts[0] != tag:
-        return None
-    try:
-        return int(parts[1]), int(parts[2]), int(parts[3])
-    except ValueError:
-        return None
-
-
 def stream_id(value: str) -> tuple[int, int]:
     """A Redis stream id ``ms-seq`` as a comparable tuple."""
     ms, _, seq = value.partition("-")

@@ -48,7 +48,6 @@ from .interactive import (
     ttl_ms,
 )  # fmt: skip
 
-OUTCOMES = ("leading", "outbid_by_higher", "too_low", "ended", "not_started")
 FIELDS = (
     "product", "title", "currency", "start_price", "inc", "reserve", "start", "end", "cap", "soft",
     "price", "bids", "leader", "leader_name", "status", "created", "closed_at", "winner",

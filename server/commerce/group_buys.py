@@ -44,7 +44,6 @@ from .interactive import (
     ttl_ms,
 )  # fmt: skip
 
-JOIN_OUTCOMES = ("joined", "formed", "already_joined", "sold_out", "ended", "not_started")
 FIELDS = (
     "status", "product", "title", "currency", "list_price", "price", "size", "qty", "window",
     "start", "end", "held", "group", "groups", "formed", "failed", "created",

@@ -287,8 +287,8 @@ async def _build_sale_indexes(app: web.Application, show_id: str) -> None:
 
 async def pay(
     app: web.Application, claims: Claims, order_id: str, key: str, coupon_id: str
-) -> tuple[int, dict[str, Any]]:
-    """Pay a reservation; returns (HTTP status, body). Never charges a reservation twice."""
+) -> dict[str, Any]:
+    """Pay a reservation; returns the reply body. Never charges a reservation twice."""
     show_id = ck.show_of(order_id, "r")
     if show_id != claims.show_id:
         raise forbidden("token is for another show")
@@ -306,7 +306,7 @@ async def pay(
         raise forbidden("this order belongs to another user")
     if code in ("replay", "already_paid"):
         assert order is not None
-        return 200, {"status": order["status"], "order": public(order)}
+        return {"status": order["status"], "order": public(order)}
     if code == "in_progress":
         raise conflict(
             "payment_in_progress", "a payment for this order is still running; retry shortly"
@@ -321,7 +321,7 @@ async def pay(
             "order_not_payable", f"the order is {order['status']}", order_status=order["status"]
         )
     assert code == "charge" and order is not None
-    return 200, await charge(app, show_id, order, key)
+    return await charge(app, show_id, order, key)
 
 
 async def charge(
@@ -400,8 +400,7 @@ async def handle_pay(request: web.Request) -> web.Response:
     coupon_id = body.get("coupon_id") or ""
     if coupon_id:
         ck.show_of(str(coupon_id), "c")
-    status, reply = await pay(request.app, claims, order_id, key, str(coupon_id))
-    return web.json_response(reply, status=status)
+    return web.json_response(await pay(request.app, claims, order_id, key, str(coupon_id)))
 
 
 async def cancel(app: web.Application, claims: Claims, order_id: str) -> dict[str, Any]:

@@ -66,7 +66,6 @@ INT_FIELDS = {
     "end",
     "created",
 }
-OUTCOMES = ("reserved", "sold_out", "limit_reached", "not_started", "ended")
 SOLDOUT_RECHECK_S = 5.0  # a flag older than this lets one attempt through to Redis (lost events)
 RECORD_BATCH = 5000
 

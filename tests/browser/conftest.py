@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -190,15 +189,23 @@ FRAMES_ENCODED_JS = """async () => {
 
 
 def poll(page: Any, js: str, minimum: int = 1, timeout_ms: int = 10_000) -> int:
-    """Evaluate an (async) counter until it reaches ``minimum``; returns the last value."""
-    deadline = time.monotonic() + timeout_ms / 1000
-    value = 0
-    while time.monotonic() < deadline:
-        value = int(page.evaluate(js))
-        if value >= minimum:
-            break
-        page.wait_for_timeout(200)
-    return value
+    """Wait (in the page) for an async counter to reach ``minimum``; returns its value then,
+    or its value at the deadline (the caller's assertion says what it needed)."""
+    return int(
+        page.evaluate(
+            f"""async ([minimum, timeoutMs]) => {{
+  const read = {js};
+  const deadline = performance.now() + timeoutMs;
+  let value = Number(await read());
+  while (value < minimum && performance.now() < deadline) {{
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = Number(await read());
+  }}
+  return value;
+}}""",
+            [minimum, timeout_ms],
+        )
+    )
 
 
 def open_studio(page: Any, show: Show) -> None:

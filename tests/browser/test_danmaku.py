@@ -17,6 +17,24 @@ OVERLAPS_JS = """() => {
   return [rects.length, overlaps];
 }"""
 
+DRAIN_JS = f"""async () => {{
+  const overlapsOf = {OVERLAPS_JS};
+  const danmaku = window.liveshop.danmaku;
+  let most = 0, overlaps = 0, frames = 0;
+  await new Promise((done) => {{
+    const step = () => {{
+      const [count, found] = overlapsOf();
+      most = Math.max(most, count);
+      overlaps += found;
+      frames += 1;
+      if (!danmaku.queue.length || frames >= 1200) done();
+      else requestAnimationFrame(step);
+    }};
+    requestAnimationFrame(step);
+  }});
+  return [most, overlaps, frames, danmaku.queue.length];
+}}"""
+
 
 def test_danmaku_burst_never_overlaps(make_show: Any, new_page: Any) -> None:
     show = make_show("Danmaku show")
@@ -28,12 +46,12 @@ def test_danmaku_burst_never_overlaps(make_show: Any, new_page: Any) -> None:
              window.liveshop.danmaku.add({ text: `comment number ${i} ` + 'x'.repeat(i % 7 * 3) }); }"""
     )
     viewer.locator("#danmaku .danmaku-item").first.wait_for()
-    samples = []
-    for _ in range(8):  # sample the moving layer several times while it drains the queue
-        samples.append(viewer.evaluate(OVERLAPS_JS))
-        viewer.wait_for_timeout(250)
-    assert max(count for count, _ in samples) >= 5, samples
-    assert all(overlaps == 0 for _, overlaps in samples), samples
+    # Sample the moving layer on every animation frame until the queue has drained (every
+    # comment got a lane), in the page: no fixed waits, and many more samples than a poll.
+    most, overlaps, frames, left = viewer.evaluate(DRAIN_JS)
+    assert left == 0, (left, frames)
+    assert most >= 5, (most, frames)
+    assert overlaps == 0, (overlaps, frames)
     shot(viewer, "viewer_danmaku_burst")
 
     # Low density uses about a third of the lanes.

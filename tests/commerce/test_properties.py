@@ -12,24 +12,27 @@ import asyncio
 import json
 import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server import keys as base
-from server.appkeys import REDIS, SETTINGS
+from server.app import create_app
+from server.appkeys import REDIS
 from server.auth import Claims
 from server.commerce import keys as ck
 from server.commerce.orders import cancel, pay
 from server.commerce.payments import PAYMENTS, ChargeResult, SimulatedProvider
 from server.commerce.products import create_product
-from server.commerce.sales import BATCHERS, buy, create_sale, get_sale
-from server.commerce.scripts import SCRIPTS, scripts_ctx
+from server.commerce.sales import buy, create_sale, get_sale
+from server.commerce.scripts import SCRIPTS
 from server.config import Settings
 from server.errors import ApiError
-from server.store import connect
 
 QUANTITY, LIMIT, USERS = 3, 2, 4
 
@@ -62,15 +65,28 @@ op = st.one_of(
 plans = st.lists(st.lists(op, min_size=1, max_size=5), min_size=1, max_size=7)
 
 
-async def build_app(redis_url: str) -> tuple[web.Application, Any]:
-    app = web.Application()
-    app[SETTINGS] = Settings(redis_url=redis_url, secret="test-secret", payment_latency_ms=0)
-    app[REDIS] = await connect(redis_url)
-    ctx = scripts_ctx(app)
-    await ctx.__anext__()
-    app[BATCHERS] = {}
-    app[PAYMENTS] = DecliningProvider(app[REDIS], 0, 0.0)
-    return app, ctx
+@asynccontextmanager
+async def started_app(redis_url: str, data_dir: Path) -> AsyncIterator[web.Application]:
+    """The real app (``create_app``, started without a listening socket), whose payment
+    provider declines the reservations a plan says to."""
+    settings = Settings(
+        redis_url=redis_url, secret="test-secret", payment_latency_ms=0, data_dir=data_dir
+    )
+    app = create_app(settings)
+    provider = DecliningProvider(None, 0, 0.0)  # type: ignore[arg-type]
+    app[PAYMENTS] = provider  # payments_ctx keeps a provider already there
+
+    async def bind_provider(app: web.Application) -> AsyncIterator[None]:
+        provider.redis = app[REDIS]  # the app's own connection, made at startup
+        yield
+
+    app.cleanup_ctx.append(bind_provider)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        yield app
+    finally:
+        await runner.cleanup()
 
 
 async def check_invariants(app: web.Application, show_id: str, sale_id: str) -> None:
@@ -93,68 +109,69 @@ async def check_invariants(app: web.Application, show_id: str, sale_id: str) -> 
     assert not {o["id"] for o in paid} & set(releases)
 
 
-async def scenario(redis_url: str, plan: list[list[tuple[Any, ...]]]) -> None:
-    app, ctx = await build_app(redis_url)
+async def scenario(app: web.Application, plan: list[list[tuple[Any, ...]]]) -> None:
     show_id = "prop" + secrets.token_hex(5)
-    try:
-        product = await create_product(
-            app, show_id, {"title": "P", "price": 100, "stock": QUANTITY}
+    product = await create_product(app, show_id, {"title": "P", "price": 100, "stock": QUANTITY})
+    sale_id = (
+        await create_sale(
+            app,
+            show_id,
+            {
+                "product_id": product["id"],
+                "quantity": QUANTITY,
+                "price": 50,
+                "per_user_limit": LIMIT,
+            },
         )
-        sale_id = (
-            await create_sale(
-                app,
-                show_id,
-                {
-                    "product_id": product["id"],
-                    "quantity": QUANTITY,
-                    "price": 50,
-                    "per_user_limit": LIMIT,
-                },
-            )
-        )["id"]
-        users = [Claims(f"u{i}", f"User {i}", "viewer", show_id, 2**40) for i in range(USERS)]
-        staff = Claims("host", "Host", "host", show_id, 2**40)
-        rids: list[tuple[str, int]] = []  # (reservation id, owner index)
-        first: dict[tuple[int, int], dict[str, Any]] = {}
+    )["id"]
+    users = [Claims(f"u{i}", f"User {i}", "viewer", show_id, 2**40) for i in range(USERS)]
+    staff = Claims("host", "Host", "host", show_id, 2**40)
+    rids: list[tuple[str, int]] = []  # (reservation id, owner index)
+    first: dict[tuple[int, int], dict[str, Any]] = {}
 
-        async def run(step: tuple[Any, ...]) -> None:
-            kind = step[0]
-            if kind == "buy":
-                _, user, key = step
-                reply = await buy(app, users[user], sale_id, f"k{key}")
-                assert first.setdefault((user, key), reply) == reply
-                if reply["outcome"] == "reserved" and (reply["reservation_id"], user) not in rids:
-                    rids.append((reply["reservation_id"], user))
-                return
-            if not rids:
-                return
-            rid, owner = rids[step[1] % len(rids)]
-            try:
-                if kind == "pay":
-                    if step[3]:
-                        app[PAYMENTS].declined.add(rid)  # type: ignore[attr-defined]
-                    await pay(app, users[owner], rid, f"p{step[2]}", "")
-                elif kind == "cancel":
-                    await cancel(app, staff if step[2] else users[owner], rid)
-                else:
-                    await app[REDIS].zadd(ck.expiries(show_id), {rid: 0})
-                    await app[SCRIPTS].order(
-                        keys=ck.order_script_keys(show_id), args=["sweep", 100]
-                    )
-            except ApiError as exc:
-                assert exc.status in (403, 409), exc.to_dict()
+    async def run(step: tuple[Any, ...]) -> None:
+        kind = step[0]
+        if kind == "buy":
+            _, user, key = step
+            reply = await buy(app, users[user], sale_id, f"k{key}")
+            assert first.setdefault((user, key), reply) == reply
+            if reply["outcome"] == "reserved" and (reply["reservation_id"], user) not in rids:
+                rids.append((reply["reservation_id"], user))
+            return
+        if not rids:
+            return
+        rid, owner = rids[step[1] % len(rids)]
+        try:
+            if kind == "pay":
+                if step[3]:
+                    app[PAYMENTS].declined.add(rid)  # type: ignore[attr-defined]
+                await pay(app, users[owner], rid, f"p{step[2]}", "")
+            elif kind == "cancel":
+                await cancel(app, staff if step[2] else users[owner], rid)
+            else:
+                await app[REDIS].zadd(ck.expiries(show_id), {rid: 0})
+                await app[SCRIPTS].order(keys=ck.order_script_keys(show_id), args=["sweep", 100])
+        except ApiError as exc:
+            assert exc.status in (403, 409), exc.to_dict()
 
-        for group in plan:
-            await asyncio.gather(*(run(step) for step in group))
-            await check_invariants(app, show_id, sale_id)
+    for group in plan:
+        await asyncio.gather(*(run(step) for step in group))
+        await check_invariants(app, show_id, sale_id)
+
+
+def test_interleavings_keep_invariants(redis_url: str, tmp_path: Path) -> None:
+    """One started app for all examples (each on its own show), on one event loop."""
+    loop = asyncio.new_event_loop()
+    apps = started_app(redis_url, tmp_path / "data")
+    app = loop.run_until_complete(apps.__aenter__())
+    try:
+
+        @settings(max_examples=60, deadline=None)
+        @given(plan=plans)
+        def check(plan: list[list[tuple[Any, ...]]]) -> None:
+            loop.run_until_complete(scenario(app, plan))
+
+        check()
     finally:
-        await ctx.aclose()
-        await app[REDIS].aclose()
-
-
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(plan=plans)
-def test_interleavings_keep_invariants(redis_url: str, plan: list[list[tuple[Any, ...]]]) -> None:
-    asyncio.run(scenario(redis_url, plan))
+        loop.run_until_complete(apps.__aexit__(None, None, None))
+        loop.close()

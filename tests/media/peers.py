@@ -11,6 +11,9 @@ from pylibsrtp import Policy, Session
 
 from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
 from media.relay import Relay
+from tests.waits import wait_until
+
+__all__ = ["SMALL", "TestPublisher", "TestViewer", "srtp_session", "wait_until"]
 
 SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)  # a cheap stream to encode in tests
 
@@ -26,16 +29,6 @@ def srtp_session(direction: str) -> Session:
     policy.allow_repeat_tx = True
     policy.window_size = 1024
     return Session(policy)
-
-
-async def wait_until(predicate, within: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or ``within`` seconds pass; its last value."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)  # noqa: ASYNC110
-    return predicate()
 
 
 class TestViewer:

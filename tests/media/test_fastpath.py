@@ -319,7 +319,7 @@ async def test_viewers_on_both_paths_receive_the_same_bytes() -> None:
 def _bare_consumer(write: object, ssrc: int) -> Consumer:
     """A Consumer without a peer connection: what forward() and fan_out read, state SYNC."""
     c = Consumer.__new__(Consumer)
-    c.state, c.drop_rate, c.pt, c.ssrc = SYNC, 0.0, 111, ssrc
+    c.state, c.pt, c.ssrc = SYNC, 111, ssrc
     c.seq_next, c.ts_next, c.seq_off, c.ts_off = 0xFFF0, 0xFFFFFF00, 0, 0
     c.packets = c.octets = 0
     c._pending = []
@@ -347,7 +347,9 @@ async def test_producer_fan_out_matches_forward_byte_for_byte() -> None:
             )
             for i, (_, b) in enumerate(pairs)
         ]
-        c_side[2].drop_rate = py_side[2].drop_rate = 1.0  # every first transmission dropped
+        writers = [c._send for c in c_side]
+        # every transmission of the third pair dropped by a lossy (Python) output on both sides
+        c_side[2]._send = py_side[2]._send = lambda *packet: None
         producers = []
         for side in (c_side, py_side):
             producer = Producer("fp", "audio", codec, None)
@@ -381,8 +383,8 @@ async def test_producer_fan_out_matches_forward_byte_for_byte() -> None:
         assert fastpath.fan_out()(py_side, packet, LIVE) == py_side
         for producer in producers:
             producer.close()
-        for c in c_side:
-            c._send.close()  # type: ignore[union-attr]
+        for writer in writers:
+            writer.close()  # type: ignore[union-attr]
     finally:
         for a, b in pairs:
             a.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import fractions
-import time
 from pathlib import Path
 
 import av
@@ -14,7 +12,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from media.publish import ClockPattern, FileVideoTrack, PublishOptions, make_encoder, prefer_codec
 from media.relay import Relay
 
-from .peers import TestViewer
+from .peers import TestViewer, wait_until
 
 
 def _write_file(path: Path, codec: str) -> None:
@@ -54,10 +52,8 @@ async def test_file_published_without_reencoding(tmp_path: Path, codec: str, suf
         await pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer, type="answer"))  # type: ignore[attr-defined]
         assert relay.routers["file"].producers["video"].codec.mimeType.lower() == f"video/{codec}"
         await viewer.join(relay, "file")
-        deadline = time.monotonic() + 10
-        while len(viewer.frames) < 20 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        assert len(viewer.frames) >= 20 and set(viewer.frames) == {(320, 240)}
+        assert await wait_until(lambda: len(viewer.frames) >= 20, 10), len(viewer.frames)
+        assert set(viewer.frames) == {(320, 240)}
     finally:
         await viewer.close()
         await pc.close()

@@ -5,7 +5,6 @@ Real server processes, a real aiortc publisher and decoding aiortc viewers over 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -138,7 +137,12 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
         # The origin records while workers serve.
         status, _ = http_json(f"{base}/api/shows/{show_id}/recordings", "POST", {}, host_token)
         assert status == 201
-        await asyncio.sleep(1.5)
+
+        def recorded() -> bool:  # the origin's file has media in it
+            _, listing = http_json(f"{base}/api/shows/{show_id}/recordings", token=host_token)
+            return any(r["recording"] and r["bytes"] > 0 for r in listing["recordings"])
+
+        assert await wait_until(recorded, 10)
         status, body = http_json(
             f"{base}/api/shows/{show_id}/recordings/stop", "POST", {}, host_token
         )

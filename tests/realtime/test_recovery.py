@@ -28,7 +28,7 @@ async def test_recover_missed_messages_exactly(client, make_show, guest_token, c
     async def keep_sending() -> None:
         for i in range(30):
             await sender.send({"type": "chat", "text": f"c{i}"})
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # sends spread across the reconnect: the interleaving tested
 
     sending = asyncio.create_task(keep_sending())
     back = await connect(show_id, viewer_token, since=seen[-1]["id"], epoch=epoch)

@@ -14,6 +14,7 @@ import time
 from server import connection
 from server.events import publish
 from server.hub import HUBS
+from tests.waits import wait_until
 
 BIG = "x" * 20_000
 
@@ -48,8 +49,16 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return b0 & 0x0F, await reader.readexactly(size)
 
 
-def server_conn(app, user_id: str) -> connection.Connection:
-    return next(c for c in app[HUBS].connections if c.user_id == user_id)
+async def joined(app, name: str) -> connection.Connection:
+    """The server side of the viewer called ``name``, once the hub has registered it."""
+
+    def find() -> connection.Connection | None:
+        return next((c for c in app[HUBS].connections if c.claims.name == name), None)
+
+    assert await wait_until(lambda: find() is not None, 5), f"{name} never joined"
+    found = find()
+    assert found is not None
+    return found
 
 
 async def test_stalled_viewer_is_isolated_bounded_and_told_what_it_skipped(
@@ -59,8 +68,7 @@ async def test_stalled_viewer_is_isolated_bounded_and_told_what_it_skipped(
     fast = await connect(show_id, await guest_token(show_id, "Fast"))
     token = await guest_token(show_id, "Slow")
     reader, writer = await raw_ws(client.host, client.port, f"/ws/{show_id}?token={token}")
-    await asyncio.sleep(0.2)
-    slow = next(c for c in client.app[HUBS].connections if c.claims.name == "Slow")
+    slow = await joined(client.app, "Slow")
     app = client.app
     latencies = []
     for round_ in range(40):
@@ -105,18 +113,15 @@ async def test_stuck_viewer_is_closed_1013(client, make_show, guest_token, conne
     fast = await connect(show_id, await guest_token(show_id, "Fast"))
     token = await guest_token(show_id, "Stuck")
     reader, writer = await raw_ws(client.host, client.port, f"/ws/{show_id}?token={token}")
-    await asyncio.sleep(0.2)
-    stuck = next(c for c in client.app[HUBS].connections if c.claims.name == "Stuck")
+    stuck = await joined(client.app, "Stuck")
     for i in range(300):
         await publish(client.app, show_id, {"type": "order.paid", "n": i, "pad": BIG})
-        if i % 50 == 0:
-            await asyncio.sleep(0.05)
+        if i % 50 == 0:  # the fast viewer keeps up while the stuck one's backlog grows
+            await fast.until(lambda c, n=i: any(e.get("n") == n for e in c.events), 10)
     await fast.until(lambda c: any(e.get("n") == 299 for e in c.events), 10)
-    for _ in range(100):  # up to 10 s for the stuck check (0.5 s) and the close
-        if stuck not in client.app[HUBS].connections:
-            break
-        await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling server state from the test
-    assert stuck.closing and stuck not in client.app[HUBS].connections
+    # the stuck check (0.5 s) and the close, within 10 s
+    assert await wait_until(lambda: stuck not in client.app[HUBS].connections, 10)
+    assert stuck.closing
     assert [e["n"] for e in fast.events if e.get("type") == "order.paid"] == list(range(300))
     assert (await fast.request({"type": "ping"}))["type"] == "reply"
     writer.close()
