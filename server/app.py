@@ -36,6 +36,7 @@ PARTS: tuple[str, ...] = (
     "server.media_api",
     "server.hls_api",
     "server.insight",
+    "server.pk",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

@@ -198,6 +198,13 @@ class Settings:
         default=0.25, metadata={"help": "HLS partial segment length, seconds"}
     )
 
+    # PK battles between two live shows (server/pk.py, issue 20).
+    pk_duration_s: int = field(default=180, metadata={"help": "default PK battle length, s"})
+    pk_invite_ttl_s: int = field(default=120, metadata={"help": "how long a PK invite is valid, s"})
+    pk_like_points: int = field(default=1, metadata={"help": "PK points per like"})
+    pk_gmv_points: int = field(
+        default=1, metadata={"help": "PK points per 1.00 of paid orders (currency units)"}
+    )
     # Host insight: dwell time, interaction rate, funnel, report (server/insight).
     insight_reconnect_grace_s: float = field(
         default=30.0,

@@ -68,6 +68,12 @@ class Code(enum.StrEnum):
     BANNED_WORD = "banned_word", 400, "chat", "the chat text contains a banned word (`word`)"
     MUTED = "muted", 403, "chat", "you are muted until `until` (ms)"
     BANNED = "banned", 403, "chat", "you are banned from this show (on connect: then close 1008)"
+    # -- PK battles (server/pk.py, issue 20; listed with the shows)
+    BAD_INVITE = "bad_invite", 403, "chat", "the PK invite is forged, altered, malformed or for another show"
+    INVITE_EXPIRED = "invite_expired", 410, "chat", "the PK invite has expired (`--pk-invite-ttl-s`)"
+    INVITE_USED = "invite_used", 409, "chat", "the PK invite was used already"
+    ALREADY_IN_PK = "already_in_pk", 409, "chat", "the show (`details.show_id`) is already in a PK battle"
+    NOT_IN_PK = "not_in_pk", 409, "chat", "the show is not in a PK battle"
     # -- commerce
     BAD_KEY = "bad_key", 400, "commerce", "idempotency key missing or malformed (1-64 of `A-Za-z0-9_.:-`)"
     PRODUCT_NOT_FOUND = "product_not_found", 404, "commerce", "unknown product id"

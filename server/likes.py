@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import insight, keys
+from . import insight, keys, pk
 from .appkeys import REDIS
 from .auth import Claims
 from .logs import retry_failed
@@ -40,6 +40,7 @@ class LikeAggregator:
         pending, self.pending = self.pending, defaultdict(int)
         for show_id, count in pending.items():
             await self.script(keys=[keys.counters(show_id)], args=[count, keys.channel(show_id)])
+            await pk.add_points(app, show_id, likes=count)
 
     async def run(self, app: web.Application) -> None:
         while True:

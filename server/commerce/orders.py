@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import ResponseError
 
-from .. import insight
+from .. import insight, pk
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
@@ -357,6 +357,7 @@ async def charge(
 async def announce_paid(app: web.Application, show_id: str, order: dict[str, Any]) -> None:
     """Social proof: "Alice just bought …" with the units left."""
     await insight.paid(app, show_id, order)
+    await pk.add_points(app, show_id, gmv=int(order["amount"]))
     left = await app[REDIS].hget(ck.sales(show_id), f"{order['sale_id']}:left")
     await publish(
         app,

@@ -9,6 +9,7 @@ import { HostCommerce } from "./host_commerce.js";
 import { HostInteractive } from "./host_interactive.js";
 import { watchHlsStatus } from "./hls_player.js";
 import { startInsight } from "./host_insight.js";
+import { HostPk } from "./pk.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -66,6 +67,7 @@ async function start() {
     $("#broadcast").hidden = true;
     $("#recording").hidden = true;
     $("#team").hidden = true;
+    $("#pk").hidden = true; // only the host starts or ends a PK
   } else {
     setupBroadcast();
     setupRecording();
@@ -77,6 +79,8 @@ async function start() {
   window.liveshop.commerce.start();
   window.liveshop.interactive = new HostInteractive({ showId, token, socket });
   window.liveshop.interactive.start();
+  window.liveshop.pk = new HostPk({ showId, token, socket });
+  window.liveshop.pk.start();
   window.liveshop.insight = startInsight({ socket, panel: $("#stats"), showId, token });
   setInterval(renderChatRate, 5000);
 }

@@ -8,6 +8,7 @@ import { ViewerCommerce } from "./viewer_commerce.js";
 import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
 import { LiveSocket } from "./ws.js";
+import { ViewerPk } from "./pk.js";
 
 const showId = showIdFromPath();
 const params = new URLSearchParams(location.search);
@@ -315,6 +316,8 @@ async function start() {
   commerce.start();
   window.liveshop.interactive = new ViewerInteractive({ showId, getToken, socket, claims: state.claims, commerce });
   window.liveshop.interactive.start();
+  window.liveshop.pk = new ViewerPk({ showId, getToken, socket, mainPlayer: player, hostName: state.show.host_name });
+  window.liveshop.pk.start();
   // Poll the show's status while not live, so the video starts as soon as the host goes live.
   setInterval(async () => {
     if (state.videoState === "playing") return;
