@@ -25,12 +25,13 @@ from typing import Any
 
 from aiohttp import web
 
-from . import chat, keys, presence
+from . import chat, keys, presence, snapshot
 from .appkeys import REDIS, SETTINGS
 from .connection import Batch, Connection
 from .events import decode_event
 from .logs import retry_failed
 from .shows import get_show
+from .snapshot import SnapshotRequest
 from .ws_metrics import (
     WS_BATCH_EVENTS,
     WS_EVENTS_OUT,
@@ -284,46 +285,15 @@ class Hubs:
     async def _missed(self, hub: Hub) -> list[tuple[dict[str, Any], bool]]:
         app, show_id = self.app, hub.show_id
         since = hub.last_chat_id or "0-0"
-        limit = app[SETTINGS].chat_history
-        stream = keys.chat_stream(show_id)
-        pipe = app[REDIS].pipeline(transaction=False)
-        pipe.get(keys.chat_epoch(show_id))
-        pipe.xrange(stream, min="(" + since, count=limit + 1)
-        pipe.xrange(stream, count=1)
-        pipe.get(keys.chat_trimmed(show_id))
-        pipe.xrevrange(stream, count=1)
-        pipe.hget(keys.counters(show_id), "likes")
-        pipe.hgetall(keys.pinned(show_id))
-        epoch, after, first, trimmed, newest, likes, pin = await pipe.execute()
-        epoch = epoch or await chat.epoch(app, show_id)
-        first_id = first[0][0] if first else "0-0"
-        lost = chat.history_gap(since, epoch, epoch, first_id, trimmed)
-        if lost is None and len(after) > limit:
-            lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch,
-                    "first_id": first_id}  # fmt: skip
-        events: list[tuple[dict[str, Any], bool]] = []
-        if lost is not None:
-            events.append((lost, False))
-        else:
-            for entry_id, entry in after:
-                event = chat.entry_to_event(entry_id, entry)
-                events.append((event, event["role"] == "viewer"))
-        events.append(
-            (
-                {
-                    "type": "resync",
-                    "reason": "pubsub_reconnect",
-                    "show": await get_show(app, show_id),
-                    "epoch": epoch,
-                    "last_id": newest[0][0] if newest else "0-0",
-                    "likes": int(likes or 0),
-                    "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")}
-                    if pin.get("id")
-                    else None,
-                },
-                False,
-            )
-        )
+        snap = await snapshot.take(app, SnapshotRequest(show_id, since=since, resync=True))
+        events = [(e, e.get("type") == "chat" and e.get("role") == "viewer") for e in snap.events]
+        resync = {
+            "type": "resync",
+            "reason": "pubsub_reconnect",
+            "show": await get_show(app, show_id),
+            **snap.fields,
+        }
+        events.append((resync, False))
         for source in app[RESYNC_SOURCES]:
             events += [(event, False) for event in await source(app, show_id)]
         return events

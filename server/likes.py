@@ -15,6 +15,7 @@ from aiohttp import web
 from . import keys
 from .appkeys import REDIS
 from .logs import retry_failed
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 from .store import load_script
 
 log = logging.getLogger("liveshop.likes")
@@ -57,8 +58,17 @@ async def add_likes(app: web.Application, show_id: str, count: int) -> None:
     app[LIKES].add(show_id, count)
 
 
-async def total_likes(app: web.Application, show_id: str) -> int:
-    return int(await app[REDIS].hget(keys.counters(show_id), "likes") or 0)
+class LikesSnapshot:
+    """Likes' share of the join snapshot: the show's total."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        pipe.hget(keys.counters(request.show_id), "likes")
+        return 1
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        snap.fields["likes"] = int(results[0] or 0)
 
 
 async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -76,4 +86,5 @@ async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    app[SNAPSHOT_PARTS].append(LikesSnapshot())
     app.cleanup_ctx.append(_likes_ctx)

@@ -14,6 +14,7 @@ from .chat import check_id, entry_to_event
 from .errors import ApiError, forbidden, not_found
 from .events import publish
 from .revocation import announce_ban
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
 AUDIT_MAXLEN = 10000
 
@@ -31,14 +32,32 @@ async def audit(
     )
 
 
-async def is_banned(app: web.Application, show_id: str, user_id: str) -> bool:
-    return bool(await app[REDIS].sismember(keys.banned(show_id), user_id))
-
-
 async def pinned(app: web.Application, show_id: str) -> dict[str, Any] | None:
     """The pinned message ``{id, uid, name, text}`` or None."""
-    data = await app[REDIS].hgetall(keys.pinned(show_id))
+    return _pin_view(await app[REDIS].hgetall(keys.pinned(show_id)))
+
+
+def _pin_view(data: dict[str, str]) -> dict[str, Any] | None:
     return {k: data.get(k, "") for k in ("id", "uid", "name", "text")} if data.get("id") else None
+
+
+class ModerationSnapshot:
+    """Moderation's share of the join snapshot: a banned user is refused; the pinned message."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        pipe.hgetall(keys.pinned(request.show_id))
+        if request.user_id is None:
+            return 1
+        pipe.sismember(keys.banned(request.show_id), request.user_id)
+        return 2
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        pin, *banned = results
+        if banned and banned[0]:
+            raise ApiError(403, "banned", "you are banned from this show")
+        snap.fields["pinned"] = _pin_view(pin)
 
 
 async def _check_target(app: web.Application, claims: Claims, user_id: str) -> None:
@@ -132,3 +151,7 @@ async def unpin(app: web.Application, claims: Claims) -> dict[str, Any]:
     await publish(app, claims.show_id, {"type": "chat.unpin"})
     await audit(app, claims, "unpin", "")
     return {"pinned": None}
+
+
+def setup(app: web.Application) -> None:
+    app[SNAPSHOT_PARTS].append(ModerationSnapshot())

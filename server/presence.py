@@ -6,6 +6,7 @@ reporting drops out of the sum after :data:`STALE_MS`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from . import keys
 from .appkeys import REDIS
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 from .store import load_script
 
 STALE_MS = 5000
@@ -81,10 +83,34 @@ async def report(
     return int(total), int(peak)
 
 
+class PresenceSnapshot:
+    """Presence's share of the join snapshot: viewers now and the peak (not in a hub's resync)."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        if request.resync:
+            return 0
+        pipe.hgetall(keys.presence(request.show_id))
+        pipe.get(keys.peak(request.show_id))
+        return 2
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        if not results:
+            return
+        nodes, peak = results
+        viewers = live_total(
+            nodes, int(time.time() * 1000)
+        )  # no TIME: keyless commands split cluster pipelines
+        snap.fields["viewers"] = viewers
+        snap.fields["peak"] = max(int(peak or 0), viewers)
+
+
 async def _presence_ctx(app: web.Application) -> Any:
     app[PRESENCE_SCRIPT] = load_script(app[REDIS], Path(__file__).with_name("presence.lua"))
     yield
 
 
 def setup(app: web.Application) -> None:
+    app[SNAPSHOT_PARTS].append(PresenceSnapshot())
     app.cleanup_ctx.append(_presence_ctx)
