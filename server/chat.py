@@ -15,25 +15,24 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
+from . import broker, keys, lua
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .banned_words import BannedWords, build
 from .errors import ApiError, bad_request
 from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
-from .store import load_script
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
 RECENT_ON_CONNECT = 20
+CHAT_LUA = lua.Script(Path(__file__).with_name("chat.lua"), libs=[broker.LUA_LIBRARY])
 STREAM_ID_RE = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")  # fullmatch: no "\n", no non-ASCII digits
 
 
 @dataclass
 class ChatService:
-    """Per-app chat state: the compiled banned-word matcher and the registered script."""
+    """Per-app chat state: the compiled banned-word matcher."""
 
     banned: BannedWords
-    script: Any = None
 
 
 CHAT = web.AppKey("chat", ChatService)
@@ -86,8 +85,9 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
             "banned_word", "your message contains a word that is not allowed", word=word
         )
     show_id = claims.show_id
-    status, value, *rest = await service.script(
-        keys=[
+    status, value, *rest = await CHAT_LUA(
+        app,
+        [
             keys.chat_stream(show_id),
             keys.counters(show_id),
             keys.chat_bucket(show_id, claims.user_id),
@@ -97,9 +97,9 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
             keys.chat_epoch(show_id),
             keys.chat_trimmed(show_id),
         ],
-        args=[
+        [
             claims.user_id, claims.name, claims.role, text, settings.chat_history,
-            settings.chat_rate, settings.chat_burst, int(claims.is_staff), keys.channel(show_id),
+            settings.chat_rate, settings.chat_burst, int(claims.is_staff), broker.channel(show_id),
             secrets.token_urlsafe(8),
         ],
     )  # fmt: skip
@@ -237,12 +237,6 @@ async def chat_per_minute(app: web.Application, show_id: str) -> int:
     return sum(int(v) for v in values if v)
 
 
-async def _chat_ctx(app: web.Application) -> Any:
-    app[CHAT].script = load_script(app[REDIS], Path(__file__).with_name("chat.lua"))
-    yield
-
-
 def setup(app: web.Application) -> None:
     app[CHAT] = ChatService(banned=build(app[SETTINGS].banned_words))
     app[SNAPSHOT_PARTS].append(ChatSnapshot())
-    app.cleanup_ctx.append(_chat_ctx)

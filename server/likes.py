@@ -12,14 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
-from .appkeys import REDIS
+from . import broker, keys, lua
 from .logs import retry_failed
 from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
-from .store import load_script
 
 log = logging.getLogger("liveshop.likes")
 FLUSH_S = 0.2
+LIKES_LUA = lua.Script(Path(__file__).with_name("likes.lua"), libs=[broker.LUA_LIBRARY])
 
 
 class LikeAggregator:
@@ -27,7 +26,6 @@ class LikeAggregator:
 
     def __init__(self) -> None:
         self.pending: defaultdict[str, int] = defaultdict(int)
-        self.script: Any = None
         self.wake = asyncio.Event()
 
     def add(self, show_id: str, count: int) -> None:
@@ -37,7 +35,7 @@ class LikeAggregator:
     async def flush(self, app: web.Application) -> None:
         pending, self.pending = self.pending, defaultdict(int)
         for show_id, count in pending.items():
-            await self.script(keys=[keys.counters(show_id)], args=[count, keys.channel(show_id)])
+            await LIKES_LUA(app, [keys.counters(show_id)], [count, broker.channel(show_id)])
 
     async def run(self, app: web.Application) -> None:
         while True:
@@ -73,7 +71,6 @@ class LikesSnapshot:
 
 async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:
     aggregator = app[LIKES] = LikeAggregator()
-    aggregator.script = load_script(app[REDIS], Path(__file__).with_name("likes.lua"))
     task = asyncio.create_task(aggregator.run(app))
     yield
     task.cancel()

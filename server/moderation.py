@@ -10,9 +10,10 @@ from aiohttp import web
 from . import keys
 from .appkeys import REDIS
 from .auth import STAFF, Claims
+from .broker import publish
 from .chat import check_id, entry_to_event
 from .errors import ApiError, forbidden, not_found
-from .events import publish
+from .hub import EVENT_HOOKS, Hub
 from .revocation import announce_ban
 from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
@@ -153,5 +154,22 @@ async def unpin(app: web.Application, claims: Claims) -> dict[str, Any]:
     return {"pinned": None}
 
 
+def _close_banned(hub: Hub, event: dict[str, Any]) -> None:
+    """On every node: a banned user's connections get an ``error`` and close with 1008."""
+    if not event.get("banned"):
+        return
+    for conn in hub.connections_of(str(event.get("user_id"))):
+        conn.send_message(
+            {
+                "type": "error",
+                "id": None,
+                "code": "banned",
+                "message": "you were banned from this show",
+            }
+        )
+        conn.close(1008, "banned")
+
+
 def setup(app: web.Application) -> None:
     app[SNAPSHOT_PARTS].append(ModerationSnapshot())
+    app[EVENT_HOOKS].setdefault("user.banned", []).append(_close_banned)

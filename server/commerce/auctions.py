@@ -25,13 +25,12 @@ from aiohttp import web
 from .. import insight, protocol
 from ..appkeys import REDIS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, not_found, read_json
-from ..events import publish
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .interactive import (
-    ISCRIPTS,
     base_keys,
     create_route,
     decide,
@@ -45,6 +44,7 @@ from .interactive import (
     ttl_ms,
     ws_fields,
 )  # fmt: skip
+from .scripts import AUCTION
 
 OUTCOMES = ("leading", "outbid_by_higher", "too_low", "ended", "not_started")
 FIELDS = (
@@ -80,7 +80,7 @@ async def create_auction(
     cap = fields.integer(body, "extension_cap_s", 0, 24 * 3600, default=300)
     now = now_ms(app) if now is None else now
     result = await run(
-        app[ISCRIPTS].auction, auction_keys(show_id), "create", show_id, product_id, start_price,
+        app, AUCTION, auction_keys(show_id), "create", show_id, product_id, start_price,
         increment, reserve, starts_in * 1000, duration * 1000, soft * 1000, cap * 1000, now,
     )  # fmt: skip
     if "error" in result:
@@ -190,7 +190,7 @@ async def close_auction(
     show_id = ck.show_of(auction_id, "a")
     now = now_ms(app) if now is None else now
     result = await run(
-        app[ISCRIPTS].auction, auction_keys(show_id), "close", show_id, auction_id, now,
+        app, AUCTION, auction_keys(show_id), "close", show_id, auction_id, now,
         "1" if force else "0", ttl_ms(app),
     )  # fmt: skip
     if result["outcome"] == "unknown_auction":

@@ -24,8 +24,8 @@ from aiohttp import web
 from .. import keys as base
 from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, conflict, forbidden, not_found, read_json
-from ..events import publish
 from ..shows import get_show
 from ..verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of
 from . import fields

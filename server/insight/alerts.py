@@ -16,18 +16,21 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys as base
+from .. import lua
 from ..appkeys import REDIS, SETTINGS
-from ..events import publish
+from ..broker import publish
 
 log = logging.getLogger("liveshop.alerts")
 KEEP = 200
 # KEYS: 1 state hash. ARGV: 1 kind, 2 new state. Returns 1 when the state changed.
-TRANSITION = """
+TRANSITION = lua.Script(
+    source="""
 local old = redis.call('HGET', KEYS[1], ARGV[1]) or 'clear'
 if old == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 
 def _k(show_id: str, *parts: str) -> str:
@@ -159,7 +162,7 @@ async def _evaluate(
     changed: list[dict[str, Any]] = []
     for kind, (firing, reason, numbers) in (await _conditions(app, show_id, stats, now)).items():
         state = "firing" if firing else "clear"
-        if not await redis.eval(TRANSITION, 1, _k(show_id, "state"), kind, state):
+        if not await TRANSITION(app, [_k(show_id, "state")], [kind, state]):
             continue
         alert = {"at": now, "alert": kind, "state": state, "reason": reason, **numbers}
         async with redis.pipeline(transaction=False) as pipe:

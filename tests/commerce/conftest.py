@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from server.appkeys import REDIS
+from server.broker import decode
 from server.commerce import keys as ck
 from server.keys import channel
 
@@ -110,7 +111,7 @@ class EventLog:
             message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=quiet_s)
             if message is None:
                 return self.seen
-            self.seen.append(json.loads(message["data"])["e"])
+            self.seen.append(decode(message["data"]).event)
 
     async def of(self, kind: str, quiet_s: float = 0.3) -> list[dict[str, Any]]:
         await self.drain(quiet_s)

@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 from server import keys as base
 from server.appkeys import REDIS, SETTINGS
 from server.auth import Claims
+from server.commerce import interactive
 from server.commerce import keys as ck
 from server.commerce.orders import cancel, pay
 from server.commerce.payments import PAYMENTS, ChargeResult, SimulatedProvider
 from server.commerce.products import create_product
 from server.commerce.sales import BATCHERS, buy, create_sale, get_sale
-from server.commerce.scripts import SCRIPTS, scripts_ctx
+from server.commerce.scripts import ORDER
 from server.config import Settings
 from server.errors import ApiError
 from server.store import connect
@@ -66,7 +67,7 @@ async def build_app(redis_url: str) -> tuple[web.Application, Any]:
     app = web.Application()
     app[SETTINGS] = Settings(redis_url=redis_url, secret="test-secret", payment_latency_ms=0)
     app[REDIS] = await connect(redis_url)
-    ctx = scripts_ctx(app)
+    ctx = interactive.scripts_ctx(app)  # the micro-batchers' registry
     await ctx.__anext__()
     app[BATCHERS] = {}
     app[PAYMENTS] = DecliningProvider(app[REDIS], 0, 0.0)
@@ -138,9 +139,7 @@ async def scenario(redis_url: str, plan: list[list[tuple[Any, ...]]]) -> None:
                     await cancel(app, staff if step[2] else users[owner], rid)
                 else:
                     await app[REDIS].zadd(ck.expiries(show_id), {rid: 0})
-                    await app[SCRIPTS].order(
-                        keys=ck.order_script_keys(show_id), args=["sweep", 100]
-                    )
+                    await ORDER(app, ck.order_script_keys(show_id), ["sweep", 100])
             except ApiError as exc:
                 assert exc.status in (403, 409), exc.to_dict()
 
