@@ -43,22 +43,31 @@ def _pin_view(data: dict[str, str]) -> dict[str, Any] | None:
 
 
 class ModerationSnapshot:
-    """Moderation's share of the join snapshot: a banned user is refused; the pinned message."""
+    """Moderation's share of the join snapshot: a banned user is refused; the pinned message;
+    a muted user finds their ``user.muted`` (with the time left) in the first batch."""
 
     def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
         pipe.hgetall(keys.pinned(request.show_id))
         if request.user_id is None:
             return 1
         pipe.sismember(keys.banned(request.show_id), request.user_id)
-        return 2
+        pipe.hget(keys.muted(request.show_id), request.user_id)
+        return 3
 
     async def snapshot_parse(
         self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
     ) -> None:
-        pin, *banned = results
-        if banned and banned[0]:
-            raise ApiError(403, "banned", "you are banned from this show")
+        pin, *mine = results
         snap.fields["pinned"] = _pin_view(pin)
+        if not mine:
+            return
+        banned, muted_until = mine
+        if banned:
+            raise ApiError(403, "banned", "you are banned from this show")
+        left_ms = int(muted_until or 0) - int(time.time() * 1000)
+        if left_ms > 0 and request.user_id is not None:
+            event = muted_event(request.user_id, int(muted_until), -(-left_ms // 1000), "")
+            snap.events.append(event)
 
 
 async def _check_target(app: web.Application, claims: Claims, user_id: str) -> None:
@@ -92,17 +101,29 @@ async def mute(app: web.Application, claims: Claims, user_id: str, minutes: int)
     await _check_target(app, claims, user_id)
     until = int(time.time() * 1000) + minutes * 60_000
     await app[REDIS].hset(keys.muted(claims.show_id), user_id, until)
-    event = {"type": "user.muted", "user_id": user_id, "until": until, "by": claims.user_id}
-    await publish(app, claims.show_id, event, staff_only=True)
+    await _tell_muted(app, claims, user_id, until, minutes * 60)
     await audit(app, claims, "mute", user_id, minutes=minutes)
     return {"user_id": user_id, "until": until}
+
+
+def muted_event(user_id: str, until: int, seconds: int, by: str) -> dict[str, Any]:
+    return {"type": "user.muted", "user_id": user_id, "until": until, "seconds": seconds, "by": by}
+
+
+async def _tell_muted(
+    app: web.Application, claims: Claims, user_id: str, until: int, seconds: int
+) -> None:
+    """The staff see who was (un)muted; the user's own connections are told at once, with the
+    time left (``seconds``: no client clock needed), so the page can count down."""
+    event = muted_event(user_id, until, seconds, claims.user_id)
+    await publish(app, claims.show_id, event, staff_only=True)
+    await publish(app, claims.show_id, event, to_user=user_id)
 
 
 async def unmute(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
     claims.require(STAFF)
     await app[REDIS].hdel(keys.muted(claims.show_id), user_id)
-    event = {"type": "user.muted", "user_id": user_id, "until": 0, "by": claims.user_id}
-    await publish(app, claims.show_id, event, staff_only=True)
+    await _tell_muted(app, claims, user_id, 0, 0)
     await audit(app, claims, "unmute", user_id)
     return {"user_id": user_id, "until": 0}
 

@@ -279,12 +279,13 @@ class ResyncEvent:
 
 @dataclass
 class UserMutedEvent:
-    """Staff only: a user was muted (or unmuted: `until` 0)."""
+    """A user was (un)muted: to the staff, and to that user (also on joining while muted)."""
 
     TYPE: ClassVar[str] = "user.muted"
     user_id: str = _f("the user")
     until: int = _f("mute end, ms since epoch (0 = unmuted)")
-    by: str = _f("staff user id")
+    seconds: int = _f("seconds of mute left (0 = unmuted)")
+    by: str = _f("staff user id (empty in the first batch after joining)")
 
 
 @dataclass
