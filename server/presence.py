@@ -103,7 +103,7 @@ def counted(conn: Connection) -> bool:
     """Whether a connection counts: viewers only. The host and moderators are left out of
     "viewers now" / "N watching", the peak, and the present users, and so out of a ``present``
     giveaway's entrants too (the host cannot win their own giveaway, nor can the moderators)."""
-    return True
+    return not conn.staff
 
 
 @dataclass

@@ -234,7 +234,7 @@ class PresenceEvent:
     """Viewer count, refreshed every ~2 s (only sent when it changed)."""
 
     TYPE: ClassVar[str] = "presence"
-    viewers: int = _f("current connections across all nodes")
+    viewers: int = _f("viewers' connections across all nodes (host and moderators not counted)")
     peak: int = _f("peak concurrent viewers")
 
 

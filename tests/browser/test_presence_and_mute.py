@@ -1,5 +1,5 @@
-"""Issue 17 item 7 in real Chromium: a muted viewer is told at once (with a countdown, again
-after a reload, cleared on unmute)."""
+"""Issue 17 items 7 and 8 in real Chromium: a muted viewer is told at once (with a countdown,
+again after a reload, cleared on unmute); "Viewers now" and "N watching" count viewers, not staff."""
 
 from __future__ import annotations
 
@@ -49,3 +49,38 @@ def test_a_muted_viewer_is_told_at_once_with_the_time_left(make_show: Any, new_p
     )
     viewer_chat(viewer, "thanks")
     host.locator("#chat-list li", has_text="thanks").wait_for()
+
+
+def test_viewer_counts_leave_out_the_host_and_moderators(make_show: Any, new_page: Any) -> None:
+    show = make_show("Who is watching")
+    host = new_page(viewport={"width": 1366, "height": 900})
+    open_studio(host, show)
+    status, minted = show.api(
+        "POST", f"/api/shows/{show.id}/tokens", {"role": "moderator", "name": "Mo"}, show.host_token
+    )
+    assert status == 201, minted
+    moderator = new_page(viewport={"width": 1366, "height": 900})
+    moderator.goto(f"{show.server.url}/host/{show.id}#token={minted['token']}")
+    moderator.wait_for_function("() => document.querySelector('#conn').dataset.state === 'open'")
+    viewers = []
+    for name in ("Mia", "Leo"):
+        page = new_page(**MOBILE)
+        open_viewer(page, show, name)
+        viewers.append(page)
+
+    # Two viewers: the host's studio and the moderator's page are not counted.
+    host.wait_for_function("() => document.querySelector('#st-viewers').textContent === '2'")
+    for page in viewers:
+        page.wait_for_function("() => document.querySelector('#viewer-count').textContent === '2'")
+    viewers[1].close()
+    host.wait_for_function("() => document.querySelector('#st-viewers').textContent === '1'")
+    viewers[0].wait_for_function(
+        "() => document.querySelector('#viewer-count').textContent === '1'"
+    )
+    # A page opened later reads the same count in its welcome.
+    late = new_page(**MOBILE)
+    open_viewer(late, show, "Ivy")
+    late.wait_for_function(
+        "() => ['1', '2'].includes(document.querySelector('#viewer-count').textContent)"
+    )
+    host.wait_for_function("() => document.querySelector('#st-viewers').textContent === '2'")
