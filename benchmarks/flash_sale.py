@@ -522,15 +522,12 @@ async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> di
     from server.appkeys import REDIS, SETTINGS
     from server.commerce import sales
     from server.commerce.products import create_product
-    from server.commerce.scripts import scripts_ctx
     from server.config import Settings
     from server.store import connect
 
     app = web.Application()
     app[SETTINGS] = Settings()
     app[REDIS] = await connect(redis_url)
-    ctx = scripts_ctx(app)
-    await ctx.__anext__()
     app[sales.BATCHERS] = {}
     show_id = "bench" + secrets.token_hex(4)
     product = await create_product(app, show_id, {"title": "P", "price": 100, "stock": opts.units})
@@ -546,14 +543,14 @@ async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> di
     next_buyer = iter(claims)
 
     from server.commerce import keys as ck
-    from server.commerce.scripts import SCRIPTS
+    from server.commerce.scripts import BUY
 
-    script, keys, gate = app[SCRIPTS].buy, ck.buy_script_keys(show_id), asyncio.Semaphore(50)
+    keys, gate = ck.buy_script_keys(show_id), asyncio.Semaphore(50)
 
     async def unbatched(claim: auth.Claims) -> dict[str, Any]:
         async with gate:  # 50 Redis connections, one EVALSHA per attempt
             attempt = msgpack.packb([sale["id"], claim.user_id, claim.name, "k1"])
-            raw = await script(keys=keys, args=[show_id, 300_000, 1, attempt])
+            raw = await BUY(app, keys, [show_id, 300_000, 1, attempt])
         return sales.outcome_body(sale["id"], raw[0])
 
     async def buyer_loop() -> None:

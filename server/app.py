@@ -26,10 +26,13 @@ PARTS: tuple[str, ...] = (
     "server.shows",
     "server.access",
     "server.openapi",
+    "server.clock",
+    "server.snapshot",  # before the services that add their part of the join snapshot
+    "server.hub",  # before the services that listen to its events
+    "server.moderation",
     "server.chat",
     "server.presence",
     "server.likes",
-    "server.hub",
     "server.gateway",
     "server.commerce",
     "server.web",

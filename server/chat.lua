@@ -41,5 +41,5 @@ redis.call('EXPIRE', KEYS[6], 120)
 local droppable = 0
 if ARGV[3] == 'viewer' then droppable = 1 end
 local event = {type = 'chat', id = id, uid = ARGV[1], name = ARGV[2], role = ARGV[3], text = ARGV[4], ts = now}
-redis.call('PUBLISH', ARGV[9], cjson.encode({d = droppable, s = 0, e = event}))
+broker_publish(ARGV[9], event, droppable)
 return {'ok', id, tostring(now)}

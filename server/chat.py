@@ -16,26 +16,26 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import insight, keys
+from . import broker, insight, keys, lua
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .banned_words import BannedWords, build
 from .errors import ApiError, bad_request
 from .insight import alerts
 from .protocol import Command, Message
-from .store import load_script
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
 RECENT_ON_CONNECT = 20
+CHAT_LUA = lua.Script(Path(__file__).with_name("chat.lua"), libs=[broker.LUA_LIBRARY])
 STREAM_ID_RE = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")  # fullmatch: no "\n", no non-ASCII digits
 
 
 @dataclass
 class ChatService:
-    """Per-app chat state: the compiled banned-word matcher and the registered script."""
+    """Per-app chat state: the compiled banned-word matcher."""
 
     banned: BannedWords
-    script: Any = None
 
 
 CHAT = web.AppKey("chat", ChatService)
@@ -89,8 +89,9 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
             "banned_word", "your message contains a word that is not allowed", word=word
         )
     show_id = claims.show_id
-    status, value, *rest = await service.script(
-        keys=[
+    status, value, *rest = await CHAT_LUA(
+        app,
+        [
             keys.chat_stream(show_id),
             keys.counters(show_id),
             keys.chat_bucket(show_id, claims.user_id),
@@ -100,9 +101,9 @@ async def send(app: web.Application, claims: Claims, text: str) -> dict[str, Any
             keys.chat_epoch(show_id),
             keys.chat_trimmed(show_id),
         ],
-        args=[
+        [
             claims.user_id, claims.name, claims.role, text, settings.chat_history,
-            settings.chat_rate, settings.chat_burst, int(claims.is_staff), keys.channel(show_id),
+            settings.chat_rate, settings.chat_burst, int(claims.is_staff), broker.channel(show_id),
             secrets.token_urlsafe(8),
         ],
     )  # fmt: skip
@@ -136,14 +137,6 @@ async def last_id(app: web.Application, show_id: str) -> str:
     return entries[0][0] if entries else "0-0"
 
 
-async def recent(
-    app: web.Application, show_id: str, count: int = RECENT_ON_CONNECT
-) -> list[dict[str, Any]]:
-    """The newest ``count`` messages, oldest first."""
-    entries = await app[REDIS].xrevrange(keys.chat_stream(show_id), count=count)
-    return [entry_to_event(eid, fields) for eid, fields in reversed(entries)]
-
-
 def history_gap(
     since: str, client_epoch: str | None, epoch: str, first_id: str | None, trimmed_id: str | None
 ) -> dict[str, Any] | None:
@@ -172,6 +165,73 @@ def history_gap(
             "first_id": first,
         }
     return None
+
+
+class ChatSnapshot:
+    """Chat's share of the join snapshot: the epoch, the newest messages and, for a client
+    that gives ``since``, the messages after it (or why they are lost)."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        show_id = request.show_id
+        stream = keys.chat_stream(show_id)
+        pipe.get(keys.chat_epoch(show_id))
+        pipe.xrevrange(stream, count=RECENT_ON_CONNECT)
+        if not _valid_since(request.since):
+            return 2
+        pipe.xrange(stream, count=1)
+        pipe.get(keys.chat_trimmed(show_id))
+        pipe.xrange(stream, min="(" + str(request.since), count=app[SETTINGS].chat_history + 1)
+        return 5
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        current, newest, *recovery = results
+        if current is None:
+            current = await epoch(app, request.show_id)
+        snap.fields["epoch"] = current
+        snap.fields["last_id"] = newest[0][0] if newest else "0-0"
+        recent = [entry_to_event(eid, fields) for eid, fields in reversed(newest)]
+        since = request.since
+        floor: tuple[int, int] | None = None
+        if not since:
+            snap.events += recent
+        else:
+            lost: dict[str, Any] | None
+            if recovery:
+                first, trimmed, after = recovery
+                first_id = first[0][0] if first else None
+                client_epoch = current if request.resync else request.client_epoch
+                lost = history_gap(since, client_epoch, current, first_id, trimmed)
+                if request.resync and lost is None and len(after) > app[SETTINGS].chat_history:
+                    lost = {"type": "history_lost", "reason": "too_old", "since": since,
+                            "epoch": current, "first_id": first_id or "0-0"}  # fmt: skip
+                history = (
+                    recent
+                    if lost and lost["reason"] == "epoch_changed"
+                    else [entry_to_event(*e) for e in after]
+                )
+            else:
+                lost = {"type": "history_lost", "reason": "too_old", "since": since,
+                        "epoch": current, "first_id": "0-0"}  # fmt: skip
+                history = recent
+            if lost is not None:
+                snap.events.append(lost)
+                if request.resync:
+                    history = []  # a hub's viewers keep what they have; the snapshot follows
+            else:
+                floor = parse_id(since)
+            snap.recovered = lost is None
+            snap.events += history
+        # Live events held since subscribing may repeat chat already in the first batch: skip those.
+        chat_ids = [parse_id(e["id"]) for e in snap.events if e.get("type") == "chat"]
+        if chat_ids:
+            floor = max([*chat_ids, *([floor] if floor else [])])
+        snap.floor = floor
+
+
+def _valid_since(since: str | None) -> bool:
+    return bool(since) and STREAM_ID_RE.fullmatch(since or "") is not None
 
 
 async def chat_per_minute(app: web.Application, show_id: str) -> int:
@@ -204,11 +264,6 @@ async def on_chat(app: web.Application, claims: Claims, body: ChatSend) -> dict[
 COMMANDS = (Command(ChatSend, on_chat, bounded=True),)
 
 
-async def _chat_ctx(app: web.Application) -> Any:
-    app[CHAT].script = load_script(app[REDIS], Path(__file__).with_name("chat.lua"))
-    yield
-
-
 def setup(app: web.Application) -> None:
     app[CHAT] = ChatService(banned=build(app[SETTINGS].banned_words))
-    app.cleanup_ctx.append(_chat_ctx)
+    app[SNAPSHOT_PARTS].append(ChatSnapshot())

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import chat, insight, keys, likes, moderation, presence
+from . import chat, insight, likes, moderation, snapshot
 from .access import limit_ws_connects
-from .appkeys import COMMANDS, REDIS, SETTINGS
+from .appkeys import COMMANDS, SETTINGS
 from .auth import Claims, verify_for
 from .connection import Connection
 from .errors import JOIN_CLOSE, ApiError, Close, Code, CodedError, ws_error, ws_error_of
@@ -37,6 +37,7 @@ from .protocol import (
 from .protocol.messages import EVENTS, SERVER_MESSAGES
 from .ratelimit import TokenBucket
 from .shows import get_show
+from .snapshot import SnapshotRequest
 from .ws_guard import GuardedWebSocketResponse
 from .ws_metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
 
@@ -132,79 +133,20 @@ async def _welcome(
 ) -> None:
     """Write the welcome and the first batch (recent or recovered chat), then go live without gap or overlap.
 
-    The show's state is read in one pipelined round trip: joins must stay cheap in a join storm.
+    The show's state is one join snapshot (one pipelined round trip; each service reads and
+    parses its own part): joins must stay cheap in a join storm.
     """
-    show_id = show["id"]
     claims = conn.claims
-    redis = app[REDIS]
-    stream = keys.chat_stream(show_id)
-    valid_since = bool(since) and chat.STREAM_ID_RE.fullmatch(since or "") is not None
-    pipe = redis.pipeline(transaction=False)
-    pipe.sismember(keys.banned(show_id), claims.user_id)
-    pipe.get(keys.chat_epoch(show_id))
-    pipe.xrevrange(stream, count=chat.RECENT_ON_CONNECT)
-    pipe.hgetall(keys.presence(show_id))
-    pipe.get(keys.peak(show_id))
-    pipe.hget(keys.counters(show_id), "likes")
-    pipe.hgetall(keys.pinned(show_id))
-    if valid_since:
-        pipe.xrange(stream, count=1)
-        pipe.get(keys.chat_trimmed(show_id))
-        pipe.xrange(stream, min="(" + str(since), count=app[SETTINGS].chat_history + 1)
-    banned, epoch, newest, nodes, peak, total_likes, pin, *recovery = await pipe.execute()
-    if banned:
-        raise ApiError(403, "banned", "you are banned from this show")
-    if epoch is None:
-        epoch = await chat.epoch(app, show_id)
-    recent = [chat.entry_to_event(eid, fields) for eid, fields in reversed(newest)]
-    viewers = presence.live_total(
-        nodes, int(time.time() * 1000)
-    )  # no TIME: keyless commands split cluster pipelines
-    events: list[dict[str, Any]] = []
-    floor: tuple[int, int] | None = None  # newest chat id the client has after the first batch
-    recovered = False
-    if since:
-        if valid_since:
-            first, trimmed, after = recovery
-            lost = chat.history_gap(
-                since, client_epoch, epoch, first[0][0] if first else None, trimmed
-            )
-            history = (
-                recent
-                if lost and lost["reason"] == "epoch_changed"
-                else [chat.entry_to_event(*e) for e in after]
-            )
-        else:
-            lost = {
-                "type": "history_lost",
-                "reason": "too_old",
-                "since": since,
-                "epoch": epoch,
-                "first_id": "0-0",
-            }
-            history = recent
-        if lost is not None:
-            events.append(lost)
-        else:
-            floor = chat.parse_id(since)
-        recovered = lost is None
-        events += history
-    else:
-        events += recent
+    snap = await snapshot.take(
+        app, SnapshotRequest(show["id"], claims.user_id, since or None, client_epoch)
+    )
     settings = app[SETTINGS]
     welcome = {
         "type": "welcome",
         "user": {"id": claims.user_id, "name": claims.name, "role": claims.role},
         "show": show,
-        "epoch": epoch,
-        "last_id": newest[0][0] if newest else "0-0",
-        "recovered": recovered,
-        "viewers": viewers,
-        "peak": max(int(peak or 0), viewers),
-        "likes": int(total_likes or 0),
-        "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")}
-        if pin.get("id")
-        else None,
+        **snap.fields,
+        "recovered": snap.recovered,
         "codec": conn.codec.name,
         "limits": {
             "chat_max_chars": settings.chat_max_chars,
@@ -214,12 +156,8 @@ async def _welcome(
         },
     }
     conn.send_message(welcome)
-    conn.send_message({"type": "batch", "events": events})
-    # Live events held since subscribing may repeat chat already in the first batch: skip those.
-    chat_ids = [chat.parse_id(e["id"]) for e in events if e.get("type") == "chat"]
-    if chat_ids:
-        floor = max([*chat_ids, *([floor] if floor else [])])
-    conn.go_live(floor)
+    conn.send_message({"type": "batch", "events": snap.events})
+    conn.go_live(snap.floor)
 
 
 async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connection) -> None:

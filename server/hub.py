@@ -1,9 +1,13 @@
-"""Per-show hubs on this node: one pub/sub subscription per show, batching, encode once, fan-out.
+"""Per-show hubs on this node: delivery only: batching, encode once, fan-out.
 
-All shows share one pub/sub connection per node (one SUBSCRIBE per show served here). Events that
-arrive within a window of ``batch_ms`` become one :class:`~server.connection.Batch`, encoded once per
-codec and audience and written to every local connection (goim-style merged room broadcast).
-Every second the node reports its per-show counts (presence) and retries backlogged connections.
+All shows share one broker subscription per node (:class:`server.broker.Subscriber`, one
+SUBSCRIBE per show served here). Events that arrive within a window of ``batch_ms`` become one
+:class:`~server.connection.Batch`, encoded once per codec and audience and written to every local
+connection (goim-style merged room broadcast); an event for one user (``to_user``) goes to that
+user's connections only, at once. Backlogged connections are retried every window; a hub left
+empty for :data:`IDLE_UNSUBSCRIBE_S` is dropped. What events *mean* is the services' business:
+presence counts the hubs' connections (``server.presence``), moderation closes a banned user's
+connections (``server.moderation``) through :data:`EVENT_HOOKS`.
 
 Events published while the node's pub/sub connection is down never reach it. redis-py
 resubscribes by itself when it reconnects; the second ``subscribe`` confirmation of a hub is the
@@ -17,20 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from . import chat, keys, presence
-from .appkeys import REDIS, SETTINGS
+from . import chat, snapshot
+from .appkeys import SETTINGS
+from .broker import Envelope, Subscriber
 from .connection import Batch, Connection
-from .events import decode_event
 from .logs import retry_failed
 from .shows import get_show
+from .snapshot import SnapshotRequest
 from .ws_metrics import (
     WS_BATCH_EVENTS,
     WS_EVENTS_OUT,
@@ -41,10 +44,14 @@ from .ws_metrics import (
 
 log = logging.getLogger("liveshop.hub")
 
-PRESENCE_EVERY_S = 1.0
-PRESENCE_RESEND_S = 10.0
+IDLE_CHECK_S = 1.0
 IDLE_UNSUBSCRIBE_S = 5.0
 RESYNC_ATTEMPTS = 10  # 0.5 s apart
+
+EventHook = Callable[["Hub", dict[str, Any]], None]
+# Services that act on an event on every node (moderation: close a banned user's connections)
+# register ``hook(hub, event)`` by event type; hooks run before the event is queued for delivery.
+EVENT_HOOKS = web.AppKey("hub_event_hooks", dict[str, list[EventHook]])
 
 ResyncSource = Callable[[web.Application, str], Awaitable[list[dict[str, Any]]]]
 # Parts that keep show state clients hold (commerce: pinned products, sales) register here a
@@ -58,17 +65,10 @@ class Hub:
     def __init__(self, hubs: Hubs, show_id: str) -> None:
         self.hubs = hubs
         self.show_id = show_id
-        self.channel = keys.channel(show_id)
         self.conns: set[Connection] = set()
-        self.users: dict[str, list[Any]] = {}  # user id → [name, connections]
-        self.joined: dict[str, str] = {}
-        self.left: set[str] = set()
         self.pending: list[tuple[dict[str, Any], bool, bool]] = []
         self.first_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.presence: tuple[int, int] = (0, 0)
-        self.presence_sent_at = 0.0
         self.empty_since: float | None = None
         self.window = hubs.batch_s
         self.last_chat_id: str | None = (
@@ -80,44 +80,35 @@ class Hub:
     def add(self, conn: Connection) -> None:
         self.conns.add(conn)
         self.empty_since = None
-        entry = self.users.get(conn.user_id)
-        if entry is None:
-            self.users[conn.user_id] = [conn.claims.name, 1]
-            self.joined[conn.user_id] = conn.claims.name
-            self.left.discard(conn.user_id)
-        else:
-            entry[1] += 1
 
     def remove(self, conn: Connection) -> None:
         if conn not in self.conns:
             return
         self.conns.discard(conn)
-        entry = self.users.get(conn.user_id)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del self.users[conn.user_id]
-                self.joined.pop(conn.user_id, None)
-                self.left.add(conn.user_id)
         if not self.conns:
             self.empty_since = time.monotonic()
 
+    def connections_of(self, user_id: str) -> list[Connection]:
+        return [conn for conn in self.conns if conn.user_id == user_id]
+
     # ----------------------------------------------------------------- events
 
-    def on_event(self, event: dict[str, Any], droppable: bool, staff_only: bool) -> None:
-        """An event from pub/sub (or injected locally): queue it for the next batch."""
-        if event.get("type") == "user.banned" and event.get("banned"):
-            for conn in list(self.conns):
-                if conn.user_id == event.get("user_id"):
-                    conn.send_message(
-                        {
-                            "type": "error",
-                            "id": None,
-                            "code": "banned",
-                            "message": "you were banned from this show",
-                        }
-                    )
-                    conn.close(1008, "banned")
+    def on_event(
+        self,
+        event: dict[str, Any],
+        droppable: bool,
+        staff_only: bool,
+        to_user: str | None = None,
+    ) -> None:
+        """An event from the broker (or injected locally): queue it for the next batch."""
+        hooks = self.hubs.hooks.get(event.get("type"))  # type: ignore[arg-type]
+        if hooks:
+            for hook in hooks:
+                hook(self, event)
+        if to_user is not None:  # one user's connections, at once (never merged into a batch)
+            for conn in self.connections_of(to_user):
+                conn.deliver(Batch([(event, droppable, staff_only)], time.monotonic()))
+            return
         if event.get("type") == "chat" and isinstance(event.get("id"), str):
             self.last_chat_id = event["id"]
         if not self.pending:
@@ -157,17 +148,15 @@ class Hub:
 
 
 class Hubs:
-    """All hubs of this node and the one pub/sub connection feeding them."""
+    """All hubs of this node and the broker subscription feeding them."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.node_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.batch_s = max(app[SETTINGS].batch_ms, 1) / 1000
         self.max_batch_s = max(app[SETTINGS].batch_max_ms / 1000, self.batch_s)
         self.hubs: dict[str, Hub] = {}
-        self.by_channel: dict[str, Hub] = {}
-        self.pubsub: Any = None
-        self.reader: asyncio.Task[None] | None = None
+        self.hooks = app[EVENT_HOOKS]
+        self.subscriber = Subscriber(app, self._on_event, self._on_resubscribe, name="hub")
         self.ticker: asyncio.Task[None] | None = None
         self.drainer: asyncio.Task[None] | None = None
         self.backlogged: set[Connection] = set()
@@ -177,28 +166,18 @@ class Hubs:
         self.resyncs = 0  # hubs brought up to date after a pub/sub reconnect (tests, metrics)
 
     async def start(self) -> None:
-        self.pubsub = self.app[REDIS].pubsub()
-        self.ticker = asyncio.create_task(self._tick_loop())
+        self.ticker = asyncio.create_task(self._idle_loop())
         self.drainer = asyncio.create_task(self._backlog_loop())
 
     async def stop(self) -> None:
-        for task in (self.reader, self.ticker, self.drainer, *self.resyncing):
+        for task in (self.ticker, self.drainer, *self.resyncing):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-        for hub in list(self.hubs.values()):
-            try:
-                await presence.report(self.app, hub.show_id, self.node_id, 0, {}, set())
-            except Exception:
-                pass
-        if self.pubsub is not None:
-            try:
-                await self.pubsub.aclose()
-            except Exception:
-                pass
+        await self.subscriber.close()
 
     # ----------------------------------------------------------------- joining
 
@@ -207,18 +186,15 @@ class Hubs:
         hub = self.hubs.get(show_id)
         if hub is None:
             hub = self.hubs[show_id] = Hub(self, show_id)
-            self.by_channel[hub.channel] = hub
             hub.add(conn)
-            async with self.sub_lock:  # SUBSCRIBE/UNSUBSCRIBE of one channel never cross
-                await self.pubsub.subscribe(hub.channel)
-            if self.reader is None or self.reader.done():
-                self.reader = asyncio.create_task(self._read_loop())
         else:
             hub.add(conn)
+        async with self.sub_lock:  # SUBSCRIBE/UNSUBSCRIBE of one channel never cross
+            subscribed = await self.subscriber.start(show_id)
         self.connections.add(conn)
         conn.on_backlog = self.backlogged.add
         # Wait until Redis confirmed the subscription: from then on no event can be missed.
-        await asyncio.wait_for(asyncio.shield(hub.subscribed), timeout=10)
+        await asyncio.wait_for(asyncio.shield(subscribed), timeout=10)
         if hub.last_chat_id is None:
             newest = await chat.last_id(self.app, show_id)  # where a later resync starts
             if hub.last_chat_id is None:
@@ -230,40 +206,21 @@ class Hubs:
         self.connections.discard(conn)
         self.backlogged.discard(conn)
 
-    # ----------------------------------------------------------------- loops
+    # ----------------------------------------------------------------- broker
 
-    async def _read_loop(self) -> None:
-        while True:
-            try:
-                message = await self.pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                retry_failed(log, "pub/sub read failed; resubscribing")
-                await asyncio.sleep(0.5)
-                continue
-            if message is None:
-                if not self.hubs:
-                    await asyncio.sleep(0.05)
-                continue
-            kind = message["type"]
-            hub = self.by_channel.get(message["channel"])
-            if hub is None:
-                continue
-            if kind == "message":
-                try:
-                    event, droppable, staff_only = decode_event(message["data"])
-                except (ValueError, KeyError, TypeError):
-                    log.warning("undecodable event on %s", message["channel"])
-                    continue
-                hub.on_event(event, droppable, staff_only)
-            elif kind == "subscribe":
-                if not hub.subscribed.done():
-                    hub.subscribed.set_result(None)
-                else:  # a resubscription after a reconnect: events may have been missed
-                    task = asyncio.create_task(self.resync(hub))
-                    self.resyncing.add(task)
-                    task.add_done_callback(self.resyncing.discard)
+    def _on_event(self, show_id: str, envelope: Envelope) -> None:
+        hub = self.hubs.get(show_id)
+        if hub is not None:
+            hub.on_event(*envelope)
+
+    def _on_resubscribe(self, show_id: str) -> None:
+        """A resubscription after a reconnect: events may have been missed."""
+        hub = self.hubs.get(show_id)
+        if hub is None:
+            return
+        task = asyncio.create_task(self.resync(hub))
+        self.resyncing.add(task)
+        task.add_done_callback(self.resyncing.discard)
 
     async def resync(self, hub: Hub) -> None:
         """Bring the hub's viewers up to date after a pub/sub gap (see the module docstring)."""
@@ -284,83 +241,36 @@ class Hubs:
     async def _missed(self, hub: Hub) -> list[tuple[dict[str, Any], bool]]:
         app, show_id = self.app, hub.show_id
         since = hub.last_chat_id or "0-0"
-        limit = app[SETTINGS].chat_history
-        stream = keys.chat_stream(show_id)
-        pipe = app[REDIS].pipeline(transaction=False)
-        pipe.get(keys.chat_epoch(show_id))
-        pipe.xrange(stream, min="(" + since, count=limit + 1)
-        pipe.xrange(stream, count=1)
-        pipe.get(keys.chat_trimmed(show_id))
-        pipe.xrevrange(stream, count=1)
-        pipe.hget(keys.counters(show_id), "likes")
-        pipe.hgetall(keys.pinned(show_id))
-        epoch, after, first, trimmed, newest, likes, pin = await pipe.execute()
-        epoch = epoch or await chat.epoch(app, show_id)
-        first_id = first[0][0] if first else "0-0"
-        lost = chat.history_gap(since, epoch, epoch, first_id, trimmed)
-        if lost is None and len(after) > limit:
-            lost = {"type": "history_lost", "reason": "too_old", "since": since, "epoch": epoch,
-                    "first_id": first_id}  # fmt: skip
-        events: list[tuple[dict[str, Any], bool]] = []
-        if lost is not None:
-            events.append((lost, False))
-        else:
-            for entry_id, entry in after:
-                event = chat.entry_to_event(entry_id, entry)
-                events.append((event, event["role"] == "viewer"))
-        events.append(
-            (
-                {
-                    "type": "resync",
-                    "reason": "pubsub_reconnect",
-                    "show": await get_show(app, show_id),
-                    "epoch": epoch,
-                    "last_id": newest[0][0] if newest else "0-0",
-                    "likes": int(likes or 0),
-                    "pinned": {k: pin.get(k, "") for k in ("id", "uid", "name", "text")}
-                    if pin.get("id")
-                    else None,
-                },
-                False,
-            )
-        )
+        snap = await snapshot.take(app, SnapshotRequest(show_id, since=since, resync=True))
+        events = [(e, e.get("type") == "chat" and e.get("role") == "viewer") for e in snap.events]
+        resync = {
+            "type": "resync",
+            "reason": "pubsub_reconnect",
+            "show": await get_show(app, show_id),
+            **snap.fields,
+        }
+        events.append((resync, False))
         for source in app[RESYNC_SOURCES]:
             events += [(event, False) for event in await source(app, show_id)]
         return events
 
-    async def _tick_loop(self) -> None:
-        """Every second: presence per show, drop idle hubs."""
+    async def _idle_loop(self) -> None:
+        """Every second: drop the hubs left empty for IDLE_UNSUBSCRIBE_S (and their subscription)."""
         while True:
-            await asyncio.sleep(PRESENCE_EVERY_S)
+            await asyncio.sleep(IDLE_CHECK_S)
             now = time.monotonic()
             for hub in list(self.hubs.values()):
+                if hub.empty_since is None or now - hub.empty_since <= IDLE_UNSUBSCRIBE_S:
+                    continue
                 try:
-                    await self._report(hub, now)
+                    async with self.sub_lock:
+                        # Re-checked under the lock: a join may have reused this hub meanwhile.
+                        if hub.conns or self.hubs.get(hub.show_id) is not hub:
+                            continue
+                        del self.hubs[hub.show_id]
+                        await self.subscriber.unsubscribe(hub.show_id)
                 except Exception:
-                    retry_failed(log, "presence report failed for %s", hub.show_id)
-
-    async def _report(self, hub: Hub, now: float) -> None:
-        if hub.empty_since is not None and now - hub.empty_since > IDLE_UNSUBSCRIBE_S:
-            async with self.sub_lock:
-                # Re-checked under the lock: a join may have reused this hub meanwhile.
-                if hub.conns or self.hubs.get(hub.show_id) is not hub:
-                    return
-                del self.hubs[hub.show_id]
-                del self.by_channel[hub.channel]
-                await self.pubsub.unsubscribe(hub.channel)
-            await presence.report(self.app, hub.show_id, self.node_id, 0, {}, set())
-            return
-        joined, hub.joined = hub.joined, {}
-        left, hub.left = hub.left, set()
-        counts = await presence.report(
-            self.app, hub.show_id, self.node_id, len(hub.conns), joined, left
-        )
-        if hub.conns and (counts != hub.presence or now - hub.presence_sent_at > PRESENCE_RESEND_S):
-            hub.presence = counts
-            hub.presence_sent_at = now
-            hub.on_event(
-                {"type": "presence", "viewers": counts[0], "peak": counts[1]}, False, False
-            )
+                    retry_failed(log, "unsubscribing idle show %s failed", hub.show_id)
 
     async def _backlog_loop(self) -> None:
         """Retry backlogged connections every batch window; close the stuck ones."""
@@ -388,4 +298,5 @@ async def hubs_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app[RESYNC_SOURCES] = []
+    app[EVENT_HOOKS] = {}
     app.cleanup_ctx.append(hubs_ctx)

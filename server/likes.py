@@ -13,15 +13,15 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import insight, keys, pk
-from .appkeys import REDIS
+from . import broker, insight, keys, lua, pk
 from .auth import Claims
 from .logs import retry_failed
 from .protocol import Command, Message
-from .store import load_script
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
 log = logging.getLogger("liveshop.likes")
 FLUSH_S = 0.2
+LIKES_LUA = lua.Script(Path(__file__).with_name("likes.lua"), libs=[broker.LUA_LIBRARY])
 
 
 class LikeAggregator:
@@ -29,7 +29,6 @@ class LikeAggregator:
 
     def __init__(self) -> None:
         self.pending: defaultdict[str, int] = defaultdict(int)
-        self.script: Any = None
         self.wake = asyncio.Event()
 
     def add(self, show_id: str, count: int) -> None:
@@ -39,7 +38,7 @@ class LikeAggregator:
     async def flush(self, app: web.Application) -> None:
         pending, self.pending = self.pending, defaultdict(int)
         for show_id, count in pending.items():
-            await self.script(keys=[keys.counters(show_id)], args=[count, keys.channel(show_id)])
+            await LIKES_LUA(app, [keys.counters(show_id)], [count, broker.channel(show_id)])
             await pk.add_points(app, show_id, likes=count)
 
     async def run(self, app: web.Application) -> None:
@@ -61,8 +60,17 @@ async def add_likes(app: web.Application, show_id: str, count: int) -> None:
     app[LIKES].add(show_id, count)
 
 
-async def total_likes(app: web.Application, show_id: str) -> int:
-    return int(await app[REDIS].hget(keys.counters(show_id), "likes") or 0)
+class LikesSnapshot:
+    """Likes' share of the join snapshot: the show's total."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        pipe.hget(keys.counters(request.show_id), "likes")
+        return 1
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        snap.fields["likes"] = int(results[0] or 0)
 
 
 class Like(Message, tag="like"):
@@ -82,7 +90,6 @@ COMMANDS = (Command(Like, on_like, bounded=True),)
 
 async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:
     aggregator = app[LIKES] = LikeAggregator()
-    aggregator.script = load_script(app[REDIS], Path(__file__).with_name("likes.lua"))
     task = asyncio.create_task(aggregator.run(app))
     yield
     task.cancel()
@@ -95,4 +102,5 @@ async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    app[SNAPSHOT_PARTS].append(LikesSnapshot())
     app.cleanup_ctx.append(_likes_ctx)

@@ -15,11 +15,13 @@ from msgspec import Meta
 from . import keys
 from .appkeys import REDIS
 from .auth import Claims
+from .broker import publish
 from .chat import check_id, entry_to_event
-from .errors import ApiError, forbidden, not_found
-from .events import publish
+from .errors import ApiError, Close, forbidden, not_found, ws_error
+from .hub import EVENT_HOOKS, Hub
 from .protocol import STAFF, Command, Message
 from .revocation import announce_ban
+from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
 AUDIT_MAXLEN = 10000
 
@@ -37,14 +39,41 @@ async def audit(
     )
 
 
-async def is_banned(app: web.Application, show_id: str, user_id: str) -> bool:
-    return bool(await app[REDIS].sismember(keys.banned(show_id), user_id))
-
-
 async def pinned(app: web.Application, show_id: str) -> dict[str, Any] | None:
     """The pinned message ``{id, uid, name, text}`` or None."""
-    data = await app[REDIS].hgetall(keys.pinned(show_id))
+    return _pin_view(await app[REDIS].hgetall(keys.pinned(show_id)))
+
+
+def _pin_view(data: dict[str, str]) -> dict[str, Any] | None:
     return {k: data.get(k, "") for k in ("id", "uid", "name", "text")} if data.get("id") else None
+
+
+class ModerationSnapshot:
+    """Moderation's share of the join snapshot: a banned user is refused; the pinned message;
+    a muted user finds their ``user.muted`` (with the time left) in the first batch."""
+
+    def snapshot_reads(self, app: web.Application, pipe: Any, request: SnapshotRequest) -> int:
+        pipe.hgetall(keys.pinned(request.show_id))
+        if request.user_id is None:
+            return 1
+        pipe.sismember(keys.banned(request.show_id), request.user_id)
+        pipe.hget(keys.muted(request.show_id), request.user_id)
+        return 3
+
+    async def snapshot_parse(
+        self, app: web.Application, request: SnapshotRequest, results: list[Any], snap: Snapshot
+    ) -> None:
+        pin, *mine = results
+        snap.fields["pinned"] = _pin_view(pin)
+        if not mine:
+            return
+        banned, muted_until = mine
+        if banned:
+            raise ApiError(403, "banned", "you are banned from this show")
+        left_ms = int(muted_until or 0) - int(time.time() * 1000)
+        if left_ms > 0 and request.user_id is not None:
+            event = muted_event(request.user_id, int(muted_until), -(-left_ms // 1000), "")
+            snap.events.append(event)
 
 
 async def _check_target(app: web.Application, claims: Claims, user_id: str) -> None:
@@ -91,10 +120,23 @@ async def mute(app: web.Application, claims: Claims, body: ModMute) -> dict[str,
     await _check_target(app, claims, user_id)
     until = int(time.time() * 1000) + minutes * 60_000
     await app[REDIS].hset(keys.muted(claims.show_id), user_id, until)
-    event = {"type": "user.muted", "user_id": user_id, "until": until, "by": claims.user_id}
-    await publish(app, claims.show_id, event, staff_only=True)
+    await _tell_muted(app, claims, user_id, until, minutes * 60)
     await audit(app, claims, "mute", user_id, minutes=minutes)
     return {"user_id": user_id, "until": until}
+
+
+def muted_event(user_id: str, until: int, seconds: int, by: str) -> dict[str, Any]:
+    return {"type": "user.muted", "user_id": user_id, "until": until, "seconds": seconds, "by": by}
+
+
+async def _tell_muted(
+    app: web.Application, claims: Claims, user_id: str, until: int, seconds: int
+) -> None:
+    """The staff see who was (un)muted; the user's own connections are told at once, with the
+    time left (``seconds``: no client clock needed), so the page can count down."""
+    event = muted_event(user_id, until, seconds, claims.user_id)
+    await publish(app, claims.show_id, event, staff_only=True)
+    await publish(app, claims.show_id, event, to_user=user_id)
 
 
 class ModUnmute(Message, tag="mod.unmute"):
@@ -106,8 +148,7 @@ class ModUnmute(Message, tag="mod.unmute"):
 async def unmute(app: web.Application, claims: Claims, body: ModUnmute) -> dict[str, Any]:
     user_id = body.user_id
     await app[REDIS].hdel(keys.muted(claims.show_id), user_id)
-    event = {"type": "user.muted", "user_id": user_id, "until": 0, "by": claims.user_id}
-    await publish(app, claims.show_id, event, staff_only=True)
+    await _tell_muted(app, claims, user_id, 0, 0)
     await audit(app, claims, "unmute", user_id)
     return {"user_id": user_id, "until": 0}
 
@@ -178,6 +219,20 @@ async def unpin(app: web.Application, claims: Claims, body: ModUnpin) -> dict[st
     await publish(app, claims.show_id, {"type": "chat.unpin"})
     await audit(app, claims, "unpin", "")
     return {"pinned": None}
+
+
+def _close_banned(hub: Hub, event: dict[str, Any]) -> None:
+    """On every node: a banned user's connections get an ``error`` and close with 1008."""
+    if not event.get("banned"):
+        return
+    for conn in hub.connections_of(str(event.get("user_id"))):
+        conn.send_message(ws_error("banned", "you were banned from this show"))
+        conn.close(Close.POLICY_VIOLATION, "banned")
+
+
+def setup(app: web.Application) -> None:
+    app[SNAPSHOT_PARTS].append(ModerationSnapshot())
+    app[EVENT_HOOKS].setdefault("user.banned", []).append(_close_banned)
 
 
 COMMANDS = tuple(

@@ -53,7 +53,7 @@ from . import auth, keys
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .errors import ApiError, bad_request, conflict
-from .events import publish
+from .broker import publish
 from .logs import retry_failed
 from .moderation import audit
 from .openapi import operation, prop, read_body

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from . import auth, events, keys
+from . import auth, broker, keys, lua
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, bad_request, not_found
 from .openapi import operation, prop, read_body
@@ -24,7 +24,7 @@ from .openapi import operation, prop, read_body
 SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
 MAX_NAME = 40
-_SHOW_META_LUA = (Path(__file__).parent / "show_meta.lua").read_text()
+SHOW_META = lua.Script(Path(__file__).parent / "show_meta.lua")
 
 
 def check_show_id(show_id: str) -> str:
@@ -109,33 +109,33 @@ async def set_live(app: web.Application, show_id: str, live: bool) -> None:
     )
     if not await _write_meta(app, show_id, "update", fields):
         return  # an unknown show id: nothing to mark, and no partial record is created
-    await events.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
+    await broker.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
 
 
 # INCR and its EXPIRE in one step: a lost EXPIRE would lock an address out for good. A counter
 # found without a TTL (left by an older version) gets one too.
-_COUNT_LUA = """
+COUNT_IN_WINDOW = lua.Script(
+    source="""
 local n = redis.call('INCR', KEYS[1])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
+)
 
 
 async def _count_in_window(app: web.Application, key: str, ttl_s: int) -> int:
     """Count one more hit on a fixed-window counter that always expires."""
-    script = app[REDIS].register_script(_COUNT_LUA)
-    return int(await script(keys=[key], args=[ttl_s]))
+    return int(await COUNT_IN_WINDOW(app, [key], [ttl_s]))
 
 
 async def _write_meta(
     app: web.Application, show_id: str, mode: str, fields: dict[str, Any]
 ) -> bool:
     """Write the meta hash in one step: ``create`` only if absent, ``update`` only if present."""
-    script = app[REDIS].register_script(_SHOW_META_LUA)
     args: list[Any] = [mode]
     for name, value in fields.items():
         args += (name, value)
-    return bool(await script(keys=[keys.meta(show_id)], args=args))
+    return bool(await SHOW_META(app, [keys.meta(show_id)], args))
 
 
 # ----------------------------------------------------------------------------- declarations

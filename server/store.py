@@ -1,8 +1,7 @@
-"""The one Redis layer: connecting (standalone, unix socket or Cluster) and loading Lua scripts."""
+"""Connecting to Redis (standalone, unix socket or Cluster). Lua scripts: :mod:`server.lua`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,11 +44,6 @@ async def connect(
     except (aioredis.RedisError, OSError, ValueError) as exc:
         raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None
     return client
-
-
-def load_script(client: Redis, lua_file: Path) -> Any:
-    """Register a ``.lua`` file once (EVALSHA with EVAL fallback, handled by redis-py)."""
-    return client.register_script(lua_file.read_text())
 
 
 async def server_version(client: Redis) -> str:

@@ -29,12 +29,10 @@ from .demo import seed_products
 from .fields import COMMERCE_EVENTS
 from .messages import EVENTS
 from .payments import payments_ctx
-from .scripts import scripts_ctx
 from .ticker import ticker_ctx
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(scripts_ctx)
     app.cleanup_ctx.append(interactive.scripts_ctx)
     app.cleanup_ctx.append(payments_ctx)
     for part in (products, sales, orders, coupons, lottery, stats, polls, auctions, group_buys):

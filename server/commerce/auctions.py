@@ -26,15 +26,14 @@ from msgspec import Meta
 from .. import insight
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, not_found, read_json
-from ..events import publish
 from ..protocol import Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
 from .interactive import (
-    ISCRIPTS,
     base_keys,
     create_route,
     decide,
@@ -47,6 +46,7 @@ from .interactive import (
     stock_error,
     ttl_ms,
 )  # fmt: skip
+from .scripts import AUCTION
 
 FIELDS = (
     "product", "title", "currency", "start_price", "inc", "reserve", "start", "end", "cap", "soft",
@@ -81,7 +81,7 @@ async def create_auction(
     cap = fields.integer(body, "extension_cap_s", 0, 24 * 3600, default=300)
     now = now_ms(app) if now is None else now
     result = await run(
-        app[ISCRIPTS].auction, auction_keys(show_id), "create", show_id, product_id, start_price,
+        app, AUCTION, auction_keys(show_id), "create", show_id, product_id, start_price,
         increment, reserve, starts_in * 1000, duration * 1000, soft * 1000, cap * 1000, now,
     )  # fmt: skip
     if "error" in result:
@@ -191,7 +191,7 @@ async def close_auction(
     show_id = ck.show_of(auction_id, "a")
     now = now_ms(app) if now is None else now
     result = await run(
-        app[ISCRIPTS].auction, auction_keys(show_id), "close", show_id, auction_id, now,
+        app, AUCTION, auction_keys(show_id), "close", show_id, auction_id, now,
         "1" if force else "0", ttl_ms(app),
     )  # fmt: skip
     if result["outcome"] == "unknown_auction":

@@ -1,12 +1,11 @@
 -- Decide a micro-batch of flash-sale buy attempts atomically, one after the other.
 -- KEYS: 1 sales, 2 sale_users, 3 buy_keys, 4 reservations, 5 expiries, 6 orders stream,
 --       7 counters, 8 funnel:reserved, 9 seq
--- ARGV: 1 show id, 2 reservation ttl (ms), 3 n, 4 msgpack array of n × (sale id, user id, name, key)
+-- ARGV: 1 show id, 2 reservation ttl (ms), 3 n, 4 msgpack array of n × (sale id, user id, name, key),
+--       5 now (ms, the app clock: appended by server/lua.py, read into `now`)
 --       (one packed argument: the caller encodes a batch in one C call instead of 4n arguments)
 -- Returns n outcomes: "reserved|RID|EXPIRES_MS", "sold_out", "limit_reached", "not_started",
 -- "ended" or "unknown_sale". A key already seen for (sale, user) returns its first outcome.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local show = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])

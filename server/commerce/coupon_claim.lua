@@ -1,8 +1,6 @@
 -- Claim a coupon: first come, one per user, limited count, before expiry.
--- KEYS: 1 coupons, 2 coupon_claims    ARGV: 1 coupon id, 2 user id
+-- KEYS: 1 coupons, 2 coupon_claims    ARGV: 1 coupon id, 2 user id, 3 now (the app clock, server/lua.py)
 -- Returns {outcome, left}: claimed, already_claimed, exhausted, expired, unknown_coupon.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cid, uid = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', KEYS[1], cid .. ':left', cid .. ':expires')
 if not f[1] then return { 'unknown_coupon', 0 } end

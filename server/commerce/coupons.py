@@ -8,7 +8,6 @@ starts the payment, and a failed payment gives the coupon back.
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -16,15 +15,16 @@ from msgspec import Meta
 
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
+from ..clock import now_ms
 from ..errors import bad_request, forbidden, not_found, read_json
-from ..events import publish
 from ..protocol import Command, Message, register
 from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
-from .scripts import SCRIPTS
+from .scripts import COUPON_CLAIM
 
 
 async def get_coupon(app: web.Application, coupon_id: str) -> dict[str, Any]:
@@ -36,7 +36,7 @@ async def get_coupon(app: web.Application, coupon_id: str) -> dict[str, Any]:
         raise not_found("coupon_not_found", f"no coupon {coupon_id!r}")
     coupon = json.loads(raw)
     coupon["left"] = int(left or 0)
-    coupon["expired"] = time.time() * 1000 >= coupon["expires_at"]
+    coupon["expired"] = now_ms(app) >= coupon["expires_at"]
     return coupon
 
 
@@ -50,7 +50,7 @@ async def list_coupons(app: web.Application, show_id: str, user_id: str) -> list
     Each is the coupon of :func:`get_coupon` plus ``claimed`` / ``used`` for ``user_id``.
     """
     redis = app[REDIS]
-    now = time.time() * 1000
+    now = now_ms(app)
     data = await redis.hgetall(ck.coupons(show_id))
     coupons = []
     for name, raw in data.items():
@@ -88,7 +88,7 @@ async def create_coupon(app: web.Application, show_id: str, body: dict[str, Any]
     expires_in = fields.integer(body, "expires_in_s", 1, 7 * 24 * 3600, default=600)
     redis = app[REDIS]
     coupon_id = f"{show_id}.c{await redis.hincrby(ck.seq(show_id), 'coupon', 1)}"
-    expires_at = int(time.time() * 1000) + expires_in * 1000
+    expires_at = now_ms(app) + expires_in * 1000
     coupon = {
         "id": coupon_id,
         "show_id": show_id,
@@ -122,8 +122,8 @@ async def claim(app: web.Application, claims: Claims, coupon_id: Any) -> dict[st
     show_id = ck.show_of(coupon_id, "c")
     if show_id != claims.show_id:
         raise forbidden("token is for another show")
-    outcome, left = await app[SCRIPTS].coupon_claim(
-        keys=[ck.coupons(show_id), ck.coupon_claims(show_id)], args=[coupon_id, claims.user_id]
+    outcome, left = await COUPON_CLAIM(
+        app, [ck.coupons(show_id), ck.coupon_claims(show_id)], [coupon_id, claims.user_id]
     )
     if outcome == "unknown_coupon":
         raise not_found("coupon_not_found", f"no coupon {coupon_id!r}")

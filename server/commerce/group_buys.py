@@ -22,15 +22,14 @@ from msgspec import Meta
 
 from ..appkeys import REDIS
 from ..auth import Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, not_found
-from ..events import publish
 from ..protocol import STAFF, Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
 from .interactive import (
-    ISCRIPTS,
     base_keys,
     create_route,
     decide,
@@ -43,6 +42,7 @@ from .interactive import (
     stock_error,
     ttl_ms,
 )  # fmt: skip
+from .scripts import GROUP
 
 FIELDS = (
     "status", "product", "title", "currency", "list_price", "price", "size", "qty", "window",
@@ -80,7 +80,7 @@ async def create_deal(
     duration = fields.integer(body, "duration_s", 5, 7 * 24 * 3600, default=1800)
     now = now_ms(app) if now is None else now
     result = await run(
-        app[ISCRIPTS].group, deal_keys(show_id), "create", show_id, product_id, price, size,
+        app, GROUP, deal_keys(show_id), "create", show_id, product_id, price, size,
         quantity, window * 1000, starts_in * 1000, duration * 1000, now,
     )  # fmt: skip
     if "error" in result:
@@ -218,7 +218,7 @@ async def leave(
 ) -> dict[str, Any]:
     show_id = own_show(claims, deal_id, "g", "deal_id")
     result = await run(
-        app[ISCRIPTS].group, deal_keys(show_id), "leave", deal_id, claims.user_id,
+        app, GROUP, deal_keys(show_id), "leave", deal_id, claims.user_id,
         now_ms(app) if now is None else now,
     )  # fmt: skip
     if result["outcome"] == "unknown_deal":
@@ -233,7 +233,7 @@ async def settle(
     """Fail a group whose window ended and end a deal that is over (``force``: end it now)."""
     show_id = ck.show_of(deal_id, "g")
     result = await run(
-        app[ISCRIPTS].group, deal_keys(show_id), "settle", deal_id,
+        app, GROUP, deal_keys(show_id), "settle", deal_id,
         now_ms(app) if now is None else now, "1" if force else "0",
     )  # fmt: skip
     if result["outcome"] == "unknown_deal":

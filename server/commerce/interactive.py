@@ -3,8 +3,8 @@
 Every script of these three takes the time as an argument (``now_ms``) from the app clock
 instead of calling Redis ``TIME``: the decisions stay atomic in Redis, and tests drive the clock
 past windows and soft closes without sleeping. The reservations they create are then handled
-by ``order.lua`` (pay, expire), which reads Redis ``TIME``: the app clock is wall time outside
-tests, and tests that pay such reservations start their clock at wall time. The scripts that create reservations
+by ``order.lua`` (pay, expire), which reads the app clock too (``server.lua`` appends it): tests
+that pass an explicit ``now`` and then pay such reservations start their clock at wall time. The scripts that create reservations
 (``auction.lua``, ``group.lua``) share ``interactive_lib.lua``, prepended when they are loaded.
 """
 
@@ -13,54 +13,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 from aiohttp import web
 
-from ..appkeys import REDIS, SETTINGS
+from ..appkeys import SETTINGS
 from ..auth import STAFF, Claims, authenticate
+from ..clock import CLOCK, Clock, now_ms  # noqa: F401
 from ..errors import ApiError, bad_request, forbidden, read_json
+from ..lua import Script
 from ..shows import get_show
 from . import keys as ck
+from .scripts import INTERACTIVE
 
 log = logging.getLogger("liveshop.interactive")
 
 HERE = Path(__file__).parent
-Clock = Callable[[], int]
-CLOCK: web.AppKey[Clock] = web.AppKey("commerce_clock")
-
-
-def now_ms(app: web.Application) -> int:
-    """The app clock (ms): wall time unless a test installed its own ``app[CLOCK]``."""
-    clock = app.get(CLOCK)
-    return clock() if clock is not None else int(time.time() * 1000)
-
-
-@dataclass
-class InteractiveScripts:
-    poll: Any
-    auction: Any
-    group: Any
-
-
-ISCRIPTS = web.AppKey("interactive_scripts", InteractiveScripts)
+# The app clock lives in server.clock (every window-deciding script uses it); re-exported here.
 
 
 async def scripts_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Register the scripts once Redis is connected; stop the micro-batchers at the end."""
+    """Stop the micro-batchers at the end (the scripts are declared in :mod:`.scripts`)."""
     app[IBATCHERS] = {}
-    redis = app[REDIS]
-    lib = (HERE / "interactive_lib.lua").read_text()
-    app[ISCRIPTS] = InteractiveScripts(
-        poll=redis.register_script((HERE / "poll.lua").read_text()),
-        auction=redis.register_script(lib + (HERE / "auction.lua").read_text()),
-        group=redis.register_script(lib + (HERE / "group.lua").read_text()),
-    )
     yield
     for batcher in app[IBATCHERS].values():
         batcher.cancel()
@@ -77,9 +54,9 @@ def base_keys(show_id: str) -> list[str]:
     ]
 
 
-async def run(script: Any, keys: list[str], *args: Any) -> dict[str, Any]:
+async def run(app: web.Application, script: Script, keys: list[str], *args: Any) -> dict[str, Any]:
     """Run one of the scripts; they all answer one JSON object."""
-    return dict(json.loads(await script(keys=keys, args=list(args))))
+    return dict(json.loads(await script(app, keys, args)))
 
 
 def ttl_ms(app: web.Application) -> int:
@@ -237,8 +214,8 @@ async def decide(
         async def batch(items: list[Any]) -> list[Any]:
             flat = [value for one in items for value in one]
             when = now_ms(app) if at is None else at
-            raw = await getattr(app[ISCRIPTS], script)(
-                keys=keys, args=[op, when, len(items), msgpack.packb(flat), *extra]
+            raw = await INTERACTIVE[script](
+                app, keys, [op, when, len(items), msgpack.packb(flat), *extra]
             )
             return [json.loads(answer) for answer in raw]
 

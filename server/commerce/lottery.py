@@ -25,8 +25,8 @@ from msgspec import Meta
 from .. import keys as base
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, conflict, forbidden, not_found, read_json
-from ..events import publish
 from ..protocol import VIEWERS, Command, Message, register
 from ..shows import get_show
 from ..verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of

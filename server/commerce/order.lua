@@ -3,9 +3,8 @@
 -- happens only on a transition out of reserved/paying, atomically with the state change.
 -- KEYS: 1 sales, 2 sale_users, 3 reservations, 4 expiries, 5 orders stream, 6 counters,
 --       7 funnel:paid, 8 pay_keys, 9 coupon_claims, 10 coupons
--- ARGV: 1 operation, then its arguments (see each branch). Returns {code, order JSON or ""}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- ARGV: 1 operation, then its arguments (see each branch), then now (ms, the app clock: appended
+-- by server/lua.py, read into `now`). Returns {code, order JSON or ""}.
 local op = ARGV[1]
 local PAY_GRACE_MS = 60000
 

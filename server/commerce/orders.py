@@ -26,8 +26,8 @@ from .. import insight, pk
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
-from ..events import publish
 from ..insight import alerts
 from ..logs import retry_failed
 from ..shows import get_show
@@ -35,7 +35,7 @@ from . import fields
 from . import keys as ck
 from .activity import active_shows
 from .payments import PAYMENTS
-from .scripts import SCRIPTS
+from .scripts import ORDER, ORDERS_APPLY
 
 log = logging.getLogger("liveshop.orders")
 
@@ -59,7 +59,7 @@ def public(order: dict[str, Any]) -> dict[str, Any]:
 async def run_order_op(
     app: web.Application, show_id: str, *args: Any
 ) -> tuple[str, dict[str, Any] | None]:
-    code, raw = await app[SCRIPTS].order(keys=ck.order_script_keys(show_id), args=list(args))
+    code, raw = await ORDER(app, ck.order_script_keys(show_id), args)
     return code, (json.loads(raw) if raw else None)
 
 
@@ -131,7 +131,7 @@ class OrderConsumer:
                 sale_key_at[sale_id],
             )
         if args:
-            await self.app[SCRIPTS].orders_apply(keys=script_keys, args=args)
+            await ORDERS_APPLY(self.app, script_keys, args)
         if ids:
             await self.app[REDIS].xack(base.orders_stream(show_id), GROUP, *ids)
         return len(ids)

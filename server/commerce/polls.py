@@ -19,15 +19,14 @@ from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import Claims, authenticate
+from ..broker import publish
 from ..errors import bad_request, not_found, read_json
-from ..events import publish
 from ..protocol import STAFF, Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
 from .interactive import (
-    ISCRIPTS,
     create_route,
     decide,
     list_route,
@@ -37,6 +36,7 @@ from .interactive import (
     same_show,
     staff_only,
 )
+from .scripts import POLL
 
 TALLY_EVERY_MS = 250
 FIELDS = ("def", "n", "changeable", "start", "end", "status", "total", "final")
@@ -89,7 +89,7 @@ async def create_poll(
     now = now_ms(app) if now is None else now
     definition = json.dumps({"question": question, "options": options})
     result = await run(
-        app[ISCRIPTS].poll, poll_keys(show_id), "create", show_id, definition, len(options),
+        app, POLL, poll_keys(show_id), "create", show_id, definition, len(options),
         "1" if changeable else "0", now, duration * 1000,
     )  # fmt: skip
     await touch(app, show_id, now + duration * 1000 + 60_000)
@@ -172,9 +172,7 @@ async def close_poll(
     """Freeze the results (``force``: now; else only once the end has passed). (closed now?, poll)."""
     show_id = ck.show_of(poll_id, "q")
     now = now_ms(app) if now is None else now
-    result = await run(
-        app[ISCRIPTS].poll, poll_keys(show_id), "close", poll_id, now, "1" if force else "0"
-    )
+    result = await run(app, POLL, poll_keys(show_id), "close", poll_id, now, "1" if force else "0")
     if result["outcome"] == "unknown_poll":
         raise not_found("poll_not_found", f"no poll {poll_id!r}")
     poll = await get_poll(app, poll_id, now)

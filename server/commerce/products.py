@@ -18,15 +18,15 @@ from .. import insight
 from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import publish
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
-from ..events import publish
 from ..protocol import Command, Message, register
 from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
-from .scripts import SCRIPTS
+from .scripts import PIN
 
 MAX_PINNED = 3
 MAX_PRICE = 100_000_000_00
@@ -200,9 +200,7 @@ async def handle_delete(request: web.Request) -> web.Response:
 
 async def pin(app: web.Application, product_id: str) -> dict[str, Any]:
     show_id = ck.show_of(product_id, "p")
-    outcome = await app[SCRIPTS].pin(
-        keys=[ck.products(show_id), ck.pinned(show_id)], args=[product_id, MAX_PINNED]
-    )
+    outcome = await PIN(app, [ck.products(show_id), ck.pinned(show_id)], [product_id, MAX_PINNED])
     if outcome == "unknown_product":
         raise not_found("product_not_found", f"no product {product_id!r}")
     if outcome == "pin_limit":

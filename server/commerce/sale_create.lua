@@ -1,10 +1,8 @@
 -- Create a flash sale, taking its quantity out of the product's stock, all or nothing.
 -- KEYS: 1 products, 2 stock, 3 sales, 4 seq
 -- ARGV: 1 show id, 2 product id, 3 quantity, 4 sale price, 5 per-user limit, 6 starts in (ms),
---       7 duration (ms)
+--       7 duration (ms), 8 now (ms, the app clock: appended by server/lua.py, read into `now`)
 -- Returns {"ok", sale id, start ms, end ms} or {error code}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 if not raw then return { 'unknown_product' } end
 local product = cjson.decode(raw)

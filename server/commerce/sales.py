@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgpack
@@ -32,19 +31,18 @@ from .. import auth, insight
 from ..access import client_ip, ws_client_ip
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
+from ..broker import Envelope, Subscriber, publish
+from ..clock import now_ms
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
-from ..events import decode_event, publish
 from ..insight import alerts
-from ..keys import channel
 from ..protocol import Command, Message, register
 from ..shows import get_show
-from ..store import load_script
 from . import fields
 from . import keys as ck
 from .activity import touch
 from .fields import COMMERCE_COMMANDS
 from .products import pinned_products
-from .scripts import SCRIPTS
+from .scripts import BUY, SALE_CREATE, SOLDOUT_RECORD
 
 log = logging.getLogger("liveshop.sales")
 
@@ -78,7 +76,7 @@ def sale_status(sale: dict[str, Any], now_ms: int) -> str:
     return "scheduled" if now_ms < sale["starts_at"] else "live"
 
 
-def _view(sale_id: str, raw: list[str | None]) -> dict[str, Any] | None:
+def _view(app: web.Application, sale_id: str, raw: list[str | None]) -> dict[str, Any] | None:
     if raw[0] is None:
         return None
     f = {
@@ -103,7 +101,7 @@ def _view(sale_id: str, raw: list[str | None]) -> dict[str, Any] | None:
         "created_at": f["created"],
         "status": f["status"],
     }
-    now = int(time.time() * 1000)
+    now = now_ms(app)
     sale["status"] = sale_status(sale, now)
     sale["now"] = now
     return sale
@@ -113,7 +111,7 @@ async def get_sale(app: web.Application, sale_id: str) -> dict[str, Any]:
     """The sale with live counters (quantity = left + reserved + sold), or 404 ``sale_not_found``."""
     show_id = ck.show_of(sale_id, "s")
     raw = await app[REDIS].hmget(ck.sales(show_id), [f"{sale_id}:{name}" for name in SALE_FIELDS])
-    sale = _view(sale_id, raw)
+    sale = _view(app, sale_id, raw)
     if sale is None:
         raise not_found("sale_not_found", f"no sale {sale_id!r}")
     return sale
@@ -138,7 +136,7 @@ async def sales_of(app: web.Application, counts: dict[str, int]) -> dict[str, li
                 pipe.hmget(ck.sales(show_id), [f"{sale_id}:{name}" for name in SALE_FIELDS])
         rows = iter(await pipe.execute())
     return {
-        show_id: [sale for sale_id in sale_ids if (sale := _view(sale_id, next(rows)))]
+        show_id: [sale for sale_id in sale_ids if (sale := _view(app, sale_id, next(rows)))]
         for show_id, sale_ids in ids.items()
     }
 
@@ -155,9 +153,10 @@ async def create_sale(app: web.Application, show_id: str, body: dict[str, Any]) 
     limit = fields.integer(body, "per_user_limit", 1, 1000, default=1)
     starts_in = fields.integer(body, "starts_in_s", 0, 24 * 3600, default=0)
     duration = fields.integer(body, "duration_s", 1, 24 * 3600, default=300)
-    result = await app[SCRIPTS].sale_create(
-        keys=[ck.products(show_id), ck.stock(show_id), ck.sales(show_id), ck.seq(show_id)],
-        args=[show_id, product_id, quantity, price, limit, starts_in * 1000, duration * 1000],
+    result = await SALE_CREATE(
+        app,
+        [ck.products(show_id), ck.stock(show_id), ck.sales(show_id), ck.seq(show_id)],
+        [show_id, product_id, quantity, price, limit, starts_in * 1000, duration * 1000],
     )
     if result[0] == "unknown_product":
         raise not_found("product_not_found", f"no product {product_id!r}")
@@ -186,7 +185,7 @@ def countdown_event(sale: dict[str, Any]) -> dict[str, Any]:
         "currency": sale["currency"],
         "quantity": sale["quantity"],
         "starts_at": sale["starts_at"],
-        "seconds_left": max(0, round((sale["starts_at"] - int(time.time() * 1000)) / 1000)),
+        "seconds_left": max(0, round((sale["starts_at"] - sale["now"]) / 1000)),
     }
 
 
@@ -273,7 +272,6 @@ class BuyBatcher:
         return await future
 
     async def run(self) -> None:
-        script = self.app[SCRIPTS].buy
         soldout = self.app.get(SOLDOUT)
         while True:
             if not self.pending:
@@ -291,9 +289,8 @@ class BuyBatcher:
             for sale_id, user_id, name, key, _ in batch:
                 attempts += (sale_id, user_id, name, key)
             try:
-                outcomes = await script(
-                    keys=self.keys,
-                    args=[self.show_id, ttl_ms, len(batch), msgpack.packb(attempts)],
+                outcomes = await BUY(
+                    self.app, self.keys, [self.show_id, ttl_ms, len(batch), msgpack.packb(attempts)]
                 )
             except Exception as exc:  # the Redis call failed: every attempt in it gets the error
                 log.warning("buy batch failed: %s", exc)
@@ -337,8 +334,7 @@ class SoldOut:
         self.flags: dict[str, tuple[float, int, frozenset[str]]] = {}
         self.learning: set[str] = set()
         self.watched: dict[str, set[str]] = {}  # show → flagged or learning sales
-        self.pubsub: Any = None
-        self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.subscriber: Subscriber | None = None
         self.records: list[tuple[str, str]] = []  # (show, buy_keys field) to set to "sold_out"
         self.tasks: set[asyncio.Task[None]] = set()
         self.record_wake = asyncio.Event()
@@ -350,7 +346,7 @@ class SoldOut:
             return False
         since, end_ms, holders = flag
         now = time.monotonic()
-        if time.time() * 1000 >= end_ms or now - since >= SOLDOUT_RECHECK_S:
+        if now_ms(self.app) >= end_ms or now - since >= SOLDOUT_RECHECK_S:
             self.clear(sale_id)  # ended (Redis answers `ended`) or due for a recheck
             return False
         if user_id in holders:
@@ -404,60 +400,27 @@ class SoldOut:
             self.learning.discard(sale_id)
 
     async def _subscribe(self, show_id: str) -> None:
-        if self.pubsub is None:
-            self.pubsub = self.app[REDIS].pubsub()
-        future = self.subscribed.get(show_id)
-        if future is None:
-            future = self.subscribed[show_id] = asyncio.get_running_loop().create_future()
-            await self.pubsub.subscribe(channel(show_id))
-            if not any(t.get_name() == "soldout-reader" for t in self.tasks):
-                task = asyncio.create_task(self._read(), name="soldout-reader")
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            if not any(t.get_name() == "soldout-recorder" for t in self.tasks):
-                task = asyncio.create_task(self._record(), name="soldout-recorder")
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-        await asyncio.wait_for(asyncio.shield(future), timeout=10)
+        if self.subscriber is None:
+            self.subscriber = Subscriber(self.app, self._on_event, name="soldout")
+            task = asyncio.create_task(self._record(), name="soldout-recorder")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        await self.subscriber.subscribe(show_id)
 
-    async def _read(self) -> None:
+    def _on_event(self, show_id: str, envelope: Envelope) -> None:
         """Stock returned or the sale ended → the flag goes (the next attempt asks Redis)."""
-        while True:
-            try:
-                message = await self.pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sold-out watch read failed")
-                await asyncio.sleep(0.5)
-                continue
-            if message is None:
-                continue
-            show_id = str(message["channel"]).split("{show:", 1)[-1].split("}", 1)[0]
-            if message["type"] == "subscribe":
-                future = self.subscribed.get(show_id)
-                if future is not None and not future.done():
-                    future.set_result(None)
-                continue
-            if message["type"] != "message":
-                continue
-            try:
-                event, _, _ = decode_event(message["data"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            kind = event.get("type")
-            if kind == "sale.stock" and event.get("left", 0) > 0 or kind == "sale.ended":
-                self.clear(str(event.get("sale_id")))
-            if kind == "sale.ended" and not self.watched_now(show_id):
-                # Nothing of this show is flagged any more: stop receiving its events.
-                self.subscribed.pop(show_id, None)
-                self.watched.pop(show_id, None)
-                await self.pubsub.unsubscribe(channel(show_id))
+        event = envelope.event
+        kind = event.get("type")
+        if kind == "sale.stock" and event.get("left", 0) > 0 or kind == "sale.ended":
+            self.clear(str(event.get("sale_id")))
+        if kind == "sale.ended" and not self.watched_now(show_id):
+            # Nothing of this show is flagged any more: stop receiving its events.
+            self.watched.pop(show_id, None)
+            self._spawn(self.subscriber.unsubscribe(show_id))  # type: ignore[union-attr]
 
     async def _record(self) -> None:
         """Record short-circuited keys as ``sold_out`` (HSETNX: a key keeps its first answer),
         one ``soldout_record.lua`` call per show and batch (one packed argument, like buy.lua)."""
-        script = load_script(self.app[REDIS], Path(__file__).with_name("soldout_record.lua"))
         while True:
             await self.record_wake.wait()
             self.record_wake.clear()
@@ -468,18 +431,17 @@ class SoldOut:
                     by_show.setdefault(show_id, []).append(name)
                 for show_id, names in by_show.items():
                     try:
-                        await script(keys=[ck.buy_keys(show_id)], args=[msgpack.packb(names)])
+                        await SOLDOUT_RECORD(
+                            self.app, [ck.buy_keys(show_id)], [msgpack.packb(names)]
+                        )
                     except Exception as exc:
                         log.warning("recording %d sold-out keys failed: %s", len(names), exc)
 
     async def close(self) -> None:
         for task in list(self.tasks):
             task.cancel()
-        if self.pubsub is not None:
-            try:
-                await self.pubsub.aclose()
-            except Exception:
-                pass
+        if self.subscriber is not None:
+            await self.subscriber.close()
 
 
 SOLDOUT = web.AppKey("soldout_flags", SoldOut)

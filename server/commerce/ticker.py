@@ -20,9 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import REDIS
-from ..events import publish
+from ..broker import publish
 from ..insight import alerts
 from ..logs import retry_failed
+from ..lua import Script
 from . import auctions, group_buys, polls
 from . import keys as ck
 from .activity import active_shows
@@ -30,7 +31,7 @@ from .interactive import now_ms
 from .lottery import draw_due
 from .orders import settle_stale_payment
 from .sales import countdown_event, ended_event, sales_of, started_event
-from .scripts import SCRIPTS
+from .scripts import ORDER
 from .stats import show_stats
 
 log = logging.getLogger("liveshop.commerce")
@@ -44,10 +45,12 @@ DRAW_EVERY_S = 1.0
 LEASE_MS = 3000
 SWEEP_BATCH = 500
 CONCURRENT_SHOWS = 32  # shows whose timers run at once (each uses one pooled Redis connection)
-LEASE_LUA = """
+LEASE = Script(
+    source="""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
+)
 
 
 @dataclass
@@ -102,8 +105,7 @@ class Ticker:
             return False
         async with self.app[REDIS].pipeline(transaction=False) as pipe:
             for show_id in shows:
-                # EVAL, not EVALSHA: a pipeline (also a Cluster one) cannot load a missing script.
-                pipe.eval(LEASE_LUA, 1, ck.leader(show_id), self.node, LEASE_MS)
+                LEASE.queue(self.app, pipe, [ck.leader(show_id)], [self.node, LEASE_MS])
                 pipe.hget(ck.seq(show_id), "sale")
                 pipe.smembers(ck.interactive_live(show_id))  # open auctions, group buys, polls
             replies = await pipe.execute()
@@ -176,8 +178,8 @@ class Ticker:
     async def sweep(self, show_id: str) -> None:
         """Expire due reservations; settle payments whose node died."""
         while True:
-            code, expired, *stale = await self.app[SCRIPTS].order(
-                keys=ck.order_script_keys(show_id), args=["sweep", SWEEP_BATCH]
+            code, expired, *stale = await ORDER(
+                self.app, ck.order_script_keys(show_id), ["sweep", SWEEP_BATCH]
             )
             for order_id in stale:
                 await settle_stale_payment(self.app, show_id, order_id)

@@ -20,16 +20,16 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys as base
+from .. import lua
 from ..appkeys import REDIS, SETTINGS
 from ..auth import Claims
-from ..store import load_script
 
 log = logging.getLogger("liveshop.insight")
 
 # Upper edges (seconds) of the dwell buckets; the first one is the bounce threshold.
 BUCKET_EDGES_S = (10, 30, 60, 120, 300, 600, 1800, 3600)
 KINDS = ("chatted", "liked", "clicked", "bought", "paid", "bid", "voted")
-SESSIONS_SCRIPT = web.AppKey("insight_sessions_script", object)
+SESSIONS = lua.Script(Path(__file__).with_name("sessions.lua"))
 
 
 def _k(show_id: str, *parts: str) -> str:
@@ -58,16 +58,16 @@ def bucket_labels() -> list[str]:
 
 async def _session(app: web.Application, op: str, show_id: str, user_id: str, now: int) -> None:
     settings = app[SETTINGS]
-    script: Any = app[SESSIONS_SCRIPT]
-    await script(
-        keys=[
+    await SESSIONS(
+        app,
+        [
             _k(show_id, "sessions"),
             _k(show_id, "dwell"),
             _k(show_id, "viewers"),
             _k(show_id, "present", str(_minute(now))),
             _k(show_id, "minutes"),
         ],
-        args=[
+        [
             op,
             user_id,
             now,
@@ -332,14 +332,8 @@ async def viewers_series(app: web.Application, show_id: str) -> dict[str, int]:
     return {str(m * 60_000): int(c) for m, c in zip(minutes, counts, strict=True)}
 
 
-async def _insight_ctx(app: web.Application) -> Any:
-    app[SESSIONS_SCRIPT] = load_script(app[REDIS], Path(__file__).with_name("sessions.lua"))
-    yield
-
-
 def setup(app: web.Application) -> None:
     from . import alerts, report
 
-    app.cleanup_ctx.append(_insight_ctx)
     report.setup(app)
     alerts.setup(app)

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .. import keys as base
+from .. import lua
 from ..appkeys import REDIS, SETTINGS
 from ..auth import Claims
 from ..banned_words import default_words, normalize
-from ..events import publish
+from ..broker import publish
 
 if TYPE_CHECKING:
     from media.ingest_meter import IngestReporter
@@ -42,12 +43,14 @@ KEEP = 200
 Conditions = dict[str, tuple[bool, str, dict[str, Any]]]  # kind → (firing, reason, numbers)
 INGEST_EVERY_S = 1.0  # how often the origin writes an ingest sample
 # KEYS: 1 state hash. ARGV: 1 kind, 2 new state. Returns 1 when the state changed.
-TRANSITION = """
+TRANSITION = lua.Script(
+    source="""
 local old = redis.call('HGET', KEYS[1], ARGV[1]) or 'clear'
 if old == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 
 def _k(show_id: str, *parts: str) -> str:
@@ -392,7 +395,9 @@ async def _evaluate(
     conditions = await _conditions(app, show_id, stats, now)
     async with redis.pipeline(transaction=False) as pipe:  # one round trip, each check atomic
         for kind, (firing, _, _) in conditions.items():
-            pipe.eval(TRANSITION, 1, _k(show_id, "state"), kind, "firing" if firing else "clear")
+            TRANSITION.queue(
+                app, pipe, [_k(show_id, "state")], [kind, "firing" if firing else "clear"]
+            )
         moved = await pipe.execute()
     for (kind, (firing, reason, numbers)), changed_here in zip(
         conditions.items(), moved, strict=True

@@ -103,7 +103,10 @@ class LikesEvent(Event, tag="likes"):
 class PresenceEvent(Event, tag="presence"):
     """Viewer count, refreshed every ~2 s (only sent when it changed)."""
 
-    viewers: Annotated[int, Meta(description="current connections across all nodes")]
+    viewers: Annotated[
+        int,
+        Meta(description="viewers' connections across all nodes (host and moderators not counted)"),
+    ]
     peak: Annotated[int, Meta(description="peak concurrent viewers")]
 
 
@@ -144,11 +147,12 @@ class ResyncEvent(Event, tag="resync"):
 
 
 class UserMutedEvent(Event, tag="user.muted"):
-    """Staff only: a user was muted (or unmuted: `until` 0)."""
+    """A user was (un)muted: to the staff, and to that user (also on joining while muted)."""
 
     user_id: Annotated[str, Meta(description="the user")]
     until: Annotated[int, Meta(description="mute end, ms since epoch (0 = unmuted)")]
-    by: Annotated[str, Meta(description="staff user id")]
+    seconds: Annotated[int, Meta(description="seconds of mute left (0 = unmuted)")]
+    by: Annotated[str, Meta(description="staff user id (empty in the first batch after joining)")]
 
 
 class UserBannedEvent(Event, tag="user.banned"):

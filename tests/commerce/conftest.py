@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from loadtest.client import ShowSocket, call, create_show
 from server import auth
 from server.appkeys import REDIS
+from server.broker import decode
 from server.commerce import keys as ck
 from server.keys import channel
 from tests.conftest import API_KEY, ServerProcess
@@ -116,7 +117,7 @@ class EventLog:
             message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=quiet_s)
             if message is None:
                 return self.seen
-            self.seen.append(json.loads(message["data"])["e"])
+            self.seen.append(decode(message["data"]).event)
 
     async def of(self, kind: str, quiet_s: float = 0.3) -> list[dict[str, Any]]:
         await self.drain(quiet_s)

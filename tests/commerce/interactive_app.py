@@ -21,7 +21,6 @@ from server.commerce import keys as ck
 from server.commerce.payments import PAYMENTS, SimulatedProvider
 from server.commerce.products import create_product
 from server.commerce.sales import BATCHERS
-from server.commerce.scripts import scripts_ctx
 from server.config import Settings
 from server.store import connect
 
@@ -33,7 +32,7 @@ async def bare_app(redis_url: str) -> AsyncIterator[web.Application]:
     app = web.Application()
     app[SETTINGS] = Settings(redis_url=redis_url, secret="test-secret", payment_latency_ms=0)
     app[REDIS] = await connect(redis_url)
-    contexts = [scripts_ctx(app), interactive.scripts_ctx(app)]
+    contexts = [interactive.scripts_ctx(app)]
     for ctx in contexts:
         await ctx.__anext__()
     app[BATCHERS] = {}

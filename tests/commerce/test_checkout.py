@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server import keys as base
 from server.appkeys import REDIS, SETTINGS
+from server.clock import CLOCK
 from server.commerce import keys as ck
 from server.commerce.payments import PAYMENTS, SIM_ATTEMPTS
-from server.commerce.scripts import SCRIPTS
+from server.commerce.scripts import ORDER
 
 
 async def reserve(shop: Any, sale_id: str, name: str = "Alice") -> tuple[str, str]:
@@ -74,13 +76,14 @@ async def test_expiry_returns_stock_exactly_once(shop: Any) -> None:
     sale = await shop.sale(quantity=3, per_user_limit=1)
     held = [await reserve(shop, sale["id"], f"B{i}") for i in range(3)]
     assert (await shop.get_sale(sale["id"]))["left"] == 0
-    await asyncio.sleep(1.2)
-    # Several "nodes" sweep at once: each reservation is expired exactly once.
+    app = shop.client.app
+    app[CLOCK].advance(1200)  # past the reservations' expiry: order.lua reads the app clock
+    # Several "nodes" sweep at once (and the leader's ticker too): each reservation is expired
+    # exactly once, so the order stream holds exactly three "expired" entries.
     keys = ck.order_script_keys(shop.show_id)
-    script = shop.client.app[SCRIPTS].order
-    sweeps = await asyncio.gather(*[script(keys=keys, args=["sweep", 100]) for _ in range(6)])
-    await asyncio.sleep(0.3)  # the leader's own sweep may have run first
-    assert sum(int(s[1]) for s in sweeps) <= 3
+    await asyncio.gather(*[ORDER(app, keys, ["sweep", 100]) for _ in range(6)])
+    entries = await app[REDIS].xrange(base.orders_stream(shop.show_id))
+    assert [f["type"] for _, f in entries].count("expired") == 3
     state = await shop.get_sale(sale["id"])
     assert (state["left"], state["reserved"], state["sold"]) == (3, 0, 0)
     statuses = {o["id"]: o["status"] for o in await shop.reservations()}
@@ -88,7 +91,7 @@ async def test_expiry_returns_stock_exactly_once(shop: Any) -> None:
     for token, rid in held:
         status, body = await shop.call("POST", f"/api/orders/{rid}/pay", token, key="late")
         assert status == 409 and body["error"]["code"] == "order_not_payable"
-    await script(keys=keys, args=["sweep", 100])
+    await ORDER(app, keys, ["sweep", 100])
     assert (await shop.get_sale(sale["id"]))["left"] == 3
 
 
@@ -148,9 +151,7 @@ async def test_abandoned_payment_is_settled_by_the_sweeper(shop: Any) -> None:
     # The node that started the payment "died" before charging: once its grace passes, the sweep
     # hands the order back and the provider has no charge for it, so it fails and frees the unit.
     await shop.client.app[REDIS].zadd(ck.expiries(shop.show_id), {rid: 0})
-    swept = await shop.client.app[SCRIPTS].order(
-        keys=ck.order_script_keys(shop.show_id), args=["sweep", 100]
-    )
+    swept = await ORDER(shop.client.app, ck.order_script_keys(shop.show_id), ["sweep", 100])
     assert rid in swept[2:] or (await shop.reservations())[0]["status"] == "failed"
     await settle_stale_payment(shop.client.app, shop.show_id, rid)
     status, body = await shop.call("GET", f"/api/orders/{rid}", token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.clock import CLOCK
 from server.commerce.payments import PAYMENTS
 
 
@@ -37,7 +38,7 @@ async def test_expired_coupon(shop: Any) -> None:
         count=5,
         expires_in_s=1,
     )
-    await asyncio.sleep(1.1)
+    shop.client.app[CLOCK].advance(1100)
     token = await shop.buyer()
     assert (await shop.call("POST", f"/api/coupons/{body['coupon']['id']}/claim", token))[1][
         "outcome"
@@ -124,7 +125,7 @@ async def test_list_coupons_for_late_joiners(shop: Any, make_show: Any) -> None:
     status, body = await shop.call(
         "POST", path, shop.host_token, amount_off=100, count=1, expires_in_s=1
     )
-    await asyncio.sleep(1.1)
+    shop.client.app[CLOCK].advance(1100)
     coupons = (await shop.call("GET", path, late))[1]["coupons"]
     assert [c["id"] for c in coupons] == [coupon_id, body["coupon"]["id"]]
     assert coupons[1]["expired"] is True

@@ -26,7 +26,7 @@ from server.commerce.group_buys import create_deal, get_deal, join, leave, list_
 from server.commerce.orders import cancel, pay
 from server.commerce.products import get_product
 from server.commerce.sales import buy, create_sale, get_sale
-from server.commerce.scripts import SCRIPTS
+from server.commerce.scripts import ORDER
 from server.errors import ApiError
 
 from .interactive_app import bare_app, host, new_show, orders, product, users
@@ -147,9 +147,7 @@ async def scenario(redis_url: str, plan: list[list[tuple[Any, ...]]]) -> None:
                         await cancel(app, people[owner], rid)
                     else:
                         await app[REDIS].zadd(ck.expiries(show_id), {rid: 0})
-                        await app[SCRIPTS].order(
-                            keys=ck.order_script_keys(show_id), args=["sweep", 100]
-                        )
+                        await ORDER(app, ck.order_script_keys(show_id), ["sweep", 100])
                 except ApiError as exc:
                     assert exc.status == 409, exc.to_dict()
 

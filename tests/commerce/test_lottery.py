@@ -194,3 +194,37 @@ async def test_winner_names_are_stored_with_the_draw(shop: Any) -> None:
     await shop.call("POST", f"/api/lotteries/{lottery_id}/draw", shop.host_token)
     lottery = (await shop.call("GET", f"/api/lotteries/{lottery_id}"))[1]["lottery"]
     assert lottery["winner_names"] == ["Cleo"]
+
+
+async def test_present_giveaway_draws_among_viewers_never_staff(shop: Any) -> None:
+    """Presence decides a ``present`` giveaway's entrants: viewers connected now. The host and
+    the moderators are watching too, but presence leaves staff out, so they can never win."""
+    from server.presence import present_users
+    from tests.realtime.conftest import open_ws
+
+    app = shop.client.app
+    status, minted = await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/tokens", shop.host_token, role="moderator", name="Mo"
+    )
+    assert status == 201, minted
+    tokens = [shop.host_token, minted["token"], *[await shop.buyer(f"Fan{i}") for i in range(3)]]
+    sockets = [
+        await open_ws(shop.client, f"/ws/{shop.show_id}?token={t}", "liveshop.json") for t in tokens
+    ]
+    fans = {verify_token("test-secret", t, shop.show_id).user_id for t in tokens[2:]}
+    deadline = time.monotonic() + 10
+    while {uid for uid, _ in await present_users(app, shop.show_id)} != fans:
+        assert time.monotonic() < deadline, await present_users(app, shop.show_id)
+        await sockets[0].pump(0.2)  # presence reports every second
+    status, body = await shop.call(
+        "POST", f"/api/shows/{shop.show_id}/lotteries", shop.host_token,
+        prize="Hat", winners=5, duration_s=60,
+    )  # fmt: skip
+    assert status == 201
+    lottery_id = body["lottery"]["id"]
+    status, body = await shop.call("POST", f"/api/lotteries/{lottery_id}/draw", shop.host_token)
+    assert status == 200 and set(body["lottery"]["winners"]) == fans
+    status, proof = await shop.call("GET", f"/api/lotteries/{lottery_id}/proof")
+    assert status == 200 and set(proof["entrants"]) == fans
+    for ws in sockets:
+        await ws.close()

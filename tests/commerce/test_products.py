@@ -96,18 +96,18 @@ async def test_demo_seeder_adds_products_and_pins_one(shop: Any) -> None:
 
 
 async def test_stats_pushed_to_staff(shop: Any, events: Any) -> None:
-    from server.events import decode_event
+    from server.broker import decode
 
     viewer = await shop.buyer()
     await shop.call("POST", f"/api/products/{shop.product_id}/click", viewer)
     raw = None
     for _ in range(40):
         message = await events.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-        if message and decode_event(message["data"])[0].get("type") == "stats":
+        if message and decode(message["data"]).event.get("type") == "stats":
             raw = message["data"]
             break
     assert raw is not None, "no stats event within ~8 s"
-    event, droppable, staff_only = decode_event(raw)
+    event, droppable, staff_only, _ = decode(raw)
     assert staff_only and not droppable
     assert event["product_clicks"] == 1 and set(event["funnel"]) == {
         "viewers",

@@ -30,7 +30,7 @@ from server.commerce.orders import cancel, pay
 from server.commerce.payments import PAYMENTS, ChargeResult, SimulatedProvider
 from server.commerce.products import create_product
 from server.commerce.sales import buy, create_sale, get_sale
-from server.commerce.scripts import SCRIPTS
+from server.commerce.scripts import ORDER
 from server.config import Settings
 from server.errors import ApiError
 
@@ -150,7 +150,7 @@ async def scenario(app: web.Application, plan: list[list[tuple[Any, ...]]]) -> N
                 await cancel(app, staff if step[2] else users[owner], rid)
             else:
                 await app[REDIS].zadd(ck.expiries(show_id), {rid: 0})
-                await app[SCRIPTS].order(keys=ck.order_script_keys(show_id), args=["sweep", 100])
+                await ORDER(app, ck.order_script_keys(show_id), ["sweep", 100])
         except ApiError as exc:
             assert exc.status in (403, 409), exc.to_dict()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from server.appkeys import COMMANDS
 from server.auth import verify
+from server.clock import CLOCK
 
 
 async def test_outcomes_and_idempotent_repeat(shop: Any) -> None:
@@ -38,7 +39,7 @@ async def test_not_started_and_ended(shop: Any, events: Any) -> None:
         countdown and countdown[0]["sale_id"] == later["id"] and countdown[0]["seconds_left"] >= 59
     )
     now = await shop.sale(quantity=1, duration_s=1)
-    await asyncio.sleep(1.1)
+    shop.client.app[CLOCK].advance(1100)  # past the window: the scripts and views read this clock
     assert (await shop.buy(now["id"], viewer, "k2"))["outcome"] == "ended"
     assert (await shop.get_sale(now["id"]))["status"] == "ended"
     assert [e["sale_id"] for e in await events.of("sale.started")] == [now["id"]]
@@ -154,7 +155,7 @@ async def test_an_end_no_leader_saw_coming_is_announced_exactly_once(
     redis = shop.client.app[REDIS]
     await redis.set(ck.leader(shop.show_id), "node-elsewhere", px=60_000)
     short = await shop.sale(quantity=1, duration_s=1)
-    await asyncio.sleep(1.2)
+    shop.client.app[CLOCK].advance(1200)
     assert (await shop.get_sale(short["id"]))["status"] == "ended"
     assert await events.of("sale.ended") == []  # nobody leads: nothing announced yet
     await redis.delete(ck.leader(shop.show_id))
@@ -164,3 +165,24 @@ async def test_an_end_no_leader_saw_coming_is_announced_exactly_once(
         len([e for e in await events.of("sale.ended", quiet_s=0.5) if e["sale_id"] == short["id"]])
         == 1
     )
+
+
+async def test_a_scheduled_sale_opens_when_the_app_clock_reaches_its_start(
+    shop: Any, events: Any
+) -> None:
+    """The window is decided on the app clock (buy.lua gets ``now`` from it): no sleeping."""
+    later = await shop.sale(quantity=1, starts_in_s=60, duration_s=30)
+    viewer = await shop.buyer()
+    assert (await shop.buy(later["id"], viewer, "k1"))["outcome"] == "not_started"
+    # The show's timers saw it scheduled (their countdown follows the one sent on creation).
+    for _ in range(100):
+        if len(await events.of("sale.countdown", quiet_s=0.1)) >= 2:
+            break
+    assert len(await events.of("sale.countdown", quiet_s=0)) >= 2
+    shop.client.app[CLOCK].advance(60_000)
+    assert (await shop.get_sale(later["id"]))["status"] == "live"
+    assert (await shop.buy(later["id"], viewer, "k2"))["outcome"] == "reserved"
+    assert await events.wait_for("sale.started", sale_id=later["id"])
+    shop.client.app[CLOCK].advance(30_000)
+    assert (await shop.buy(later["id"], await shop.buyer(), "k3"))["outcome"] == "ended"
+    assert await events.wait_for("sale.ended", sale_id=later["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from server import hub as hub_module
-from server.events import publish
+from server.broker import publish
 from server.hub import HUBS
 from server.presence import viewer_counts
 

@@ -101,3 +101,33 @@ async def test_mute_and_ban(client, make_show, guest_token, connect):
     assert (await bystander.request({"type": "ping"}))["type"] == "reply"
     actions = [e[1]["action"] for e in await client.app[REDIS].xrange(keys.audit(show_id))]
     assert actions == ["mute", "unmute", "ban"]
+
+
+async def test_the_muted_user_is_told_at_once_and_on_joining(
+    client, make_show, guest_token, connect
+):
+    """``user.muted`` goes to the staff and to the muted user's own connections (every one of
+    them, with the seconds left); a user joining while muted finds it in the first batch."""
+    show_id, host = await make_show()
+    hoster = await connect(show_id, host)
+    token = await guest_token(show_id, "Loud")
+    loud, loud_phone = await connect(show_id, token), await connect(show_id, token)
+    bystander = await connect(show_id, await guest_token(show_id, "Calm"))
+    uid = loud.welcome["user"]["id"]
+    muted = await hoster.request({"type": "mod.mute", "user_id": uid, "minutes": 3})
+    for conn in (loud, loud_phone):
+        await conn.until(lambda c: bool(c.of_type("user.muted")), 5)
+        [told] = conn.of_type("user.muted")
+        assert told["until"] == muted["until"] and 170 <= told["seconds"] <= 180
+    rejoined = await connect(show_id, token)
+    [again] = rejoined.of_type("user.muted")
+    assert again["until"] == muted["until"] and 0 < again["seconds"] <= 180
+    assert (await hoster.request({"type": "mod.unmute", "user_id": uid}))["until"] == 0
+    await rejoined.until(lambda c: len(c.of_type("user.muted")) == 2, 5)
+    assert rejoined.of_type("user.muted")[-1]["until"] == 0
+    assert rejoined.of_type("user.muted")[-1]["seconds"] == 0
+    later = await connect(show_id, token)
+    assert not later.of_type("user.muted")  # unmuted: nothing in the first batch
+    await bystander.pump(0.2)
+    assert not bystander.of_type("user.muted")
+    await hoster.until(lambda c: len(c.of_type("user.muted")) == 2, 5)  # staff: mute, unmute

@@ -27,16 +27,16 @@ class Gap:
     """Holds this node's pub/sub feed down between ``__aenter__`` and ``__aexit__``."""
 
     def __init__(self, app: Any) -> None:
-        self.hubs = app[HUBS]
+        self.subscriber = app[HUBS].subscriber
 
     async def __aenter__(self) -> None:
-        reader = self.hubs.reader
+        reader = self.subscriber.reader
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
-        await self.hubs.pubsub.connection.disconnect()
+        await self.subscriber.pubsub.connection.disconnect()
 
     async def __aexit__(self, *exc: object) -> None:
-        self.hubs.reader = asyncio.create_task(self.hubs._read_loop())
+        self.subscriber.reader = asyncio.create_task(self.subscriber._read_loop())
 
 
 @pytest.fixture

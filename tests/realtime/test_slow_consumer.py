@@ -12,7 +12,7 @@ import struct
 import time
 
 from server import connection
-from server.events import publish
+from server.broker import publish
 from server.hub import HUBS
 from tests.waits import wait_until
 

@@ -102,6 +102,11 @@ function setupChat(socket) {
   socket.on("history_lost", (e) => e.reason === "epoch_changed" && $("#chat-recent").replaceChildren());
   socket.on("presence", (p) => ($("#viewer-count").textContent = p.viewers));
   socket.on("likes", (m) => setLikes(m.total));
+  // A moderator muted (or unmuted) me: say so at once, with the time left (`seconds`, not our clock).
+  socket.on("user.muted", (m) => {
+    if (m.user_id !== state.claims?.user_id) return;
+    showMuted(m.until && m.seconds != null ? Date.now() + m.seconds * 1000 : m.until);
+  });
   // The server's event feed was cut and is back: take its snapshot (the shop follows as events).
   socket.on("resync", (r) => {
     setLikes(r.likes);
