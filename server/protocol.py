@@ -141,7 +141,10 @@ class Welcome:
 
     TYPE: ClassVar[str] = "welcome"
     user: dict = _f("`{id, name, role}` of this connection")
-    show: dict = _f("the show: `{id, title, host_name, status, created_at, live_since}`")
+    show: dict = _f(
+        "the show: `{id, title, host_name, status, created_at, live_since, cohost}`"
+        " (`cohost`: the live co-host `{user_id, name, since}` or null)"
+    )
     epoch: str = _f("chat history epoch; pass it back with `since` to recover")
     last_id: str = _f('id of the newest chat message in history ("0-0" if none)')
     recovered: bool = _f("true when `since` was given and every missed message follows")
@@ -190,7 +193,7 @@ class ChatEvent:
     id: str = _f("message id (monotonic within the show)")
     uid: str = _f("sender user id")
     name: str = _f("sender display name")
-    role: str = _f("host, moderator or viewer")
+    role: str = _f("host, moderator, viewer or cohost")
     text: str = _f("the message")
     ts: int = _f("server time, ms")
 
@@ -309,6 +312,16 @@ class ShowEndedEvent:
     """The publisher stopped: the show has ended."""
 
     TYPE: ClassVar[str] = "show.ended"
+
+
+@dataclass
+class CohostEvent:
+    """A co-host went live (play `POST /whep/{show}/cohost` beside the host) or left/was removed."""
+
+    TYPE: ClassVar[str] = "cohost"
+    live: bool = _f("true: the co-host's stream is live; false: it ended")
+    user_id: str = _f("the co-host's user id")
+    name: str = _f("the co-host's display name")
 
 
 # --------------------------------------------------------------------------- interactive commerce
@@ -447,6 +460,7 @@ SERVER_MESSAGES: tuple[type, ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type, ...] = (
     ChatEvent, ChatDeleteEvent, ChatPinEvent, ChatUnpinEvent, LikesEvent, PresenceEvent,
     SkippedEvent, HistoryLostEvent, ResyncEvent, UserMutedEvent, UserBannedEvent, ShowLiveEvent, ShowEndedEvent,
+    CohostEvent,
 )  # fmt: skip
 
 ERROR_CODES: dict[str, str] = {

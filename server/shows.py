@@ -62,7 +62,15 @@ def _public(meta: dict[str, str]) -> dict[str, Any]:
         "status": meta["status"],
         "created_at": int(meta["created_at"]),
         "live_since": int(meta["live_since"]) if meta.get("live_since") else None,
+        "cohost": _cohost(meta.get("cohost")),
     }
+
+
+def _cohost(raw: str | None) -> dict[str, Any] | None:
+    """The live co-host ``{user_id, name, since}`` (issue 20, server/cohost.py), or None."""
+    from .cohost import public
+
+    return public(raw)
 
 
 async def create_show(
@@ -163,6 +171,7 @@ class ShowOut:
     status: Literal["upcoming", "live", "ended"]
     created_at: int = prop("ms since the epoch")
     live_since: int | None = prop("ms since the epoch, or null")
+    cohost: dict | None = prop("the live co-host `{user_id, name, since}`, or null", None)
 
 
 @dataclass
