@@ -3,9 +3,10 @@
 import { deleteResource, discoverIceServers, iceServersFrom, postOffer, waitIceGathering } from "./webrtc.js";
 
 export class WhepPlayer {
-  constructor(video, showId, getToken, { iceServers = [], onState } = {}) {
+  // `url`: another WHEP endpoint than the show's main stream (a co-host's: /whep/{show}/cohost).
+  constructor(video, showId, getToken, { iceServers = [], onState, url } = {}) {
     this.video = video;
-    this.url = new URL(`/whep/${encodeURIComponent(showId)}`, location.href).toString();
+    this.url = new URL(url || `/whep/${encodeURIComponent(showId)}`, location.href).toString();
     this.getToken = getToken;
     this.iceServers = iceServers;
     this.onState = onState || (() => {});
