@@ -162,6 +162,15 @@ class CreateShowBody:
 
 
 @dataclass
+class CohostOut:
+    """The live co-host (issue 20)."""
+
+    user_id: str
+    name: str
+    since: int = prop("ms since the epoch")
+
+
+@dataclass
 class ShowOut:
     """A show's public fields."""
 
@@ -171,7 +180,7 @@ class ShowOut:
     status: Literal["upcoming", "live", "ended"]
     created_at: int = prop("ms since the epoch")
     live_since: int | None = prop("ms since the epoch, or null")
-    cohost: dict | None = prop("the live co-host `{user_id, name, since}`, or null", None)
+    cohost: CohostOut | None = prop("the live co-host, or null", None)
 
 
 @dataclass
