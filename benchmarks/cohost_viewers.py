@@ -111,9 +111,13 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(2.0)
         rows = []
         for round_no in range(args.rounds):
-            base_cpu, base_pps = await sample(server, args.window)
+            # the no-viewer baseline (ingest, HTTP, timers) is sampled before each mode
+            base_one = await sample(server, args.window / 2)
             one = await watch(server, args.viewers, ("",), args.window)
+            base_two = await sample(server, args.window / 2)
             two = await watch(server, args.viewers, ("", "/cohost"), args.window)
+            base_cpu = (base_one[0] + base_two[0]) / 2
+            base_pps = (base_one[1] + base_two[1]) / 2
             row = {"round": round_no + 1, "base_cpu": base_cpu, "base_pps": base_pps}
             for name, m in (("one", one), ("two", two)):
                 extra_cpu, extra_pps = m["cpu"] - base_cpu, m["pps"] - base_pps
