@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from media.errors import MediaError
 from media.streams import COHOST, media_id
@@ -35,12 +36,24 @@ from .auth import Claims
 from .errors import ApiError
 from .moderation import audit
 from .openapi import operation, prop, read_body
+from .protocol.registry import Event, register
 from .revocation import REVOCATIONS, revoke
 from .shows import MAX_NAME, check_show_id, get_show
 
 # Which user publishes each co-host stream held by this process (media id → user id).
 LOCAL_COHOSTS = web.AppKey("local_cohosts", dict)
 FIELD = "cohost"  # the field of the show's meta hash
+
+
+# ----------------------------------------------------------------------------- the event
+
+
+class CohostEvent(Event, tag="cohost"):
+    """A co-host went live (play `POST /whep/{show}/cohost` beside the host) or left/was removed."""
+
+    live: Annotated[bool, Meta(description="true: the co-host's stream is live; false: it ended")]
+    user_id: Annotated[str, Meta(description="the co-host's user id")]
+    name: Annotated[str, Meta(description="the co-host's display name")]
 
 
 # ----------------------------------------------------------------------------- state
@@ -253,5 +266,6 @@ async def handle_remove(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app[LOCAL_COHOSTS] = {}
     app[REVOCATIONS].hooks.append(_on_access)  # server.access (earlier in PARTS) made it
+    register(app, "Events (inside `batch`)", events=(CohostEvent,))
     app.router.add_post("/api/shows/{show_id}/cohost/invite", handle_invite)
     app.router.add_post("/api/shows/{show_id}/cohost/remove", handle_remove)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 
 from media.publish import Publisher, PublishOptions
-from server.protocol import EVENTS
+from server.appkeys import COMMANDS
 
 SMALL = dict(width=256, height=192, fps=15, bitrate=200_000)
 
@@ -17,7 +17,7 @@ def _bearer(token: str) -> dict[str, str]:
 async def test_cohost_event_welcome_snapshot_and_chat(
     client: TestClient, make_show, guest_token, connect
 ) -> None:
-    assert "cohost" in {cls.TYPE for cls in EVENTS}  # documented in docs/protocol.md
+    assert "cohost" in client.app[COMMANDS].events  # registered, so documented in docs/protocol.md
     show_id, host_token = await make_show()
     resp = await client.post(
         f"/api/shows/{show_id}/cohost/invite", json={"name": "Mia"}, headers=_bearer(host_token)
