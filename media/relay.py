@@ -17,6 +17,7 @@ from .pipe import PipeEdge, PipeOrigin, PipeServer, pipe_key
 from .recorder import NAME_RE, Recorder
 from .router import Router
 from .session import Session
+from .streams import is_main
 from .whep import ViewerSession
 from .whip import PublisherSession
 
@@ -162,7 +163,8 @@ class Relay:
         router.publisher = session
         router.epoch = session.id  # names this publisher in the origin directory and pipe keys
         router.set_producers(session.producers)
-        follow_hls(router, self.config.hls)
+        if is_main(show_id):  # LL-HLS packages the host's stream only (docs/media.md, co-host)
+            follow_hls(router, self.config.hls)
         self.sessions[session.id] = session
         session.start_watchdog(self.config.connect_timeout_s)
         if old is not None:
@@ -315,7 +317,8 @@ class Relay:
         def on_ready(edge: PipeEdge) -> None:
             router.publisher = edge
             router.set_producers(edge.producers)
-            follow_hls(router, self.config.hls)
+            if is_main(show_id):
+                follow_hls(router, self.config.hls)
             self.start()
 
         async def on_bye(edge: PipeEdge) -> None:

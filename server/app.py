@@ -37,6 +37,7 @@ PARTS: tuple[str, ...] = (
     "server.commerce",
     "server.web",
     "server.media_api",
+    "server.cohost",
     "server.hls_api",
     "server.insight",
     "server.pk",

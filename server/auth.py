@@ -28,8 +28,9 @@ from aiohttp import web
 
 from .errors import ApiError, forbidden, unauthorized
 
-Role = Literal["host", "moderator", "viewer"]
-ROLES: tuple[Role, ...] = ("host", "moderator", "viewer")
+Role = Literal["host", "moderator", "viewer", "cohost"]
+# cohost (issue 20): publishes the show's second stream and chats; staff rights only with "mod".
+ROLES: tuple[Role, ...] = ("host", "moderator", "viewer", "cohost")
 STAFF: frozenset[str] = frozenset({"host", "moderator"})
 ANY_ROLE: frozenset[str] = frozenset(ROLES)
 
@@ -53,13 +54,14 @@ class Claims:
     exp: int
     guest: bool = False
     iat: int = 0
+    moderator: bool = False  # a co-host given moderator rights by the host (claim ``mod``)
 
     @property
     def is_staff(self) -> bool:
-        return self.role in STAFF
+        return self.role in STAFF or self.moderator
 
     def require(self, roles: frozenset[str] | set[str]) -> None:
-        if self.role not in roles:
+        if self.role not in roles and not (self.moderator and "moderator" in roles):
             raise forbidden(f"role '{self.role}' may not do this")
 
 
@@ -140,6 +142,7 @@ def issue(
     ttl_s: int = DEFAULT_TTL_S,
     guest: bool = False,
     kid: str = SERVER_KID,
+    moderator: bool = False,
 ) -> str:
     """A signed JWT for one user of one show (``kid`` names the key ``secret`` is)."""
     if role not in ROLES:
@@ -156,6 +159,8 @@ def issue(
     }
     if guest:
         claims["guest"] = True
+    if moderator:
+        claims["mod"] = True
     return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
 
 
@@ -212,6 +217,7 @@ def _claims(payload: dict[str, Any]) -> Claims:
     if name is None:
         name = sub
     guest = payload.get("guest", False)
+    moderator = payload.get("mod", False)
     if (
         not isinstance(sub, str)
         or not 0 < len(sub) <= MAX_SUB
@@ -220,10 +226,12 @@ def _claims(payload: dict[str, Any]) -> Claims:
         or role not in ROLES
         or not isinstance(show, str)
         or not isinstance(guest, bool)
+        or not isinstance(moderator, bool)
         or not all(isinstance(payload[k], int) for k in ("exp", "iat"))
     ):
         raise unauthorized("token is invalid")
-    return Claims(sub, name, role, show, int(payload["exp"]), guest, int(payload["iat"]))
+    moderator = moderator and role == "cohost"  # the claim means something for co-hosts only
+    return Claims(sub, name, role, show, int(payload["exp"]), guest, int(payload["iat"]), moderator)
 
 
 Revoked = Callable[[Claims], bool]

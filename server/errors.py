@@ -132,6 +132,9 @@ class Code(enum.StrEnum):
     BAD_HLS_QUERY = "bad_hls_query", 400, "media", "a malformed HLS (LL-HLS) query"
     NO_STREAM = "no_stream", 404, "media", "no HLS stream for this show"
     NO_SUCH_FILE = "no_such_file", 404, "media", "no such HLS file"
+    # -- co-hosts (issue 20, server/cohost.py)
+    COHOST_LIVE = "cohost_live", 409, "media", "another co-host is live in the show (one at a time)"
+    NO_COHOST = "no_cohost", 404, "media", "no co-host is live in the show (nothing to remove)"
     # fmt: on
 
 

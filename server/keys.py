@@ -108,3 +108,13 @@ def peak(show_id: str) -> str:
 def media_origin(show_id: str) -> str:
     """Hash of the show's origin (node, process, pipe, epoch, url, since), leased (media/origin.py)."""
     return show_key(show_id, "media", "origin")
+
+
+def media_stream_origin(media_id: str) -> str:
+    """The origin hash of one publisher stream (issue 20): the host's is :func:`media_origin`."""
+    from media.streams import split
+
+    show_id, stream = split(media_id)
+    if stream == "main":
+        return media_origin(show_id)
+    return show_key(show_id, "media", "origin", stream)

@@ -32,6 +32,7 @@ from media.origin import NodeLoad, OriginDirectory
 from media.origin_control import ProcessControl
 from media.relay import Relay, RelayConfig
 from media.sdp import SDPFRAG, ice_etag, trickle
+from media.streams import COHOST, MAIN, is_main, media_id, split
 from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
@@ -78,6 +79,7 @@ CORS = {
     "Access-Control-Max-Age": "600",
 }
 HOST_ONLY = frozenset({"host"})
+PUBLISHERS = frozenset({"host", "cohost"})  # a co-host token publishes the cohost stream
 
 
 def _relay_config(app: web.Application) -> RelayConfig:
@@ -154,7 +156,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         if not live and pool is not None:
             pool.show_ended(show_id)
         try:
-            await set_live(app, show_id, live)
+            if is_main(show_id):
+                await set_live(app, show_id, live)
+            elif not live:  # a co-host's stream ended: the show goes on (server/cohost.py)
+                from .cohost import stream_ended
+
+                await stream_ended(app, split(show_id)[0])
         except Exception:
             log.exception("set_live(%s, %s) failed", show_id, live)
 
@@ -201,7 +208,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         process_id=f"{node_id}:{os.getpid()}:{token}",
         pipe_address=(_pipe_announced(settings, host), port),
         url=settings.base_url,
-        origin_key=keys.media_origin,
+        origin_key=keys.media_stream_origin,
         nodes_key=keys.MEDIA_NODES,
         on_lost=on_lost,
     )
@@ -258,12 +265,13 @@ async def _read_offer(request: web.Request) -> str:
 
 
 def _created(
-    request: web.Request, kind: str, show_id: str, session_id: str, sdp: str
+    request: web.Request, kind: str, show_id: str, session_id: str, sdp: str, stream: str = MAIN
 ) -> web.Response:
     relay = request.app[RELAY]
     headers = dict(CORS)
     # ``~token`` names this process, so a DELETE that reaches another one is passed on.
-    headers["Location"] = f"/{kind}/{show_id}/{session_id}~{request.app[CONTROL].token}"
+    path = show_id if stream == MAIN else f"{show_id}/{stream}"
+    headers["Location"] = f"/{kind}/{path}/{session_id}~{request.app[CONTROL].token}"
     headers["Liveshop-Node"] = request.app[DIRECTORY].process_id  # which process serves it
     headers["ETag"] = ice_etag(sdp)
     headers["Accept-Patch"] = SDPFRAG
@@ -275,7 +283,13 @@ def _created(
 
 async def handle_whip(request: web.Request) -> web.Response:
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, HOST_ONLY)
+    stream = request.match_info.get("stream", "")
+    claims = await authenticate(request, show_id, PUBLISHERS)
+    if stream == COHOST or claims.role == "cohost":  # OBS knows one URL: the token says which
+        from .cohost import publish_cohost
+
+        return await publish_cohost(request, show_id, claims)
+    claims.require(HOST_ONLY)
     offer = await _read_offer(request)
     replace = request.query.get("replace", "") in ("1", "true", "yes")
     relay = request.app[RELAY]
@@ -293,20 +307,28 @@ async def handle_whip(request: web.Request) -> web.Response:
 
 
 async def handle_whep(request: web.Request) -> web.Response:
+    """Play the host's stream (``/whep/{show}``) or the co-host's (``/whep/{show}/cohost``)."""
     show_id = check_show_id(request.match_info["show_id"])
+    stream = request.match_info.get("stream", MAIN)
+    media = media_id(show_id, stream)
     claims = await authenticate(request, show_id)
     await assert_may_watch(request.app, show_id, claims.user_id)
     offer = await _read_offer(request)
-    await _place(request, show_id)
-    await ensure_local(request.app, show_id)
+    await _place(request, show_id, stream)
+    try:
+        await ensure_local(request.app, media)
+    except ApiError as exc:
+        if stream == MAIN or exc.code != "not_live":
+            raise
+        raise ApiError(409, "not_live", "no co-host is live in this show") from None
     pool = request.app.get(WORKERS)
     if pool is not None:
-        session_id, answer = await pool.view(show_id, offer, claims.user_id)
-        viewer_started(request.app, show_id, session_id, claims.user_id)
-        return _created(request, "whep", show_id, session_id, answer)
-    session = await request.app[RELAY].view(show_id, offer, claims.user_id)
-    viewer_started(request.app, show_id, session.id, claims.user_id)
-    return _created(request, "whep", show_id, session.id, session.answer)  # type: ignore[attr-defined]
+        session_id, answer = await pool.view(media, offer, claims.user_id)
+        viewer_started(request.app, media, session_id, claims.user_id)
+        return _created(request, "whep", show_id, session_id, answer, stream)
+    session = await request.app[RELAY].view(media, offer, claims.user_id)
+    viewer_started(request.app, media, session.id, claims.user_id)
+    return _created(request, "whep", show_id, session.id, session.answer, stream)  # type: ignore[attr-defined]
 
 
 async def ensure_local(app: web.Application, show_id: str) -> None:
@@ -322,7 +344,7 @@ async def ensure_local(app: web.Application, show_id: str) -> None:
     await relay.edge_from(show_id, origin.pipe, origin.epoch)
 
 
-async def _place(request: web.Request, show_id: str) -> None:
+async def _place(request: web.Request, show_id: str, stream: str = MAIN) -> None:
     """A full node sends the viewer elsewhere: 307 to the least loaded node with room.
 
     Full: at ``--media-node-max-viewers`` (summed over the node's processes) or at
@@ -357,7 +379,7 @@ async def _place(request: web.Request, show_id: str) -> None:
         # viewer's own token rides along in the query, which authenticate() also reads.
         query = urlencode({"token": token_from_request(request) or ""})
         raise web.HTTPTemporaryRedirect(
-            f"{url.rstrip('/')}/whep/{show_id}?{query}",
+            f"{url.rstrip('/')}/whep/{show_id}{'' if stream == MAIN else '/' + stream}?{query}",
             headers=headers,
             text=json.dumps(body),
             content_type="application/json",
@@ -376,7 +398,9 @@ def _full(viewers: int, cpu: float, max_viewers: int, max_cpu: float) -> bool:
 async def handle_delete(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
-    claims = await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    stream = request.match_info.get("stream", MAIN)
+    claims = await authenticate(request, show_id, _session_roles(kind, stream))
+    show_id = media_id(show_id, stream)  # the relay's key for that stream
     session_id, _, token = request.match_info["session_id"].rpartition("~")
     if not session_id:
         raise ApiError(404, "no_session", "no such session")
@@ -389,6 +413,13 @@ async def handle_delete(request: web.Request) -> web.Response:
             token, "end", kind=kind, show_id=show_id, session_id=session_id, user_id=user_id
         )
     return web.Response(status=200, headers=CORS)
+
+
+def _session_roles(kind: str, stream: str) -> frozenset[str]:
+    """Who may DELETE/PATCH a session: the host's WHIP the host, the co-host's both, WHEP anyone."""
+    if kind == "whep":
+        return ANY_ROLE
+    return HOST_ONLY if stream == MAIN else PUBLISHERS
 
 
 def _end_local(app: web.Application) -> Callable[..., Awaitable[dict[str, object]]]:
@@ -442,7 +473,9 @@ async def handle_patch(request: web.Request) -> web.Response:
     """
     kind = request.match_info["kind"]
     show_id = check_show_id(request.match_info["show_id"])
-    await authenticate(request, show_id, HOST_ONLY if kind == "whip" else ANY_ROLE)
+    stream = request.match_info.get("stream", MAIN)
+    await authenticate(request, show_id, _session_roles(kind, stream))
+    show_id = media_id(show_id, stream)
     if request.content_type != SDPFRAG:
         raise ApiError(415, "unsupported_media_type", f"send the ICE fragment as {SDPFRAG}")
     frag = await request.text()
@@ -518,6 +551,16 @@ async def handle_recording_get(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(relay_ctx)
+    # A show's other publisher streams (issue 20): before the session routes, which would
+    # otherwise take ``OPTIONS /whip/{show}/cohost`` for a session's.
+    streams = "{stream:" + COHOST + "}"
+    for kind, handler in (("whip", handle_whip), ("whep", handle_whep)):
+        app.router.add_post(f"/{kind}/{{show_id}}/{streams}", media_errors(handler))
+        app.router.add_route("OPTIONS", f"/{kind}/{{show_id}}/{streams}", handle_options)
+    session = "/{kind:whip|whep}/{show_id}/" + streams + "/{session_id}"
+    app.router.add_route("OPTIONS", session, handle_options)
+    app.router.add_delete(session, media_errors(handle_delete))
+    app.router.add_patch(session, media_errors(handle_patch))
     app.router.add_post("/whip/{show_id}", media_errors(handle_whip))
     app.router.add_post("/whep/{show_id}", media_errors(handle_whep))
     app.router.add_route("OPTIONS", "/whip/{show_id}", handle_options)

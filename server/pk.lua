@@ -26,10 +26,9 @@ local function scores_event(kind, s, extra)
   return event
 end
 
-local function publish_both(s, event)
-  local frame = cjson.encode({d = 0, s = 0, e = event})
-  redis.call('PUBLISH', s.channel_a, frame)
-  redis.call('PUBLISH', s.channel_b, frame)
+local function publish_both(s, event)  -- broker_publish: server/broker.lua, prepended by the loader
+  broker_publish(s.channel_a, event, 0)
+  broker_publish(s.channel_b, event, 0)
 end
 
 if op == 'claim' then

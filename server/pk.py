@@ -49,17 +49,15 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from . import auth, keys
+from . import auth, broker, keys, lua
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .errors import ApiError, bad_request, conflict
-from .broker import publish
 from .logs import retry_failed
 from .moderation import audit
 from .openapi import operation, prop, read_body
 from .protocol import Event, register
 from .shows import check_show_id, get_show
-from .store import load_script
 
 log = logging.getLogger("liveshop.pk")
 
@@ -181,28 +179,31 @@ def read_invite(secret: str, token: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the service
 
+PK_LUA = lua.Script(Path(__file__).with_name("pk.lua"), libs=[broker.LUA_LIBRARY])
+
 
 class PkService:
     """This node's view of PK battles: the script, and the ticker that ends battles on time."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.script: Any = load_script(app[REDIS], Path(__file__).with_name("pk.lua"))
+
         self.ended: int = 0  # PK ends this node announced (tests, metrics)
         self.stopped = False  # a cancel swallowed inside a Redis call must not keep the loop alive
 
     async def run(self, op: str, key: str, *args: Any) -> Any:
-        return await self.script(keys=[key], args=[op, *args])
+        return await PK_LUA(self.app, [key], [op, *args])
 
     async def claim(self, show_id: str, pk_id: str, ttl_ms: int) -> tuple[str, str]:
-        code, other = await self.script(
-            keys=[pointer_key(show_id), keys.meta(show_id), keys.media_origin(show_id)],
-            args=["claim", pk_id, ttl_ms],
+        code, other = await PK_LUA(
+            self.app,
+            [pointer_key(show_id), keys.meta(show_id), keys.media_origin(show_id)],
+            ["claim", pk_id, ttl_ms],
         )
         return str(code), str(other)
 
     async def release(self, show_id: str, pk_id: str) -> None:
-        await self.script(keys=[pointer_key(show_id)], args=["release", pk_id])
+        await PK_LUA(self.app, [pointer_key(show_id)], ["release", pk_id])
 
     async def record(self, pk_id: str) -> dict[str, str]:
         return dict(await self.app[REDIS].hgetall(pk_key(pk_id)))
@@ -454,7 +455,7 @@ async def handle_invite(request: web.Request) -> web.Response:
         "duration_s": int(duration),
         "expires_at": expires_at,
     }
-    await publish(request.app, target, event, staff_only=True)
+    await broker.publish(request.app, target, event, staff_only=True)
     await audit(request.app, claims, "pk.invite", target, pk_id=pk_id, duration_s=duration)
     body_out = {"invite": invite, "pk_id": pk_id, "to": opponent["id"], "expires_at": expires_at}
     return web.json_response(body_out, status=201)
@@ -549,7 +550,7 @@ async def handle_decline(request: web.Request) -> web.Response:
     if invite["to"] != show_id:
         raise ApiError(403, "bad_invite", "this PK invite is for another show")
     event = {"type": "pk.declined", "pk_id": invite["jti"], "by_show": show_id}
-    await publish(request.app, invite["from"], event, staff_only=True)
+    await broker.publish(request.app, invite["from"], event, staff_only=True)
     await audit(request.app, claims, "pk.decline", invite["from"], pk_id=invite["jti"])
     return web.json_response({"declined": invite["jti"]})
 

@@ -61,7 +61,15 @@ def _public(meta: dict[str, str]) -> dict[str, Any]:
         "status": meta["status"],
         "created_at": int(meta["created_at"]),
         "live_since": int(meta["live_since"]) if meta.get("live_since") else None,
+        "cohost": _cohost(meta.get("cohost")),
     }
+
+
+def _cohost(raw: str | None) -> dict[str, Any] | None:
+    """The live co-host ``{user_id, name, since}`` (issue 20, server/cohost.py), or None."""
+    from .cohost import public
+
+    return public(raw)
 
 
 async def create_show(
@@ -153,6 +161,15 @@ class CreateShowBody:
 
 
 @dataclass
+class CohostOut:
+    """The live co-host (issue 20)."""
+
+    user_id: str
+    name: str
+    since: int = prop("ms since the epoch")
+
+
+@dataclass
 class ShowOut:
     """A show's public fields."""
 
@@ -162,6 +179,7 @@ class ShowOut:
     status: Literal["upcoming", "live", "ended"]
     created_at: int = prop("ms since the epoch")
     live_since: int | None = prop("ms since the epoch, or null")
+    cohost: CohostOut | None = prop("the live co-host, or null", None)
 
 
 @dataclass

@@ -20,7 +20,10 @@ class Welcome(Event, tag="welcome"):
     user: Annotated[dict[str, Any], Meta(description="`{id, name, role}` of this connection")]
     show: Annotated[
         dict[str, Any],
-        Meta(description="the show: `{id, title, host_name, status, created_at, live_since}`"),
+        Meta(
+            description="the show: `{id, title, host_name, status, created_at, live_since,"
+            " cohost}` (`cohost`: the live co-host `{user_id, name, since}` or null)"
+        ),
     ]
     epoch: Annotated[
         str, Meta(description="chat history epoch; pass it back with `since` to recover")
@@ -70,7 +73,7 @@ class ChatEvent(Event, tag="chat"):
     id: Annotated[str, Meta(description="message id (monotonic within the show)")]
     uid: Annotated[str, Meta(description="sender user id")]
     name: Annotated[str, Meta(description="sender display name")]
-    role: Annotated[str, Meta(description="host, moderator or viewer")]
+    role: Annotated[str, Meta(description="host, moderator, viewer or cohost")]
     text: Annotated[str, Meta(description="the message")]
     ts: Annotated[int, Meta(description="server time, ms")]
 

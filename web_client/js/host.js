@@ -10,6 +10,7 @@ import { HostInteractive } from "./host_interactive.js";
 import { watchHlsStatus } from "./hls_player.js";
 import { startInsight } from "./host_insight.js";
 import { HostPk } from "./pk.js";
+import { HostCohost } from "./host_cohost.js";
 
 const showId = showIdFromPath();
 const storeKey = `liveshop.studio.${showId}`;
@@ -47,14 +48,15 @@ async function start() {
   claims = token ? tokenClaims(token) : null;
   if (!claims) return showLogin(token ? "That token is not valid." : "");
   if (claims.show_id !== showId) return showLogin(`That token is for show "${claims.show_id}", not "${showId}".`);
-  if (claims.role !== "host" && claims.role !== "moderator") return showLogin("A viewer token cannot open the studio.");
+  if (!["host", "moderator", "cohost"].includes(claims.role)) return showLogin("A viewer token cannot open the studio.");
   if (claims.exp * 1000 < Date.now()) return showLogin("That token has expired.");
   sessionStorage.setItem(storeKey, token);
   if (location.hash) history.replaceState(null, "", location.pathname); // keep the token out of screenshots/shares
   $("#login").hidden = true;
   $("#studio").hidden = false;
   document.body.dataset.role = claims.role;
-  $("#whoami").textContent = `${claims.name} · ${claims.role}`;
+  const cohostMode = claims.role === "cohost"; // issue 20: publishes the show's cohost stream
+  $("#whoami").textContent = `${claims.name} · ${cohostMode ? "co-host" : claims.role}`;
   $("#chat-input").placeholder = `Say something as ${claims.role}…`;
   $("#viewer-link").href = `/watch/${encodeURIComponent(showId)}`;
   try {
@@ -63,18 +65,39 @@ async function start() {
   } catch (err) {
     toast("Could not load the show: " + errorText(err), "error");
   }
-  if (claims.role !== "host") {
+  if (cohostMode) {
+    // Co-host mode: the camera goes to the cohost stream; no recording, team or co-host invites,
+    // and no commerce unless the host gave moderator rights (claim `mod`).
+    $("#broadcast-h").textContent = "Broadcast (co-host)";
+    $("#recording").hidden = true;
+    $("#team").hidden = true;
+    $("#cohost").hidden = true;
+    $("#hls-state").hidden = true;
+    setupBroadcast();
+  } else if (claims.role !== "host") {
     $("#broadcast").hidden = true;
     $("#recording").hidden = true;
     $("#team").hidden = true;
     $("#pk").hidden = true; // only the host starts or ends a PK
+    $("#cohost").hidden = true;
   } else {
     setupBroadcast();
     setupRecording();
     setupTeam();
   }
   connectSocket();
-  watchHlsStatus($("#hls-state"), showId, token);
+  if (claims.role === "host") {
+    window.liveshop.cohost = new HostCohost({ showId, token, socket, panel: $("#cohost") });
+    window.liveshop.cohost.start();
+    window.liveshop.cohost.show(show?.cohost);
+  }
+  if (cohostMode && !claims.mod) {
+    $("#commerce-col").hidden = true;
+    $("#stats").hidden = true;
+    setInterval(renderChatRate, 5000);
+    return;
+  }
+  if (!cohostMode) watchHlsStatus($("#hls-state"), showId, token);
   window.liveshop.commerce = new HostCommerce({ showId, token, socket, onStats: applyStats });
   window.liveshop.commerce.start();
   window.liveshop.interactive = new HostInteractive({ showId, token, socket });
@@ -109,6 +132,7 @@ function connectSocket() {
       if (w.show) {
         show = w.show;
         renderShow();
+        window.liveshop.cohost?.show(w.show.cohost);
       }
       applyPresence(w);
       state.likes = w.likes ?? state.likes;
@@ -141,6 +165,7 @@ function connectSocket() {
     if (r.show) {
       show = r.show;
       renderShow();
+      window.liveshop.cohost?.show(r.show.cohost);
     }
     state.likes = r.likes;
     $("#st-likes").textContent = state.likes;
@@ -326,7 +351,8 @@ async function goLive() {
     try {
       await pub.start(state.stream);
     } catch (err) {
-      if (err.code !== "already_live" || !confirm("This show already has a live publisher (another tab or OBS). Take over?")) throw err;
+      const taken = err.code === "already_live" || (err.code === "cohost_live" && claims.role === "cohost");
+      if (!taken || !confirm("This show already has a live publisher (another tab or OBS). Take over?")) throw err;
       await pub.start(state.stream, { replace: true });
     }
     state.publisher = pub;
@@ -335,7 +361,7 @@ async function goLive() {
     $("#golive-hint").hidden = true;
     window.liveshop.publisher = pub;
     $("#end-btn").disabled = false;
-    if (show) show.status = "live";
+    if (show && claims.role === "host") show.status = "live";
     renderShow();
   } catch (err) {
     $("#broadcast-error").textContent = `Go live failed: ${errorText(err)}`;
@@ -351,7 +377,7 @@ async function endLive() {
   state.live = false;
   $("#golive-btn").disabled = false;
   setPublishState("ended");
-  if (show) show.status = "ended";
+  if (show && claims.role === "host") show.status = "ended"; // a co-host leaving ends nothing else
   renderShow();
   confirmEnded();
 }

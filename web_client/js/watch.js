@@ -9,6 +9,7 @@ import { ViewerInteractive } from "./viewer_interactive.js";
 import { WhepPlayer } from "./whep.js";
 import { LiveSocket } from "./ws.js";
 import { ViewerPk } from "./pk.js";
+import { addTile, configureStage, registerTile, removeTile, setLabel, setMuted } from "./stage.js";
 
 const showId = showIdFromPath();
 const params = new URLSearchParams(location.search);
@@ -57,6 +58,15 @@ function renderConnState() {
     offline.hidden = false;
     $("#offline-text").textContent = "Waiting for the host to go live…";
   } else offline.hidden = true;
+}
+
+// ---------------------------------------------------------------- co-host (issue 20)
+/** The co-host's tile beside the host's while one is live (welcome/resync snapshot, `cohost` event). */
+function showCohost(cohost) {
+  if (cohost && state.show?.status !== "ended") {
+    addTile("cohost", `/whep/${encodeURIComponent(showId)}/cohost`, cohost.name || "Co-host");
+  } else removeTile("cohost");
+  window.liveshop.cohost = cohost || null;
 }
 
 // ---------------------------------------------------------------- chat
@@ -114,7 +124,9 @@ function setupChat(socket) {
     if (r.show) state.show = r.show;
     renderShow();
     renderConnState();
+    if (r.show) showCohost(r.show.cohost);
   });
+  socket.on("cohost", (c) => showCohost(c.live ? { user_id: c.user_id, name: c.name } : null));
   socket.on("show.live", () => {
     if (state.show) state.show.status = "live";
     renderShow();
@@ -124,6 +136,7 @@ function setupChat(socket) {
     if (state.show) state.show.status = "ended";
     renderShow();
     renderConnState();
+    showCohost(null);
   });
 
   let retryTimer;
@@ -235,8 +248,7 @@ function setupControls() {
   const video = $("#video");
   const unmute = $("#unmute-btn");
   unmute.addEventListener("click", () => {
-    video.muted = !video.muted;
-    video.play().catch(() => {});
+    setMuted(!video.muted); // every tile: the host and the co-host are both heard
     unmute.textContent = video.muted ? "Unmute" : "Mute";
   });
 }
@@ -279,6 +291,9 @@ async function start() {
   }
   window.liveshop.player = player;
   player.start({ live: state.show.status === "live" });
+  configureStage({ getToken });
+  registerTile("main", $("#video").parentElement, player, state.show.host_name || "Host");
+  showCohost(state.show.cohost);
 
   const socket = new LiveSocket(showId, state.token, {
     onState: (s, d) => {
@@ -304,6 +319,8 @@ async function start() {
         state.show = w.show;
         renderShow();
         if (!wasLive && w.show.status === "live") player.kick();
+        setLabel("main", w.show.host_name || "Host");
+        showCohost(w.show.cohost);
       }
       $("#viewer-count").textContent = w.viewers ?? 0;
       setLikes(w.likes ?? 0);
@@ -330,6 +347,7 @@ async function start() {
       const s = (await api(`/api/shows/${encodeURIComponent(showId)}`)).show;
       const changed = s.status !== state.show?.status;
       state.show = s;
+      showCohost(s.cohost);
       if (changed) {
         renderShow();
         renderConnState();
