@@ -29,7 +29,7 @@ from media.errors import MediaError
 from media.streams import COHOST, media_id
 from media.whip import PublisherSession
 
-from . import auth, events, keys
+from . import auth, broker, keys
 from .access import MEDIA_VIEWERS
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
@@ -87,7 +87,7 @@ def public(raw: str | None) -> dict[str, Any] | None:
 async def _announce(app: web.Application, show_id: str, live: bool, who: dict[str, Any]) -> None:
     event = {"type": "cohost", "live": live, "user_id": who.get("user_id", ""),
              "name": who.get("name", "")}  # fmt: skip
-    await events.publish(app, show_id, event)
+    await broker.publish(app, show_id, event)
 
 
 async def stream_ended(app: web.Application, show_id: str) -> None:
