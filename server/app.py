@@ -35,6 +35,7 @@ PARTS: tuple[str, ...] = (
     "server.media_api",
     "server.hls_api",
     "server.insight",
+    "server.insight.replay",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

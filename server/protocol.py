@@ -309,6 +309,9 @@ class ShowEndedEvent:
     """The publisher stopped: the show has ended."""
 
     TYPE: ClassVar[str] = "show.ended"
+    replay_url: str | None = _f(
+        "the replay page (/replay/ID) once a published recording exists", None
+    )
 
 
 # --------------------------------------------------------------------------- interactive commerce

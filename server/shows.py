@@ -62,6 +62,7 @@ def _public(meta: dict[str, str]) -> dict[str, Any]:
         "status": meta["status"],
         "created_at": int(meta["created_at"]),
         "live_since": int(meta["live_since"]) if meta.get("live_since") else None,
+        "replay_url": meta.get("replay_url") or None,  # set by server/insight/replay.py
     }
 
 
@@ -110,7 +111,12 @@ async def set_live(app: web.Application, show_id: str, live: bool) -> None:
     )
     if not await _write_meta(app, show_id, "update", fields):
         return  # an unknown show id: nothing to mark, and no partial record is created
-    await events.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
+    event: dict[str, Any] = {"type": "show.live" if live else "show.ended"}
+    if not live:  # the recording the end stopped becomes the replay first; the event names it
+        from .insight import replay
+
+        event.update(await replay.show_ended(app, show_id))
+    await events.publish(app, show_id, event)
 
 
 # INCR and its EXPIRE in one step: a lost EXPIRE would lock an address out for good. A counter
@@ -163,6 +169,7 @@ class ShowOut:
     status: Literal["upcoming", "live", "ended"]
     created_at: int = prop("ms since the epoch")
     live_since: int | None = prop("ms since the epoch, or null")
+    replay_url: str | None = prop("the newest published replay's page (/replay/ID), or null", None)
 
 
 @dataclass
