@@ -148,6 +148,7 @@ def test_replay_seeks_shows_the_moment_and_buys(
     page.wait_for_url(f"**/replay/{replay_id}")
     page.wait_for_function("() => document.querySelector('#video').readyState >= 1")
     duration = page.evaluate("() => document.querySelector('#video').duration")
+    assert duration > scarf_at + 1, (duration, scarf_at, timeline["replay"])
 
     # seek into the scarf's moment: it plays on from there, with that moment's product and danmaku
     target = scarf_at + 0.6
