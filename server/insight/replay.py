@@ -243,7 +243,8 @@ async def show_ended(app: web.Application, show_id: str) -> dict[str, Any]:
 async def _store(app: web.Application, show_id: str, recorder: Any) -> dict[str, Any]:
     """The metadata of a finished recording (none for one stopped before its first frame)."""
     if recorder.started_at_ms is None or not recorder.path.is_file():
-        return {}
+        await app[REDIS].delete(_k(show_id, "timeline", Path(recorder.name).stem))
+        return {}  # stopped before its first frame: no replay, no timeline left behind
     duration = await asyncio.to_thread(_duration_s, recorder.path)
     settings = app[SETTINGS]
     replay_id = Path(recorder.name).stem

@@ -8,8 +8,8 @@
 import { api, guestToken } from "./api.js";
 import { Danmaku } from "./danmaku.js";
 import { $, clock, errorText, h, money } from "./util.js";
+import { newKey, placeholder } from "./viewer_commerce.js";
 
-const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`).replace(/[^A-Za-z0-9_.:-]/g, "");
 const replayId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const FLY_BACK_S = 2; // after a seek, the comments of the last seconds fly again
 const RECENT_CHAT = 30;
@@ -74,11 +74,6 @@ function foldMoment(n) {
     else if (type === "order.paid") m.paid = e;
   }
   return m;
-}
-
-function placeholder(title) {
-  const letter = (title || "?").trim().charAt(0).toUpperCase() || "?";
-  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 52 52"><rect width="52" height="52" fill="#2a2f3a"/><text x="26" y="33" font-size="22" text-anchor="middle" fill="#b4bccb" font-family="sans-serif">${letter}</text></svg>`;
 }
 
 function renderProducts(m) {
