@@ -45,7 +45,7 @@ log = logging.getLogger("liveshop.replay")
 
 # A recording id is its file name without the extension: SHOW-YYYYmmdd-HHMMSS-mmm.
 REPLAY_ID_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})-([0-9]{8}-[0-9]{6}-[0-9]{3})$")
-CONTENT_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska"}
+CONTENT_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mp4": "video/mp4"}
 # What a replay shows; everything else on the channel (stats, presence, likes, alerts) is skipped.
 KEPT = frozenset(
     {
@@ -248,11 +248,15 @@ async def _store(app: web.Application, show_id: str, recorder: Any) -> dict[str,
     duration = await asyncio.to_thread(_duration_s, recorder.path)
     settings = app[SETTINGS]
     replay_id = Path(recorder.name).stem
+    media = recorder.path
+    if media.suffix == ".mkv":  # H.264: browsers play it from MP4
+        media = await asyncio.to_thread(_remux_mp4, recorder.path) or media
     meta = {
         "id": replay_id,
         "show_id": show_id,
         "file": recorder.name,
-        "content_type": CONTENT_TYPES.get(recorder.path.suffix, "application/octet-stream"),
+        "media_file": media.name,
+        "content_type": CONTENT_TYPES.get(media.suffix, "application/octet-stream"),
         "started_at_ms": recorder.started_at_ms,
         "stopped_at_ms": recorder.stopped_at_ms,
         "duration_s": duration,
@@ -267,6 +271,30 @@ async def _store(app: web.Application, show_id: str, recorder: Any) -> dict[str,
     await app[REDIS].hset(_k(show_id, "recordings"), replay_id, json.dumps(meta))
     await _point_show(app, show_id)
     return meta
+
+
+def _remux_mp4(src: Path) -> Path | None:
+    """The Matroska H.264 recording copied into an MP4 (no re-encode) with its index up front
+    (``+faststart``), so a ``<video>`` seeks it through range requests; None if that fails."""
+    dst = src.with_suffix(".mp4")
+    part = dst.with_name(dst.name + ".part")
+    try:
+        with (
+            av.open(str(src)) as inp,
+            av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+        ):
+            streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+            for packet in inp.demux():
+                if packet.dts is None:
+                    continue  # the demuxer's end-of-stream packets
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+        part.rename(dst)
+        return dst
+    except (av.error.FFmpegError, OSError, ValueError):
+        log.exception("remuxing %s to MP4 failed: the replay serves the Matroska file", src)
+        part.unlink(missing_ok=True)
+        return None
 
 
 def _duration_s(path: Path) -> float | None:
@@ -435,9 +463,11 @@ def _local_file(app: web.Application, meta: dict[str, Any]) -> Path | None:
     from ..media_api import RELAY
 
     try:
-        return app[RELAY].recording_path(meta["show_id"], meta["file"])
+        path = app[RELAY].recording_path(meta["show_id"], meta["file"])
     except Exception:
         return None
+    media = path.with_name(meta.get("media_file") or meta["file"])  # the MP4 beside an H.264 .mkv
+    return media if media.is_file() else None
 
 
 @operation("A public replay's metadata", auth="optional")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
+
 from media.publish import Publisher, PublishOptions
 from server import chat
 from server.app import create_app
@@ -33,7 +35,9 @@ class Recorded:
     record_pressed_ms: int
 
 
-async def record(shop: Shop, during: Any, seconds: float = 2.5, end_show: bool = False) -> Recorded:
+async def record(
+    shop: Shop, during: Any, seconds: float = 2.5, end_show: bool = False, codec: str = "vp8"
+) -> Recorded:
     """Publish, press Record, run ``during(marks)``, keep recording ``seconds``, Stop (or end)."""
     client = shop.client
     publisher = Publisher(
@@ -41,7 +45,7 @@ async def record(shop: Shop, during: Any, seconds: float = 2.5, end_show: bool =
         shop.show_id,
         shop.host_token,
         # encoded once and looped: a loaded machine cannot starve the publisher
-        PublishOptions(codec="vp8", keyint_s=1.0, **{**SMALL, "fps": 20}, preencode_s=2.0),
+        PublishOptions(codec=codec, keyint_s=1.0, **{**SMALL, "fps": 20}, preencode_s=2.0),
     )
     await publisher.start()
     relay = client.app[RELAY]
@@ -280,3 +284,28 @@ async def test_replay_buy_is_a_normal_order_once_per_click(shop: Shop) -> None:
     status, _ = await shop.call("POST", f"/api/replays/{rec.replay_id}/unpublish", shop.host_token)
     status, reply = await shop.call("POST", url, buyer, product_id=shop.product_id, key="k8")
     assert status == 404 and reply["error"]["code"] == "replay_not_found"
+
+
+async def test_an_h264_recording_replays_as_mp4_with_ranges(shop: Shop, tmp_path: Path) -> None:
+    async def nothing(marks: dict[str, int]) -> None:
+        return None
+
+    rec = await record(shop, nothing, seconds=2.0, codec="h264")
+    assert rec.name.endswith(".mkv")
+    status, body = await shop.call("GET", f"/api/replays/{rec.replay_id}")
+    assert status == 200 and body["replay"]["content_type"] == "video/mp4", body
+    media = f"/api/replays/{rec.replay_id}/media"
+    resp = await shop.client.get(media)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp4"
+    data = await resp.read()
+    path = tmp_path / "replay.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        assert container.format.name.startswith("mov")
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.audio and container.streams.audio[0].codec_context.name == "opus"
+        assert container.duration and container.duration / av.time_base > 1.5
+        assert len([f for f in container.decode(video=0)]) >= 20  # decodable, not re-encoded
+    resp = await shop.client.get(media, headers={"Range": "bytes=100-199"})
+    assert resp.status == 206 and await resp.read() == data[100:200]
+    assert resp.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
