@@ -24,7 +24,7 @@ from aiohttp import web
 
 from . import auth, keys, revocation
 from .appkeys import REDIS, SETTINGS
-from .errors import ApiError, forbidden
+from .errors import ApiError, Close, Code, forbidden, ws_error
 from .openapi import operation, prop, read_body
 from .ratelimit import KeyedLimiter
 
@@ -211,10 +211,8 @@ async def _end_media(app: web.Application, kind: str, show_id: str, user_id: str
     hub = app[HUBS].hubs.get(show_id) if kind == "revoke" and HUBS in app else None
     for conn in list(hub.conns) if hub else []:
         if conn.user_id == user_id and conn.claims.iat <= at:
-            conn.send_message(
-                {"type": "error", "id": None, "code": "token_revoked", "message": "token revoked"}
-            )
-            conn.close(4001, "token_revoked")
+            conn.send_message(ws_error(Code.TOKEN_REVOKED, "token revoked"))
+            conn.close(Close.BAD_TOKEN, "token_revoked")
 
 
 # ----------------------------------------------------------------------------- revoke

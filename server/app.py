@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .appkeys import DEMO_SEEDERS, REDIS, SETTINGS, WS_HANDLERS
+from .appkeys import COMMANDS, DEMO_SEEDERS, REDIS, SETTINGS
 from .config import Settings
 from .embedded_redis import EmbeddedRedis
 from .errors import error_middleware
 from .health import metrics_middleware
+from .protocol import Registry
 from .store import connect
 
 log = logging.getLogger("liveshop.app")
@@ -92,7 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[FATAL] = NodeFatal()
-    app[WS_HANDLERS] = {}
+    app[COMMANDS] = Registry()
     app[DEMO_SEEDERS] = []
     app.cleanup_ctx.append(redis_ctx)
     for name in PARTS:

@@ -11,15 +11,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from . import keys
+from . import insight, keys
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .banned_words import BannedWords, build
 from .errors import ApiError, bad_request
+from .protocol import Command, Message
 from .store import load_script
 from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
@@ -175,6 +177,29 @@ async def chat_per_minute(app: web.Application, show_id: str) -> int:
     now = int(time.time())
     values = await app[REDIS].mget([keys.chat_second(show_id, s) for s in range(now - 59, now + 1)])
     return sum(int(v) for v in values if v)
+
+
+# -- WebSocket command ----------------------------------------------------------------------
+
+
+class ChatSend(Message, tag="chat"):
+    """Send a danmaku. Replied with `{msg_id, ts}`; the message itself arrives to everyone as a `chat` event."""
+
+    text: Annotated[
+        str,
+        Meta(
+            max_length=4096, description="1..chat_max_chars (default 200) characters after trimming"
+        ),
+    ]
+
+
+async def on_chat(app: web.Application, claims: Claims, body: ChatSend) -> dict[str, Any]:
+    sent = await send(app, claims, body.text)
+    await insight.action(app, claims.show_id, "chatted", claims.user_id)
+    return sent
+
+
+COMMANDS = (Command(ChatSend, on_chat, bounded=True),)
 
 
 async def _chat_ctx(app: web.Application) -> Any:

@@ -1,8 +1,9 @@
 """The WebSocket gateway: ``GET /ws/{show_id}``: framing, auth, per-connection limits, dispatch.
 
 It knows the wire (subprotocols, frames, close codes) and who is talking; what a message *does*
-lives in the services (chat, likes, moderation, and handlers other parts register in
-``app[WS_HANDLERS]``). Delivery to clients goes through the show's hub (``server.hub``).
+lives in the services, whose commands (schema, handler, roles) are in the app's registry
+(``server.protocol``, ``app[COMMANDS]``): the gateway parses each frame with it and runs the
+handler. Delivery to clients goes through the show's hub (``server.hub``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from aiohttp import WSMsgType, web
 
 from . import chat, insight, keys, likes, moderation, presence
 from .access import limit_ws_connects
-from .appkeys import REDIS, SETTINGS, WS_HANDLERS
+from .appkeys import COMMANDS, REDIS, SETTINGS
 from .auth import Claims, verify_for
 from .connection import Connection
-from .errors import ApiError
+from .errors import JOIN_CLOSE, ApiError, Close, Code, CodedError, ws_error, ws_error_of
 from .hub import HUBS
 from .protocol import (
     CODECS,
@@ -27,21 +28,13 @@ from .protocol import (
     MAX_FRAME_BYTES,
     MSGPACK,
     SUBPROTOCOLS,
-    ModBan,
-    ModDelete,
-    ModMute,
-    ModPin,
-    ModUnban,
-    ModUnmute,
-    ModUnpin,
+    Command,
+    Message,
     ProtocolError,
-    check_text,
-    decode,
-    request_id,
-    validate,
+    Rejected,
+    register,
 )
-from .protocol import Chat as ChatMsg
-from .protocol import Like as LikeMsg
+from .protocol.messages import EVENTS, SERVER_MESSAGES
 from .ratelimit import TokenBucket
 from .shows import get_show
 from .ws_guard import GuardedWebSocketResponse
@@ -54,26 +47,18 @@ FRAMES_BURST = 60.0
 STRIKES_PER_S = 0.5  # forgiven bad inputs per second
 STRIKES_BURST = 10.0  # bad inputs tolerated in a row before closing 1008
 STRIKE_CODES = frozenset(
-    {"bad_frame", "bad_type", "unknown_type", "bad_field", "forbidden", "flood"}
+    {Code.BAD_FRAME, Code.BAD_TYPE, Code.UNKNOWN_TYPE, Code.BAD_FIELD, Code.FORBIDDEN, Code.FLOOD}
 )
-KNOWN_TYPES = frozenset({"chat", "like", "ping", "mod.delete", "mod.mute", "mod.unmute", "mod.ban",
-                         "mod.unban", "mod.pin", "mod.unpin"})  # fmt: skip
 HEARTBEAT_S = 60.0  # WebSocket ping interval; a peer silent for 1.5x this is dropped
 JOIN_SLOTS = web.AppKey("ws_join_slots", asyncio.Semaphore)
 DISPATCH_SLOTS = web.AppKey("ws_dispatch_slots", asyncio.Semaphore)
-AUTH_CLOSE = {
-    "unauthorized": 4001,
-    "token_expired": 4001,
-    "forbidden": 4003,
-    "show_not_found": 4004,
-}
 
 
 async def _reject(
     ws: web.WebSocketResponse, exc: ApiError, close_code: int
 ) -> web.WebSocketResponse:
     """Tell the client why (one ``error``) and close with ``close_code``."""
-    message = {"type": "error", "id": None, "code": exc.code, "message": exc.message}
+    message = ws_error(exc.code, exc.message)
     WS_CLOSES.labels(str(close_code)).inc()
     try:
         if ws.ws_protocol == MSGPACK.name:
@@ -115,14 +100,14 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         if hub is not None and conn is not None:
             hubs.leave(hub, conn)
-        close_code = 1008 if exc.code == "banned" else AUTH_CLOSE.get(exc.code, 4001)
+        close_code = JOIN_CLOSE.get(exc.code, Close.BAD_TOKEN)
         return await _reject(ws, exc, close_code)
     except Exception:
         log.exception("WebSocket join failed")
         if hub is not None and conn is not None:
             hubs.leave(hub, conn)
-        WS_CLOSES.labels("1011").inc()
-        await ws.close(code=1011, message=b"internal error")
+        WS_CLOSES.labels(str(int(Close.INTERNAL_ERROR))).inc()
+        await ws.close(code=Close.INTERNAL_ERROR, message=b"internal error")
         return ws
     WS_CONNECTS.labels(codec.name).inc()
     WS_CONNECTIONS.inc()
@@ -240,48 +225,37 @@ async def _welcome(
 async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connection) -> None:
     frames = TokenBucket(FRAMES_PER_S, FRAMES_BURST)
     strikes = TokenBucket(STRIKES_PER_S, STRIKES_BURST)
+    registry = app[COMMANDS]
+    role = conn.claims.role
     async for msg in ws:
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             rid: int | None = None
             try:
                 if not conn.staff and not frames.take():
-                    raise ProtocolError("flood", "too many messages; slow down")
-                message = decode(msg.data)
-                rid = request_id(message)
-                check_text(message, msg.data)
-                kind = message["type"]
-                WS_MESSAGES_IN.labels(
-                    kind if kind in KNOWN_TYPES or kind in app[WS_HANDLERS] else "other"
-                ).inc()
-                result = await dispatch(app, conn.claims, message)
+                    raise ProtocolError(Code.FLOOD, "too many messages; slow down")
+                try:
+                    command, body, rid = registry.parse(msg.data, role)
+                except Rejected as refused:
+                    rid = refused.request_id
+                    if refused.kind is not None:
+                        WS_MESSAGES_IN.labels(refused.kind).inc()
+                    raise refused.error from None
+                WS_MESSAGES_IN.labels(command.type).inc()
+                result = await dispatch(app, conn.claims, command, body)
                 if rid is not None:
                     conn.send_message({**(result or {}), "type": "reply", "id": rid})
-            except (ProtocolError, ApiError) as exc:
+            except CodedError as exc:
                 code = exc.code
-                error: dict[str, Any] = {
-                    "type": "error",
-                    "id": rid,
-                    "code": code,
-                    "message": exc.message,
-                }
-                if isinstance(exc, ApiError) and exc.details:
-                    error.update(exc.details)
-                    error["details"] = exc.details
-                elif isinstance(exc, ProtocolError) and exc.field:
-                    error["field"] = exc.field
-                    error["details"] = {"field": exc.field}
                 WS_ERRORS.labels(code).inc()
-                conn.send_message(error)
+                conn.send_message(ws_error_of(exc, rid))
                 if code in STRIKE_CODES and not strikes.take():
-                    WS_CLOSES.labels("1008").inc()
-                    conn.close(1008, "too many bad messages")
+                    WS_CLOSES.labels(str(int(Close.POLICY_VIOLATION))).inc()
+                    conn.close(Close.POLICY_VIOLATION, "too many bad messages")
                     break
             except Exception:
                 log.exception("message handling failed")
-                WS_ERRORS.labels("internal").inc()
-                conn.send_message(
-                    {"type": "error", "id": rid, "code": "internal", "message": "internal error"}
-                )
+                WS_ERRORS.labels(Code.INTERNAL).inc()
+                conn.send_message(ws_error(Code.INTERNAL, "internal error", rid))
         elif msg.type == WSMsgType.ERROR:
             WS_CLOSES.labels(str(ws.close_code or 1011)).inc()
             break
@@ -291,47 +265,30 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, conn: Connecti
 
 
 async def dispatch(
-    app: web.Application, claims: Claims, message: dict[str, Any]
+    app: web.Application, claims: Claims, command: Command, body: Message
 ) -> dict[str, Any] | None:
-    """Run one decoded client message; returns reply fields or raises ApiError/ProtocolError."""
-    kind = message["type"]
-    handler = app[WS_HANDLERS].get(kind)
-    if handler is not None and kind not in KNOWN_TYPES:
-        return await handler(app, claims, message)
-    if kind.startswith("mod.") and kind in KNOWN_TYPES and not claims.is_staff:
-        raise ApiError(403, "forbidden", f"role '{claims.role}' may not use {kind}")
-    body = validate(message)
-    async with app[DISPATCH_SLOTS]:
-        return await _run(app, claims, kind, body)
+    """Run one parsed command (roles already checked); returns reply fields or raises ApiError."""
+    if command.bounded:
+        async with app[DISPATCH_SLOTS]:
+            return await command.handler(app, claims, body)
+    return await command.handler(app, claims, body)
 
 
-async def _run(app: web.Application, claims: Claims, kind: str, body: Any) -> dict[str, Any] | None:
-    """Run one validated message of the real-time layer."""
-    if isinstance(body, ChatMsg):
-        sent = await chat.send(app, claims, body.text)
-        await insight.action(app, claims.show_id, "chatted", claims.user_id)
-        return sent
-    if isinstance(body, LikeMsg):
-        await likes.add_likes(app, claims.show_id, body.count)
-        await insight.action(app, claims.show_id, "liked", claims.user_id)
-        return {}
-    if kind == "ping":
-        return {"ts": int(time.time() * 1000)}
-    if isinstance(body, ModDelete):
-        return await moderation.delete(app, claims, body.message_id)
-    if isinstance(body, ModMute):
-        return await moderation.mute(app, claims, body.user_id, body.minutes)
-    if isinstance(body, ModUnmute):
-        return await moderation.unmute(app, claims, body.user_id)
-    if isinstance(body, ModBan):
-        return await moderation.ban(app, claims, body.user_id)
-    if isinstance(body, ModUnban):
-        return await moderation.unban(app, claims, body.user_id)
-    if isinstance(body, ModPin):
-        return await moderation.pin(app, claims, body.message_id)
-    if isinstance(body, ModUnpin):
-        return await moderation.unpin(app, claims)
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+class Ping(Message, tag="ping"):
+    """Application-level ping. Replied with `{ts}` (server time, ms)."""
+
+
+async def on_ping(app: web.Application, claims: Claims, body: Ping) -> dict[str, Any]:
+    return {"ts": int(time.time() * 1000)}
+
+
+# The real-time layer's commands, in the order docs/protocol.md lists them.
+COMMANDS_REALTIME: tuple[Command, ...] = (
+    *chat.COMMANDS,
+    *likes.COMMANDS,
+    Command(Ping, on_ping, bounded=True),
+    *moderation.COMMANDS,
+)
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -349,5 +306,8 @@ def setup(app: web.Application) -> None:
     # default pool size (100); commands registered by other parts are not throttled here.
     app[JOIN_SLOTS] = asyncio.Semaphore(32)
     app[DISPATCH_SLOTS] = asyncio.Semaphore(48)
+    register(app, "Client → server messages", COMMANDS_REALTIME)
+    register(app, "Server → client messages", events=SERVER_MESSAGES)
+    register(app, "Events (inside `batch`)", events=EVENTS)
     app.router.add_get("/ws/{show_id}", limit_ws_connects(handle_ws))  # per-IP rate and cap
     app.on_shutdown.append(_on_shutdown)

@@ -8,13 +8,16 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from . import keys
+from . import insight, keys
 from .appkeys import REDIS
+from .auth import Claims
 from .logs import retry_failed
+from .protocol import Command, Message
 from .store import load_script
 
 log = logging.getLogger("liveshop.likes")
@@ -59,6 +62,21 @@ async def add_likes(app: web.Application, show_id: str, count: int) -> None:
 
 async def total_likes(app: web.Application, show_id: str) -> int:
     return int(await app[REDIS].hget(keys.counters(show_id), "likes") or 0)
+
+
+class Like(Message, tag="like"):
+    """Hearts tapped since the last `like` (clients should group taps, e.g. every 200 ms). No reply fields."""
+
+    count: Annotated[int, Meta(ge=1, le=50, description="taps")] = 1
+
+
+async def on_like(app: web.Application, claims: Claims, body: Like) -> dict[str, Any]:
+    await add_likes(app, claims.show_id, body.count)
+    await insight.action(app, claims.show_id, "liked", claims.user_id)
+    return {}
+
+
+COMMANDS = (Command(Like, on_like, bounded=True),)
 
 
 async def _likes_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,18 +1,24 @@
-"""Moderation by the host and moderators: delete, mute, ban, pin. Every action goes to the audit stream."""
+"""Moderation by the host and moderators: delete, mute, ban, pin. Every action goes to the audit stream.
+
+Each action is a WebSocket command (``mod.*``, staff only: the registry refuses other roles
+before the handler runs); its schema is declared just above its handler.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from . import keys
 from .appkeys import REDIS
-from .auth import STAFF, Claims
+from .auth import Claims
 from .chat import check_id, entry_to_event
 from .errors import ApiError, forbidden, not_found
 from .events import publish
+from .protocol import STAFF, Command, Message
 from .revocation import announce_ban
 
 AUDIT_MAXLEN = 10000
@@ -49,9 +55,15 @@ async def _check_target(app: web.Application, claims: Claims, user_id: str) -> N
         raise forbidden("the host cannot be muted or banned")
 
 
-async def delete(app: web.Application, claims: Claims, message_id: str) -> dict[str, Any]:
+class ModDelete(Message, tag="mod.delete"):
+    """Staff: retract a chat message. Everyone receives `chat.delete`."""
+
+    message_id: Annotated[str, Meta(max_length=64, description="id of the chat message")]
+
+
+async def delete(app: web.Application, claims: Claims, body: ModDelete) -> dict[str, Any]:
     """Retract a message everywhere (history and screens)."""
-    claims.require(STAFF)
+    message_id = body.message_id
     show_id = claims.show_id
     check_id(message_id)
     removed = await app[REDIS].xdel(keys.chat_stream(show_id), message_id)
@@ -66,9 +78,16 @@ async def delete(app: web.Application, claims: Claims, message_id: str) -> dict[
     return {"deleted": message_id}
 
 
-async def mute(app: web.Application, claims: Claims, user_id: str, minutes: int) -> dict[str, Any]:
+class ModMute(Message, tag="mod.mute"):
+    """Staff: mute a user for N minutes (their chat is refused with `muted`)."""
+
+    user_id: Annotated[str, Meta(max_length=64, description="user to mute")]
+    minutes: Annotated[int, Meta(ge=1, le=1440, description="mute length")] = 10
+
+
+async def mute(app: web.Application, claims: Claims, body: ModMute) -> dict[str, Any]:
     """Refuse the user's chat for ``minutes``."""
-    claims.require(STAFF)
+    user_id, minutes = body.user_id, body.minutes
     await _check_target(app, claims, user_id)
     until = int(time.time() * 1000) + minutes * 60_000
     await app[REDIS].hset(keys.muted(claims.show_id), user_id, until)
@@ -78,8 +97,14 @@ async def mute(app: web.Application, claims: Claims, user_id: str, minutes: int)
     return {"user_id": user_id, "until": until}
 
 
-async def unmute(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
-    claims.require(STAFF)
+class ModUnmute(Message, tag="mod.unmute"):
+    """Staff: lift a mute."""
+
+    user_id: Annotated[str, Meta(max_length=64, description="user to unmute")]
+
+
+async def unmute(app: web.Application, claims: Claims, body: ModUnmute) -> dict[str, Any]:
+    user_id = body.user_id
     await app[REDIS].hdel(keys.muted(claims.show_id), user_id)
     event = {"type": "user.muted", "user_id": user_id, "until": 0, "by": claims.user_id}
     await publish(app, claims.show_id, event, staff_only=True)
@@ -87,9 +112,15 @@ async def unmute(app: web.Application, claims: Claims, user_id: str) -> dict[str
     return {"user_id": user_id, "until": 0}
 
 
-async def ban(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
+class ModBan(Message, tag="mod.ban"):
+    """Staff: ban a user from the show: their connections close with 1008 and they cannot rejoin."""
+
+    user_id: Annotated[str, Meta(max_length=64, description="user to ban")]
+
+
+async def ban(app: web.Application, claims: Claims, body: ModBan) -> dict[str, Any]:
     """Ban the user: every node closes their connections (1008) on the ``user.banned`` event."""
-    claims.require(STAFF)
+    user_id = body.user_id
     await _check_target(app, claims, user_id)
     await app[REDIS].sadd(keys.banned(claims.show_id), user_id)
     event = {"type": "user.banned", "user_id": user_id, "banned": True, "by": claims.user_id}
@@ -99,8 +130,14 @@ async def ban(app: web.Application, claims: Claims, user_id: str) -> dict[str, A
     return {"user_id": user_id, "banned": True}
 
 
-async def unban(app: web.Application, claims: Claims, user_id: str) -> dict[str, Any]:
-    claims.require(STAFF)
+class ModUnban(Message, tag="mod.unban"):
+    """Staff: lift a ban."""
+
+    user_id: Annotated[str, Meta(max_length=64, description="user to unban")]
+
+
+async def unban(app: web.Application, claims: Claims, body: ModUnban) -> dict[str, Any]:
+    user_id = body.user_id
     await app[REDIS].srem(keys.banned(claims.show_id), user_id)
     event = {"type": "user.banned", "user_id": user_id, "banned": False, "by": claims.user_id}
     await publish(app, claims.show_id, event, staff_only=True)
@@ -108,9 +145,15 @@ async def unban(app: web.Application, claims: Claims, user_id: str) -> dict[str,
     return {"user_id": user_id, "banned": False}
 
 
-async def pin(app: web.Application, claims: Claims, message_id: str) -> dict[str, Any]:
+class ModPin(Message, tag="mod.pin"):
+    """Staff: pin one chat message (replaces the previous pin). Everyone receives `chat.pin`."""
+
+    message_id: Annotated[str, Meta(max_length=64, description="id of the chat message")]
+
+
+async def pin(app: web.Application, claims: Claims, body: ModPin) -> dict[str, Any]:
     """Pin one message (replacing the previous pin)."""
-    claims.require(STAFF)
+    message_id = body.message_id
     show_id = claims.show_id
     check_id(message_id)
     entries = await app[REDIS].xrange(
@@ -126,9 +169,21 @@ async def pin(app: web.Application, claims: Claims, message_id: str) -> dict[str
     return {"pinned": message_id}
 
 
-async def unpin(app: web.Application, claims: Claims) -> dict[str, Any]:
-    claims.require(STAFF)
+class ModUnpin(Message, tag="mod.unpin"):
+    """Staff: remove the pinned message. Everyone receives `chat.unpin`."""
+
+
+async def unpin(app: web.Application, claims: Claims, body: ModUnpin) -> dict[str, Any]:
     await app[REDIS].delete(keys.pinned(claims.show_id))
     await publish(app, claims.show_id, {"type": "chat.unpin"})
     await audit(app, claims, "unpin", "")
     return {"pinned": None}
+
+
+COMMANDS = tuple(
+    Command(schema, handler, roles=STAFF, bounded=True)
+    for schema, handler in (
+        (ModDelete, delete), (ModMute, mute), (ModUnmute, unmute), (ModBan, ban),
+        (ModUnban, unban), (ModPin, pin), (ModUnpin, unpin),
+    )
+)  # fmt: skip

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..appkeys import DEMO_SEEDERS
 from ..hub import RESYNC_SOURCES
+from ..protocol import register
 from . import (
     auctions,
     coupons,
@@ -25,6 +26,8 @@ from . import (
     stats,
 )
 from .demo import seed_products
+from .fields import COMMERCE_EVENTS
+from .messages import EVENTS
 from .payments import payments_ctx
 from .scripts import scripts_ctx
 from .ticker import ticker_ctx
@@ -37,5 +40,6 @@ def setup(app: web.Application) -> None:
     for part in (products, sales, orders, coupons, lottery, stats, polls, auctions, group_buys):
         part.setup(app)
     app.cleanup_ctx.append(ticker_ctx)
+    register(app, COMMERCE_EVENTS, events=EVENTS)
     app[DEMO_SEEDERS].append(seed_products)
     app[RESYNC_SOURCES] += [sales.resync_events, lottery.resync_events]

@@ -18,18 +18,21 @@ want, and the host can simply start a new auction.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from .. import insight, protocol
-from ..appkeys import REDIS, WS_HANDLERS
+from .. import insight
+from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, not_found, read_json
 from ..events import publish
+from ..protocol import Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .interactive import (
     ISCRIPTS,
     base_keys,
@@ -43,7 +46,6 @@ from .interactive import (
     staff_product,
     stock_error,
     ttl_ms,
-    ws_fields,
 )  # fmt: skip
 
 OUTCOMES = ("leading", "outbid_by_higher", "too_low", "ended", "not_started")
@@ -273,15 +275,54 @@ async def handle_end(request: web.Request) -> web.Response:
     return web.json_response({"auction": await end_auction(request.app, claims, auction_id)})
 
 
-async def ws_bid(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    body = ws_fields(protocol.AuctionBid, message)
-    key = fields.idempotency_key(message)
+AUCTION_ID = Annotated[str, Meta(max_length=80, description="the auction")]
+MINOR_UNITS = 10_000_000_000
+
+
+class AuctionBid(Message, tag="auction.bid"):
+    """Bid. Replied with `{outcome, auction_id, price, leader_name, bids, ends_at}`; outcome `leading`, `outbid_by_higher` (accepted, but a proxy bid of the leader is higher), `too_low`, `ended`, `not_started`. The same `key` answers its first reply."""
+
+    auction_id: AUCTION_ID
+    amount: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=MINOR_UNITS,
+            description="bid in minor units: at least the start price, then price + increment",
+        ),
+    ]
+    # Typed here, its pattern checked by the handler (bad_key): a missing or non-string key has
+    # always been bad_field for bids (buy's IdempotencyKey says bad_key for both).
+    key: Annotated[str, Meta(max_length=64, description="idempotency key, 1-64 of A-Za-z0-9_.:-")]
+    max_amount: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MINOR_UNITS,
+            description="proxy bid: the server raises your bid by the increment up to this (≥ amount)",
+        ),
+    ] = 0
+
+
+async def ws_bid(app: web.Application, claims: Claims, body: AuctionBid) -> dict[str, Any]:
+    key = fields.idempotency_key({"key": body.key})
     return await bid(app, claims, body.auction_id, body.amount, key, body.max_amount)
 
 
-async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    body = ws_fields(protocol.AuctionEnd, message)
+class AuctionEnd(Message, tag="auction.end"):
+    """Staff: close an auction now (the leader, if over the reserve, wins). Replied with `{auction}`."""
+
+    auction_id: AUCTION_ID
+
+
+async def ws_end(app: web.Application, claims: Claims, body: AuctionEnd) -> dict[str, Any]:
     return {"auction": await end_auction(app, claims, body.auction_id)}
+
+
+COMMANDS = (
+    Command(AuctionBid, ws_bid),
+    Command(AuctionEnd, ws_end, roles=STAFF, refusal="role '{role}' may not end an auction"),
+)
 
 
 def setup(app: web.Application) -> None:
@@ -291,5 +332,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/auctions/{auction_id}", handle_get)
     app.router.add_post("/api/auctions/{auction_id}/end", handle_end)
     app.router.add_get("/api/auctions/{auction_id}/bids", handle_bids)
-    app[WS_HANDLERS]["auction.bid"] = ws_bid
-    app[WS_HANDLERS]["auction.end"] = ws_end
+    register(app, COMMERCE_COMMANDS, COMMANDS)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from ..appkeys import REDIS, WS_HANDLERS
+from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, forbidden, not_found, read_json
 from ..events import publish
+from ..protocol import Command, Message, register
 from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .scripts import SCRIPTS
 
 
@@ -154,8 +157,14 @@ async def handle_claim(request: web.Request) -> web.Response:
     return web.json_response(await claim(request.app, claims, coupon_id))
 
 
-async def ws_claim(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await claim(app, claims, message.get("coupon_id"))
+class CouponClaim(Message, tag="coupon.claim"):
+    """Claim a dropped coupon. Replied with `{outcome, coupon_id, left}`: `claimed`, `already_claimed`, `exhausted`, `expired`."""
+
+    coupon_id: Annotated[str, Meta(description="the coupon (`SHOW.c1`)")]
+
+
+async def ws_claim(app: web.Application, claims: Claims, body: CouponClaim) -> dict[str, Any]:
+    return await claim(app, claims, body.coupon_id)
 
 
 def setup(app: web.Application) -> None:
@@ -163,4 +172,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/shows/{show_id}/coupons", handle_list)
     app.router.add_get("/api/coupons/{coupon_id}", handle_get)
     app.router.add_post("/api/coupons/{coupon_id}/claim", handle_claim)
-    app[WS_HANDLERS]["coupon.claim"] = ws_claim
+    register(app, COMMERCE_COMMANDS, [Command(CouponClaim, ws_claim)])

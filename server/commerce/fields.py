@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from ..errors import bad_request
+from msgspec import Meta
+
+from ..errors import Code, bad_request
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _MISSING: Any = object()
+# docs/protocol.md sections of the commerce WebSocket commands and events (server.protocol registry).
+COMMERCE_COMMANDS = "Commerce commands (server/commerce)"
+COMMERCE_EVENTS = "Commerce events (inside `batch`)"
+# A WebSocket command's idempotency key: the same rule as idempotency_key, refused with ``bad_key``.
+IdempotencyKey = Annotated[
+    str,
+    Meta(
+        pattern=r"\A[A-Za-z0-9_.:-]{1,64}\Z",
+        description="idempotency key: the same key answers the first reply",
+        extra={"code": Code.BAD_KEY},
+    ),
+]
 
 
 def integer(body: dict[str, Any], name: str, low: int, high: int, default: Any = _MISSING) -> int:

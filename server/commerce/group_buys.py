@@ -15,18 +15,20 @@ are decided together, in arrival order, by the next call); the show's timers clo
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from .. import protocol
-from ..appkeys import REDIS, WS_HANDLERS
+from ..appkeys import REDIS
 from ..auth import Claims, authenticate
 from ..errors import bad_request, not_found
 from ..events import publish
+from ..protocol import STAFF, Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .interactive import (
     ISCRIPTS,
     base_keys,
@@ -40,7 +42,6 @@ from .interactive import (
     staff_product,
     stock_error,
     ttl_ms,
-    ws_fields,
 )  # fmt: skip
 
 JOIN_OUTCOMES = ("joined", "formed", "already_joined", "sold_out", "ended", "not_started")
@@ -294,16 +295,44 @@ async def handle_end(request: web.Request) -> web.Response:
     return web.json_response({"deal": await end_deal(request.app, claims, deal_id)})
 
 
-async def ws_join(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await join(app, claims, ws_fields(protocol.GroupJoin, message).deal_id)
+DEAL_ID = Annotated[str, Meta(max_length=80, description="the group-buy deal")]
 
 
-async def ws_leave(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await leave(app, claims, ws_fields(protocol.GroupLeave, message).deal_id)
+class GroupJoin(Message, tag="group.join"):
+    """Join the open group of a deal (holds a unit). Replied with `{outcome, deal_id, group, joined, size, ends_at}`: `joined`, `formed` (you completed it: `reservation_id`), `already_joined`, `sold_out`, `ended`, `not_started`."""
+
+    deal_id: DEAL_ID
 
 
-async def ws_end(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return {"deal": await end_deal(app, claims, ws_fields(protocol.GroupEnd, message).deal_id)}
+async def ws_join(app: web.Application, claims: Claims, body: GroupJoin) -> dict[str, Any]:
+    return await join(app, claims, body.deal_id)
+
+
+class GroupLeave(Message, tag="group.leave"):
+    """Leave a group that has not formed yet (the held unit is released). Replied with `{outcome, deal_id}`: `left`, `not_joined`, `already_formed`."""
+
+    deal_id: DEAL_ID
+
+
+async def ws_leave(app: web.Application, claims: Claims, body: GroupLeave) -> dict[str, Any]:
+    return await leave(app, claims, body.deal_id)
+
+
+class GroupEnd(Message, tag="group.end"):
+    """Staff: end a deal now (an open group short of its size fails). Replied with `{deal}`."""
+
+    deal_id: DEAL_ID
+
+
+async def ws_end(app: web.Application, claims: Claims, body: GroupEnd) -> dict[str, Any]:
+    return {"deal": await end_deal(app, claims, body.deal_id)}
+
+
+COMMANDS = (
+    Command(GroupJoin, ws_join),
+    Command(GroupLeave, ws_leave),
+    Command(GroupEnd, ws_end, roles=STAFF, refusal="role '{role}' may not end a group buy"),
+)
 
 
 def setup(app: web.Application) -> None:
@@ -313,6 +342,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/shows/{show_id}/group-buys", list_route(list_deals, "deals"))
     app.router.add_get("/api/group-buys/{deal_id}", handle_get)
     app.router.add_post("/api/group-buys/{deal_id}/end", handle_end)
-    app[WS_HANDLERS]["group.join"] = ws_join
-    app[WS_HANDLERS]["group.leave"] = ws_leave
-    app[WS_HANDLERS]["group.end"] = ws_end
+    register(app, COMMERCE_COMMANDS, COMMANDS)

@@ -1,4 +1,4 @@
-"""What auctions, group buys and polls share: the app clock, their Lua scripts, WS schema checks.
+"""What auctions, group buys and polls share: the app clock, their Lua scripts, the micro-batcher.
 
 Every script of these three takes the time as an argument (``now_ms``) from the app clock
 instead of calling Redis ``TIME``: the decisions stay atomic in Redis, and tests drive the clock
@@ -22,11 +22,9 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
-from .. import protocol
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, forbidden, read_json
-from ..protocol import ProtocolError
 from ..shows import get_show
 from . import keys as ck
 
@@ -142,14 +140,6 @@ def staff_product(claims: Claims, show_id: str, body: dict[str, Any], what: str)
     if ck.show_of(product_id, "p") != show_id:
         raise ApiError(404, "product_not_found", f"no product {product_id!r} in this show")
     return product_id
-
-
-def ws_fields(cls: type, message: dict[str, Any]) -> Any:
-    """A WebSocket command checked against its schema dataclass in :mod:`server.protocol`."""
-    try:
-        return protocol.validate_as(cls, message)
-    except ProtocolError as exc:
-        raise bad_request(exc.code, exc.message, field=exc.field) from None
 
 
 def stock_error(code: str, product_id: str) -> ApiError:

@@ -17,20 +17,23 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from .. import keys as base
-from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
+from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import bad_request, conflict, forbidden, not_found, read_json
 from ..events import publish
+from ..protocol import VIEWERS, Command, Message, register
 from ..shows import get_show
 from ..verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 
 log = logging.getLogger("liveshop.lottery")
 
@@ -298,8 +301,19 @@ async def handle_proof(request: web.Request) -> web.Response:
     return web.json_response(proof(lottery))
 
 
-async def ws_enter(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await enter(app, claims, message.get("lottery_id"))
+class LotteryEnter(Message, tag="lottery.enter"):
+    """Enter a `present` giveaway ("I'm here"; the others are automatic). Replied with `{lottery_id, entered: true}`."""
+
+    lottery_id: Annotated[str, Meta(description="the giveaway (`SHOW.l1`)")]
+
+
+async def ws_enter(app: web.Application, claims: Claims, body: LotteryEnter) -> dict[str, Any]:
+    return await enter(app, claims, body.lottery_id)
+
+
+ENTER = Command(
+    LotteryEnter, ws_enter, roles=VIEWERS, refusal="staff cannot enter their own giveaway"
+)
 
 
 def setup(app: web.Application) -> None:
@@ -309,4 +323,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/lotteries/{lottery_id}/enter", handle_enter)
     app.router.add_post("/api/lotteries/{lottery_id}/draw", handle_draw)
     app.router.add_get("/api/lotteries/{lottery_id}/proof", handle_proof)
-    app[WS_HANDLERS]["lottery.enter"] = ws_enter
+    register(app, COMMERCE_COMMANDS, [ENTER])

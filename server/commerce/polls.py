@@ -10,19 +10,22 @@ At the close (time up, or staff early) the tallies are frozen into ``final`` onc
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
-from .. import insight, protocol
+from .. import insight
 from .. import keys as base
-from ..appkeys import REDIS, WS_HANDLERS
+from ..appkeys import REDIS
 from ..auth import Claims, authenticate
 from ..errors import bad_request, not_found, read_json
 from ..events import publish
+from ..protocol import STAFF, Command, Message, register
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .interactive import (
     ISCRIPTS,
     create_route,
@@ -33,7 +36,6 @@ from .interactive import (
     run,
     same_show,
     staff_only,
-    ws_fields,
 )
 
 TALLY_EVERY_MS = 250
@@ -229,23 +231,55 @@ async def handle_close(request: web.Request) -> web.Response:
     return web.json_response({"poll": await end_poll(request.app, claims, poll_id)})
 
 
-async def ws_create(
-    app: web.Application, claims: Claims, message: dict[str, Any]
-) -> dict[str, Any]:
-    staff_only(claims, "create a poll")
-    body = ws_fields(protocol.PollCreate, message)
-    poll = await create_poll(app, claims, claims.show_id, body.__dict__)
-    return {"poll": poll}
+POLL_ID = Annotated[str, Meta(max_length=80, description="the poll")]
 
 
-async def ws_vote(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    body = ws_fields(protocol.PollVote, message)
+class PollCreate(Message, tag="poll.create"):
+    """Staff: open a poll. Replied with `{poll}`; everyone receives `poll.created`."""
+
+    question: Annotated[str, Meta(max_length=200, description="the question (trimmed, not empty)")]
+    # The count (2..6) and each item are checked by create_poll, shared with HTTP, question first.
+    options: Annotated[
+        list[Any], Meta(description="2..6 option labels (1..80 chars) or product ids of the show")
+    ]
+    duration_s: Annotated[int, Meta(ge=5, le=3600, description="seconds until it closes")] = 60
+    changeable: Annotated[
+        bool, Meta(description="whether a vote may be changed until the close")
+    ] = False
+
+
+async def ws_create(app: web.Application, claims: Claims, body: PollCreate) -> dict[str, Any]:
+    fields = {"question": body.question, "options": body.options, "duration_s": body.duration_s,
+              "changeable": body.changeable}  # fmt: skip
+    return {"poll": await create_poll(app, claims, claims.show_id, fields)}
+
+
+class PollVote(Message, tag="poll.vote"):
+    """Vote for one option. Replied with `{outcome, poll_id, option}`: `voted`, `changed`, `already_voted` (not changeable: `option` is your first vote), `closed`."""
+
+    poll_id: POLL_ID
+    option: Annotated[int, Meta(ge=0, le=5, description="index of the option, 0-based")]
+
+
+async def ws_vote(app: web.Application, claims: Claims, body: PollVote) -> dict[str, Any]:
     return await vote(app, claims, body.poll_id, body.option)
 
 
-async def ws_close(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    body = ws_fields(protocol.PollClose, message)
+class PollClose(Message, tag="poll.close"):
+    """Staff: close a poll early. Replied with `{poll}` (results frozen)."""
+
+    poll_id: POLL_ID
+
+
+async def ws_close(app: web.Application, claims: Claims, body: PollClose) -> dict[str, Any]:
     return {"poll": await end_poll(app, claims, body.poll_id)}
+
+
+COMMANDS = (
+    Command(PollCreate, ws_create, roles=STAFF, refusal="role '{role}' may not create a poll"),
+    Command(PollVote, ws_vote),
+    Command(PollClose, ws_close, roles=STAFF, refusal="role '{role}' may not close a poll"),
+)
 
 
 def setup(app: web.Application) -> None:
@@ -254,6 +288,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/polls/{poll_id}", handle_get)
     app.router.add_post("/api/polls/{poll_id}/vote", handle_vote)
     app.router.add_post("/api/polls/{poll_id}/close", handle_close)
-    app[WS_HANDLERS]["poll.vote"] = ws_vote
-    app[WS_HANDLERS]["poll.create"] = ws_create
-    app[WS_HANDLERS]["poll.close"] = ws_close
+    register(app, COMMERCE_COMMANDS, COMMANDS)

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from .. import insight
 from .. import keys as base
-from ..appkeys import REDIS, WS_HANDLERS
+from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..events import publish
+from ..protocol import Command, Message, register
 from ..shows import get_show
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .scripts import SCRIPTS
 
 MAX_PINNED = 3
@@ -254,8 +257,14 @@ async def handle_click(request: web.Request) -> web.Response:
     return web.json_response(await click(request.app, claims, product_id))
 
 
-async def ws_click(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await click(app, claims, message.get("product_id"))
+class ProductClick(Message, tag="product.click"):
+    """Count a click on a product card (stats, the funnel's "clicked" stage). Replied with `{product_id, clicked: true}`."""
+
+    product_id: Annotated[str, Meta(description="the product (`SHOW.p1`)")]
+
+
+async def ws_click(app: web.Application, claims: Claims, body: ProductClick) -> dict[str, Any]:
+    return await click(app, claims, body.product_id)
 
 
 def setup(app: web.Application) -> None:
@@ -267,4 +276,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/products/{product_id}/pin", handle_pin)
     app.router.add_delete("/api/products/{product_id}/pin", handle_unpin)
     app.router.add_post("/api/products/{product_id}/click", handle_click)
-    app[WS_HANDLERS]["product.click"] = ws_click
+    register(app, COMMERCE_COMMANDS, [Command(ProductClick, ws_click)])

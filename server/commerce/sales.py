@@ -22,23 +22,26 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
 from aiohttp import web
+from msgspec import Meta
 
 from .. import auth, insight
-from ..appkeys import REDIS, SETTINGS, WS_HANDLERS
+from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..events import decode_event, publish
 from ..insight import alerts
 from ..keys import channel
+from ..protocol import Command, Message, register
 from ..shows import get_show
 from ..store import load_script
 from . import fields
 from . import keys as ck
 from .activity import touch
+from .fields import COMMERCE_COMMANDS
 from .products import pinned_products
 from .scripts import SCRIPTS
 
@@ -527,8 +530,15 @@ async def handle_buy(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def ws_buy(app: web.Application, claims: Claims, message: dict[str, Any]) -> dict[str, Any]:
-    return await buy(app, claims, message.get("sale_id"), fields.idempotency_key(message))
+class Buy(Message, tag="buy"):
+    """Try to reserve one unit of a live flash sale. Replied with `{outcome, sale_id[, reservation_id, expires_at]}` (see "Buy outcomes and idempotency"); the same `key` answers its first outcome."""
+
+    key: fields.IdempotencyKey
+    sale_id: Annotated[str, Meta(description="the sale (`SHOW.s1`)")]
+
+
+async def ws_buy(app: web.Application, claims: Claims, body: Buy) -> dict[str, Any]:
+    return await buy(app, claims, body.sale_id, body.key)
 
 
 async def handle_create(request: web.Request) -> web.Response:
@@ -578,4 +588,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/shows/{show_id}/sales", handle_list)
     app.router.add_get("/api/sales/{sale_id}", handle_get)
     app.router.add_post("/api/sales/{sale_id}/end", handle_end)
-    app[WS_HANDLERS]["buy"] = ws_buy
+    register(app, COMMERCE_COMMANDS, [Command(Buy, ws_buy)])

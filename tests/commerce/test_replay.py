@@ -169,7 +169,7 @@ async def test_timeline_puts_events_at_their_moment_of_the_recording(shop: Shop)
         from server import moderation
 
         host = verify_for(app, shop.host_token, shop.show_id)
-        await moderation.delete(app, host, deleted["msg_id"])
+        await moderation.delete(app, host, moderation.ModDelete(message_id=deleted["msg_id"]))
 
     rec = await record(shop, during, seconds=1.5, end_show=True)
     # the show ended with the recording on: the end made it the replay, and says so

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from server.appkeys import WS_HANDLERS
+from server.appkeys import COMMANDS
 from server.auth import verify
 
 
@@ -124,21 +125,21 @@ async def test_buy_rejections(shop: Any, make_show: Any, guest_token: Any) -> No
 
 
 async def test_websocket_handlers(shop: Any) -> None:
-    handlers = shop.client.app[WS_HANDLERS]
-    assert {"buy", "coupon.claim", "lottery.enter", "product.click"} <= set(handlers)
+    """The commerce commands are in the app's registry: a frame parses to its handler and body."""
+    registry = shop.client.app[COMMANDS]
+    assert {"buy", "coupon.claim", "lottery.enter", "product.click"} <= set(registry.commands)
     sale = await shop.sale(quantity=1)
     claims = verify("test-secret", await shop.buyer("Dora"), shop.show_id)
-    reply = await handlers["buy"](
-        shop.client.app, claims, {"type": "buy", "id": 1, "sale_id": sale["id"], "key": "w1"}
-    )
+
+    async def run(message: dict[str, Any]) -> Any:
+        command, body, _ = registry.parse(json.dumps(message), claims.role)
+        return await command.handler(shop.client.app, claims, body)
+
+    reply = await run({"type": "buy", "id": 1, "sale_id": sale["id"], "key": "w1"})
     assert reply is not None and reply["outcome"] == "reserved"
-    again = await handlers["buy"](
-        shop.client.app, claims, {"type": "buy", "id": 2, "sale_id": sale["id"], "key": "w1"}
-    )
+    again = await run({"type": "buy", "id": 2, "sale_id": sale["id"], "key": "w1"})
     assert again == reply
-    clicked = await handlers["product.click"](
-        shop.client.app, claims, {"product_id": shop.product_id}
-    )
+    clicked = await run({"type": "product.click", "product_id": shop.product_id})
     assert clicked == {"product_id": shop.product_id, "clicked": True}
 
 

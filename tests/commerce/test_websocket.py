@@ -59,3 +59,51 @@ async def test_buy_claim_enter_click_over_websocket(shop: Any) -> None:
         assert event["buyer"] == "Wes" and event["left"] == 0
     finally:
         await ws.close()
+
+
+async def test_commerce_events_match_their_declarations(shop: Any) -> None:
+    """Every commerce event a staff connection receives fits its declared Event Struct
+    (server/commerce/messages.py): the generated docs describe what is really sent."""
+    import msgspec
+
+    from server.appkeys import COMMANDS
+
+    registry = shop.client.app[COMMANDS]
+    ws = await shop.client.ws_connect(
+        f"/ws/{shop.show_id}?token={shop.host_token}", protocols=("liveshop.json",)
+    )
+    seen: dict[str, dict[str, Any]] = {}
+
+    async def until_seen(*kinds: str, timeout_s: float = 8.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not set(kinds) <= set(seen):
+                message = json.loads((await ws.receive()).data)
+                for event in message.get("events", []) if message["type"] == "batch" else []:
+                    seen.setdefault(event["type"], event)
+
+    try:
+        await next_of(ws, lambda m: m.get("type") == "welcome")
+        await shop.call("POST", f"/api/products/{shop.product_id}/pin", shop.host_token)
+        await shop.call("DELETE", f"/api/products/{shop.product_id}/pin", shop.host_token)
+        sale = await shop.sale(quantity=2)
+        token = await shop.buyer("Vic")
+        rid = (await shop.buy(sale["id"], token, "k1"))["reservation_id"]
+        assert (await shop.call("POST", f"/api/orders/{rid}/pay", token, key="p"))[0] == 200
+        await shop.call("POST", f"/api/sales/{sale['id']}/end", shop.host_token)
+        await shop.call(
+            "POST", f"/api/shows/{shop.show_id}/coupons", shop.host_token, percent_off=5, count=1
+        )
+        _, lottery = await shop.call(
+            "POST", f"/api/shows/{shop.show_id}/lotteries", shop.host_token, prize="Cap"
+        )
+        await shop.call("POST", f"/api/lotteries/{lottery['lottery']['id']}/draw", shop.host_token)
+        kinds = ("product.pinned", "product.unpinned", "products", "sale.started", "order.paid",
+                 "sale.ended", "coupon.dropped", "lottery.created", "lottery.drawn", "stats")  # fmt: skip
+        await until_seen(*kinds)
+    finally:
+        await ws.close()
+    for kind, event in seen.items():
+        schema = registry.events.get(kind)
+        if schema is None:  # e.g. presence, alert: declared elsewhere or by others
+            continue
+        msgspec.convert({k: v for k, v in event.items() if k != "type"}, schema)

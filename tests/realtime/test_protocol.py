@@ -2,40 +2,70 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
 import msgpack
 import pytest
 
-from server import protocol
-from server.protocol import CLIENT_MESSAGES, EVENTS, ProtocolError, decode, validate, ws_frame
+from server.protocol import Command, Message, ProtocolError, Rejected, decode, register, ws_frame
+from server.protocol.docs import app_registry, markdown
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+REGISTRY = app_registry()
 
 
-def test_docs_are_generated_from_the_schema():
+def test_docs_are_generated_from_the_registry():
     text = DOCS.read_text()
-    assert protocol.markdown() in text, "run: python -m server.protocol"
-    for kind in [*CLIENT_MESSAGES, *(cls.TYPE for cls in EVENTS)]:
-        assert f"### `{kind}`" in text
+    assert markdown(REGISTRY) in text, "run: .venv/bin/python -m server.protocol"
+    for kind in [*REGISTRY.commands, *REGISTRY.events]:
+        assert f"### `{kind}" in text
+    assert "### `buy`" in text and "### `poll.create`" in text  # commerce included
 
 
-def test_validate_and_decode():
-    assert validate({"type": "like", "count": 3}).count == 3
-    assert validate({"type": "like"}).count == 1
-    for bad in ({"type": "like", "count": True}, {"type": "like", "count": 0}, {"type": "chat"},
-                {"type": "chat", "text": 5}, {"type": "mod.mute", "user_id": "u", "minutes": "5"}):  # fmt: skip
-        with pytest.raises(ProtocolError) as err:
-            validate(bad)
-        assert err.value.code == "bad_field"
-    with pytest.raises(ProtocolError) as err:
-        validate({"type": "nope"})
-    assert err.value.code == "unknown_type"
+def parse(message: dict, role: str = "viewer", codec: str = "json"):
+    frame = json.dumps(message) if codec == "json" else msgpack.packb(message)
+    return REGISTRY.parse(frame, role)
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_parse_validates_in_both_codecs(codec):
+    command, body, rid = parse({"type": "like", "count": 3, "id": 9}, codec=codec)
+    assert (command.type, body.count, rid) == ("like", 3, 9)
+    assert parse({"type": "like"}, codec=codec)[1].count == 1
+    assert parse({"type": "like", "count": None}, codec=codec)[1].count == 1  # null = absent
+    assert parse({"type": "ping", "id": "x"}, codec=codec)[2] is None  # only integer ids echo
+    for bad, field in (({"type": "like", "count": True}, "count"), ({"type": "like", "count": 0}, "count"),
+                       ({"type": "chat"}, "text"), ({"type": "chat", "text": 5}, "text"),
+                       ({"type": "mod.mute", "user_id": "u", "minutes": "5"}, "minutes")):  # fmt: skip
+        with pytest.raises(Rejected) as err:
+            parse({**bad, "id": 4}, role="host", codec=codec)
+        assert (err.value.error.code, err.value.error.details, err.value.request_id) == (
+            "bad_field", {"field": field}, 4)  # fmt: skip
+    with pytest.raises(Rejected) as err:
+        parse({"type": "nope", "id": 5}, codec=codec)
+    assert (err.value.error.code, err.value.request_id, err.value.kind) == (
+        "unknown_type",
+        5,
+        "other",
+    )
+    with pytest.raises(Rejected) as err:  # the role is checked before the fields
+        parse({"type": "mod.mute", "id": 6}, role="viewer", codec=codec)
+    assert err.value.error.code == "forbidden" and err.value.request_id == 6
+    with pytest.raises(Rejected) as err:  # a field's own code: a malformed key is bad_key
+        parse({"type": "buy", "sale_id": "s.s1", "key": "k\n"}, codec=codec)
+    assert err.value.error.code == "bad_key" and err.value.error.details == {"field": "key"}
+
+
+def test_decode():
     assert decode(msgpack.packb({"type": "ping"})) == {"type": "ping"}
     for raw in ("[1]", "{", b"\xc1", '{"type": 3}'):
         with pytest.raises(ProtocolError):
             decode(raw)
+        with pytest.raises(Rejected) as err:
+            REGISTRY.parse(raw, "viewer")
+        assert err.value.error.code in ("bad_frame", "bad_type") and err.value.request_id is None
 
 
 def test_ws_frame_header_lengths():
@@ -108,16 +138,22 @@ async def test_token_for_other_show_and_unknown_show(client, make_show):
     assert ws.close_code == 4003  # the token is checked first: it is for another show
 
 
+class Echo(Message, tag="test.echo"):
+    """A command another part registers."""
+
+    x: int = 0
+    fail: bool = False
+
+
 async def test_commands_registered_by_other_parts(client, make_show, guest_token, connect):
-    from server.appkeys import WS_HANDLERS
     from server.errors import ApiError
 
-    async def echo(app, claims, message):
-        if message.get("fail"):
+    async def echo(app, claims, body):
+        if body.fail:
             raise ApiError(409, "sold_out", "nothing left", left=0)
-        return {"user": claims.user_id, "got": message.get("x")}
+        return {"user": claims.user_id, "got": body.x}
 
-    client.app[WS_HANDLERS]["test.echo"] = echo
+    register(client.app, "Tests", [Command(Echo, echo)])
     show_id, _ = await make_show()
     viewer = await connect(show_id, await guest_token(show_id))
     ok = await viewer.request({"type": "test.echo", "x": 7})
