@@ -10,6 +10,7 @@ H.264 → Matroska, Opus audio in both.
 from __future__ import annotations
 
 import fractions
+import json
 import logging
 import re
 import time
@@ -145,6 +146,10 @@ class Recorder:
         self.closed = False
         self._streams_ready = False
         self._start_s: float | None = None  # shared-clock time of the file's first frame
+        # Wall-clock ms when the file's first frame (its t = 0) arrived: what maps the show's
+        # events (chat, pins, sales; stamped on arrival) onto the recording's own clock.
+        self.started_at_ms: int | None = None
+        self.stopped_at_ms: int | None = None
         self._pending: list[tuple[_Track, bytes, float, bool]] = []
         # Sender reports for every track: map RTP through them; else through arrival times.
         self._use_sr = all(p.sr is not None for p in producers.values())
@@ -192,6 +197,8 @@ class Recorder:
                 return  # audio until the first video keyframe is complete
             self._make_streams(data)
             self._start_s = at
+            self.started_at_ms = int(time.time() * 1000)
+            self._write_meta()
             self._write(track, data, at, key)
             pending, self._pending = self._pending, []
             for args in pending:
@@ -220,11 +227,33 @@ class Recorder:
                 track.producer.remove_sink(track)
                 track.close()
             self.closed = True
+            self.stopped_at_ms = int(time.time() * 1000)
             try:
                 self.container.close()
             except Exception:
                 log.exception("closing recording %s", self.path)
+            self._write_meta()
         return self.path
+
+    @property
+    def meta_path(self) -> Path:
+        """The sidecar ``NAME.json`` beside the file (not a recording name: never listed)."""
+        return self.path.with_name(self.path.name + ".json")
+
+    def meta(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "show_id": self.show_id,
+            "started_at_ms": self.started_at_ms,
+            "stopped_at_ms": self.stopped_at_ms,
+        }
+
+    def _write_meta(self) -> None:
+        """Keep the start time with the file, so it survives the process (written at t = 0 and stop)."""
+        try:
+            self.meta_path.write_text(json.dumps(self.meta()))
+        except OSError:
+            log.exception("writing %s", self.meta_path)
 
 
 def _dimensions(mime_type: str, frame: bytes) -> tuple[int, int]:

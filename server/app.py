@@ -41,6 +41,7 @@ PARTS: tuple[str, ...] = (
     "server.hls_api",
     "server.insight",
     "server.pk",
+    "server.insight.replay",
 )
 
 EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)

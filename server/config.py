@@ -268,6 +268,18 @@ class Settings:
         default=60.0, metadata={"help": "new-account buying alert window, s"}
     )
 
+    # Shoppable replay: when a recording becomes public, how much of its timeline is kept (server/insight/replay.py).
+    replay_auto_publish: bool = field(
+        default=True,
+        metadata={
+            "help": "a finished recording is a public replay at once (else the host publishes it)"
+        },
+    )
+    replay_max_events: int = field(
+        default=20000,
+        metadata={"help": "timeline events kept per recording (danmaku, pins, sales)"},
+    )
+
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"

@@ -135,6 +135,12 @@ class Code(enum.StrEnum):
     # -- co-hosts (issue 20, server/cohost.py)
     COHOST_LIVE = "cohost_live", 409, "media", "another co-host is live in the show (one at a time)"
     NO_COHOST = "no_cohost", 404, "media", "no co-host is live in the show (nothing to remove)"
+
+    # -- shoppable replay (server/insight/replay.py)
+    REPLAY_NOT_FOUND = "replay_not_found", 404, "media", "no such replay, or it is not published"
+    REPLAY_FILE_MISSING = "replay_file_missing", 404, "media", "the replay's file is not on this server"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable", 416, "media", "the Range starts past the end, or is several ranges or malformed"
+    NOT_IN_REPLAY = "not_in_replay", 409, "commerce", "the replay never showed this product"
     # fmt: on
 
 

@@ -42,6 +42,7 @@ from .appkeys import REDIS, SETTINGS
 from .auth import ANY_ROLE, authenticate, token_from_request
 from .config import Settings
 from .errors import ApiError
+from .insight import replay
 from .shows import check_show_id, set_live
 
 log = logging.getLogger("liveshop.media_api")
@@ -448,10 +449,12 @@ def _record_local(app: web.Application) -> Callable[..., Awaitable[dict[str, obj
             if router is not None and router.edge is not None:
                 raise MediaError(409, "not_live", "this show is not live here")  # an edge
             recorder = relay.start_recording(show_id)
+            await replay.recording_started(app, show_id, recorder)  # its timeline capture
             return {"name": recorder.name, "recording": True}
         path = relay.stop_recording(show_id)
         size = path.stat().st_size if path.is_file() else 0  # stopped before its first keyframe
-        return {"name": path.name, "bytes": size, "recording": False}
+        done = await replay.recording_stopped(app, show_id)
+        return {"name": path.name, "bytes": size, "recording": False, **done}
 
     return record
 
@@ -544,9 +547,8 @@ async def handle_recording_get(request: web.Request) -> web.StreamResponse:
     show_id = check_show_id(request.match_info["show_id"])
     await authenticate(request, show_id, HOST_ONLY)
     path = request.app[RELAY].recording_path(show_id, request.match_info["name"])
-    return web.FileResponse(
-        path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
-    )
+    content_type = replay.CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    return await replay.serve_file(request, path, content_type, download=True)  # with ranges
 
 
 def setup(app: web.Application) -> None:

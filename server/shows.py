@@ -62,6 +62,7 @@ def _public(meta: dict[str, str]) -> dict[str, Any]:
         "created_at": int(meta["created_at"]),
         "live_since": int(meta["live_since"]) if meta.get("live_since") else None,
         "cohost": _cohost(meta.get("cohost")),
+        "replay_url": meta.get("replay_url") or None,  # set by server/insight/replay.py
     }
 
 
@@ -117,7 +118,12 @@ async def set_live(app: web.Application, show_id: str, live: bool) -> None:
     )
     if not await _write_meta(app, show_id, "update", fields):
         return  # an unknown show id: nothing to mark, and no partial record is created
-    await broker.publish(app, show_id, {"type": "show.live" if live else "show.ended"})
+    event: dict[str, Any] = {"type": "show.live" if live else "show.ended"}
+    if not live:  # the recording the end stopped becomes the replay first; the event names it
+        from .insight import replay
+
+        event.update(await replay.show_ended(app, show_id))
+    await broker.publish(app, show_id, event)
 
 
 # INCR and its EXPIRE in one step: a lost EXPIRE would lock an address out for good. A counter
@@ -180,6 +186,7 @@ class ShowOut:
     created_at: int = prop("ms since the epoch")
     live_since: int | None = prop("ms since the epoch, or null")
     cohost: CohostOut | None = prop("the live co-host, or null", None)
+    replay_url: str | None = prop("the newest published replay's page (/replay/ID), or null", None)
 
 
 @dataclass

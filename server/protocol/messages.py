@@ -173,6 +173,11 @@ class ShowLiveEvent(Event, tag="show.live"):
 class ShowEndedEvent(Event, tag="show.ended"):
     """The publisher stopped: the show has ended."""
 
+    replay_url: Annotated[
+        str | None,
+        Meta(description="the replay page (/replay/ID) once a published recording exists"),
+    ] = None
+
 
 SERVER_MESSAGES: tuple[type[Event], ...] = (Welcome, Reply, Error, Batch)
 EVENTS: tuple[type[Event], ...] = (

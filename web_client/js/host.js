@@ -184,8 +184,9 @@ function connectSocket() {
     if (show) show.status = "live";
     renderShow();
   });
-  socket.on("show.ended", () => {
+  socket.on("show.ended", (e) => {
     if (show) show.status = "ended";
+    if (show && e.replay_url) show.replay_url = e.replay_url;
     renderShow();
     confirmEnded();
   });
@@ -389,7 +390,8 @@ function confirmEnded() {
   box.hidden = false;
   box.replaceChildren(
     h("b", {}, `Show ended at ${new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`),
-    " Viewers now see the end card. Your recordings are listed under Recording; press Go live to start again."
+    " Viewers now see the end card. Your recordings are listed under Recording; press Go live to start again.",
+    show?.replay_url ? h("a", { id: "end-replay-link", href: show.replay_url, target: "_blank", rel: "noopener" }, " Watch the replay") : null
   );
 }
 
@@ -414,6 +416,9 @@ function setupRecording() {
   const refresh = async () => {
     try {
       const { recordings = [] } = await api(base, { token });
+      // Replays (server/insight/replay.py): a finished recording's public page, which the host can take down.
+      const { replays = [] } = await api(`/api/shows/${encodeURIComponent(showId)}/replays`, { token }).catch(() => ({}));
+      const replayOf = new Map(replays.map((r) => [r.file, r]));
       const active = recordings.find((r) => r.recording);
       $("#rec-start").disabled = !!active;
       $("#rec-stop").disabled = !active;
@@ -425,7 +430,8 @@ function setupRecording() {
             { "data-name": r.name },
             h("span.grow", {}, r.name),
             h("span.muted.small", {}, r.recording ? "recording…" : `${Math.max(1, Math.round(r.bytes / 1024))} KiB`),
-            r.recording ? null : h("button.small", { type: "button", "aria-label": `Download ${r.name}`, onclick: () => download(r.name) }, "Download")
+            r.recording ? null : h("button.small", { type: "button", "aria-label": `Download ${r.name}`, onclick: () => download(r.name) }, "Download"),
+            replayControls(replayOf.get(r.name))
           )
         )
       );
@@ -434,6 +440,22 @@ function setupRecording() {
     } catch (err) {
       $("#rec-error").textContent = err.status === 404 && err.code === "not_found" ? "Recording is not available on this server." : errorText(err);
     }
+  };
+  const replayControls = (replay) => {
+    if (!replay) return null;
+    const setPublished = async (on) => {
+      try {
+        await api(`/api/replays/${encodeURIComponent(replay.id)}/${on ? "publish" : "unpublish"}`, { method: "POST", token, body: {} });
+        toast(on ? "Replay published" : "Replay taken down", "ok");
+      } catch (err) {
+        $("#rec-error").textContent = errorText(err);
+      }
+      refresh();
+    };
+    return [
+      replay.published ? h("a.small", { href: replay.url, target: "_blank", rel: "noopener", "data-replay": replay.id }, "Replay") : h("span.muted.small", {}, "unpublished"),
+      h("button.small", { type: "button", "data-publish": replay.id, onclick: () => setPublished(!replay.published) }, replay.published ? "Unpublish" : "Publish"),
+    ];
   };
   $("#rec-start").addEventListener("click", async () => {
     $("#rec-error").textContent = "";

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { $, clock, errorText, h, money, toast } from "./util.js";
 
-const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`).replace(/[^A-Za-z0-9_.:-]/g, "");
+export const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`).replace(/[^A-Za-z0-9_.:-]/g, "");
 
 export class ViewerCommerce {
   constructor({ showId, getToken, socket, claims }) {
@@ -529,7 +529,7 @@ export class ViewerCommerce {
   }
 }
 
-function placeholder(title) {
+export function placeholder(title) {
   const letter = (title || "?").trim().charAt(0).toUpperCase();
   return `<svg xmlns="http://www.w3.org/2000/svg" width="44" height="44"><rect width="44" height="44" rx="6" fill="#2d3342"/><text x="22" y="29" font-size="20" text-anchor="middle" fill="#fff" font-family="sans-serif">${letter.replace(/[<&>]/g, "")}</text></svg>`;
 }

@@ -132,8 +132,9 @@ function setupChat(socket) {
     renderShow();
     player.kick();
   });
-  socket.on("show.ended", () => {
+  socket.on("show.ended", (e) => {
     if (state.show) state.show.status = "ended";
+    if (state.show && e.replay_url) state.show.replay_url = e.replay_url; // the end card links it
     renderShow();
     renderConnState();
     showCohost(null);
