@@ -26,7 +26,7 @@ export class HostCohost {
       h("div.row", {},
         h("button.danger", { id: "cohost-remove", type: "button", hidden: true, onclick: () => this.remove(base) }, "Remove co-host")),
       h("form.row", { id: "cohost-form", onsubmit: (ev) => (ev.preventDefault(), this.invite(base)) },
-        h("label.grow", {}, "Name ", h("input", { id: "cohost-name", maxlength: "40", value: "Co-host" })),
+        h("label.grow", {}, "Co-host name ", h("input", { id: "cohost-name", maxlength: "40", value: "Co-host" })),
         h("label", {}, h("input", { id: "cohost-mod", type: "checkbox" }), " moderator rights"),
         h("button", { id: "cohost-invite", type: "submit" }, "Invite co-host")),
       h("p", {}, h("input.wide-input", { id: "cohost-link", readonly: true, "aria-label": "Co-host link", hidden: true })),
