@@ -149,7 +149,9 @@ async def test_recording_starts_at_record_with_audio_and_video_aligned(
     assert abs(video_start - audio_start) < 0.1, (video_start, audio_start)
     # The recording ran from the requested keyframe to the server's handling of Stop: at
     # least from when the test saw that keyframe (less one poll and a frame) to the stop's
-    # request, at most from the start's request to the stop's answer.
-    shortest, longest = stopping - keyframe_seen - 0.1, stopped - pressed + 0.05
+    # request, at most from the start's request to the stop's answer. The file's length is in
+    # the publisher's media time: a synthetic encoder starved of CPU stamps the frames it
+    # catches up on at their ideal times, so media time may run up to ~10 % ahead of the wall.
+    shortest, longest = stopping - keyframe_seen - 0.1, (stopped - pressed) * 1.1 + 0.05
     for start, end in ((video_start, video_end), (audio_start, audio_end)):
         assert shortest <= end - start <= longest, (start, end, shortest, longest)
