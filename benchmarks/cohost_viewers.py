@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.media_relay import BENCH_API_KEY, Liveshop, cpu_seconds, http, packets_sent  # noqa: E402
+from benchmarks.media_relay import Liveshop, cpu_seconds, http, packets_sent  # noqa: E402
 from media.aiortc_internals import configure_ice  # noqa: E402
 from media.light_viewer import LightViewer  # noqa: E402
 
@@ -88,16 +88,7 @@ async def run(args: argparse.Namespace) -> None:
     server = Liveshop("native", sys.executable, "vp8")  # starts the server process
     cohost: subprocess.Popen | None = None
     try:
-        for _ in range(100):
-            try:
-                http(server.base + "/healthz")
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        created = json.loads(
-            http(server.base + "/api/shows", "POST", {"title": "cohost bench"}, BENCH_API_KEY)[1]
-        )
-        server.show, host_token = created["show"]["id"], created["host_token"]
+        host_token = await server.open_show("cohost bench")
         invite = json.loads(
             http(
                 f"{server.base}/api/shows/{server.show}/cohost/invite",

@@ -217,7 +217,8 @@ class Liveshop:
     def cpu(self) -> float:
         return tree_cpu_seconds(self.pid, self.kids)
 
-    async def start(self) -> None:
+    async def open_show(self, title: str = "bench") -> str:
+        """Wait until the server answers, create the benchmark's show; its host token."""
         for _ in range(600):  # a loaded machine can take tens of seconds to start a server
             try:
                 http(self.base + "/healthz")
@@ -225,9 +226,13 @@ class Liveshop:
             except OSError:
                 await asyncio.sleep(0.1)
         created = json.loads(
-            http(self.base + "/api/shows", "POST", {"title": "bench"}, BENCH_API_KEY)[1]
+            http(self.base + "/api/shows", "POST", {"title": title}, BENCH_API_KEY)[1]
         )
-        self.show, host_token = created["show"]["id"], created["host_token"]
+        self.show = created["show"]["id"]
+        return created["host_token"]
+
+    async def start(self) -> None:
+        host_token = await self.open_show()
         log = Path(self.tmp) / "publisher.log"
         self.publisher = subprocess.Popen(
             [self.py, "-m", "media.publish", "--url", self.base, "--show", self.show]
