@@ -454,7 +454,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from server.embedded_redis import EmbeddedRedis
+    from server.redis.embedded import EmbeddedRedis
 
     tmp = Path(tempfile.mkdtemp(prefix="fanout-"))
     redis = EmbeddedRedis(tmp / "redis")

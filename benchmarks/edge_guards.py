@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/edge_guards.py --kills 3
 
-1. ``MaskGuard`` (server/ws_guard.py): ns per inbound client frame on top of aiohttp's parser,
+1. ``MaskGuard`` (server/ws/guard.py): ns per inbound client frame on top of aiohttp's parser,
    for one chat frame per read and for 64 frames per read (a busy connection);
 2. the one text rule (server/textrules.py): ns per WebSocket chat frame (plain, raw UTF-8, and
    with ``\\u`` escapes, the only kind that is walked) and per HTTP body (always walked);
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from server.protocol import check_text  # noqa: E402
 from server.textrules import bad_text_field  # noqa: E402
-from server.ws_guard import MaskGuard  # noqa: E402
+from server.ws.guard import MaskGuard  # noqa: E402
 
 
 class _Sink:

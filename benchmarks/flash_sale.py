@@ -47,7 +47,7 @@ import msgpack  # noqa: E402
 
 from loadtest.lean_ws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, encode_frame  # noqa: E402
 from server import auth  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
+from server.redis.embedded import EmbeddedRedis  # noqa: E402
 
 BENCH_API_KEY = "bench:benchmark-operator-key"  # the operator key the benchmark server runs with
 
@@ -523,7 +523,7 @@ async def core_round(redis_url: str, opts: argparse.Namespace, batch: int) -> di
     from server.commerce import sales
     from server.commerce.products import create_product
     from server.config import Settings
-    from server.store import connect
+    from server.redis.store import connect
 
     app = web.Application()
     app[SETTINGS] = Settings()

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from flash_sale import BENCH_API_KEY, free_port, http  # noqa: E402 - the stampede benchmark's helpers
 
 from server import auth  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
+from server.redis.embedded import EmbeddedRedis  # noqa: E402
 
 SECRET = "wrk-bench"
 

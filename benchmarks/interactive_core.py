@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from server.auth import Claims  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
+from server.redis.embedded import EmbeddedRedis  # noqa: E402
 
 
 async def redis_cpu(redis: Any) -> float:

@@ -42,7 +42,7 @@ from loadtest.client import ShowSocket, call, create_show  # noqa: E402
 from media.aiortc_internals import configure_ice  # noqa: E402
 from media.light_viewer import LightViewer  # noqa: E402
 from media.publish import Publisher, PublishOptions  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
+from server.redis.embedded import EmbeddedRedis  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 API_KEY = "bench:pk-benchmark-operator-key-0123456789"

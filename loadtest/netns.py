@@ -25,7 +25,7 @@ from pathlib import Path
 
 import redis
 
-from server.embedded_redis import find_redis_server
+from server.redis.embedded import find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,8 @@ with the node id, the process, its pipe address (announced host:port where edges
 ``join``, see :mod:`media.pipe`), the publisher epoch (names this publisher; pipe keys are
 derived from it) and the node's public URL. The claim is a lease (``LEASE_S``) renewed every
 ``LEASE_S / 3``: removed when the broadcast ends, gone within ``LEASE_S`` if the process dies.
-Renewal is compare-and-set on the epoch (``origin.lua``), so a publisher that took the show
+Renewal is compare-and-set on the epoch (``origin.lua``, called through the ``script`` the server
+gives: its one Lua loader, ``server.redis.lua``), so a publisher that took the show
 over elsewhere (``?replace=1`` on another node) is never overwritten; the old origin is told
 (``on_lost``) and ends its publisher.
 
@@ -31,6 +32,8 @@ LEASE_S = 6.0
 HEARTBEAT_S = 2.0
 STALE_S = 3 * HEARTBEAT_S + 1
 LUA = Path(__file__).with_name("origin.lua")
+# Calls origin.lua: (keys, args) → its reply. The server passes its loader's script (EVALSHA).
+OriginScript = Callable[[list[str], list[Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class NodeLoad:
 class OriginDirectory:
     """This process's view of the origin directory and the node registry.
 
-    ``origin_key(show)`` names a show's entry (``server.keys.media_origin``; the show's hash
+    ``origin_key(show)`` names a show's entry (``server.redis.keys.media_origin``; the show's hash
     tag keeps it in the show's Redis Cluster slot); ``nodes_key`` is one global hash.
     """
 
@@ -75,6 +78,7 @@ class OriginDirectory:
         url: str,
         origin_key: Callable[[str], str],
         nodes_key: str,
+        script: OriginScript,
         on_lost: Callable[[str], Awaitable[None]],
     ) -> None:
         self.redis = redis
@@ -86,7 +90,7 @@ class OriginDirectory:
         self.nodes_key = nodes_key
         self.on_lost = on_lost
         self.claims: dict[str, str] = {}  # show → epoch we registered
-        self.script = redis.register_script(LUA.read_text())
+        self.script = script
         self._task: asyncio.Task[None] | None = None
 
     def _fields(self, epoch: str) -> list[str]:
@@ -104,17 +108,14 @@ class OriginDirectory:
         """The publisher of ``show_id`` (epoch ``epoch``) is live here."""
         self.claims[show_id] = epoch
         await self.script(
-            keys=[self.origin_key(show_id)],
-            args=["claim", epoch, int(LEASE_S * 1000), *self._fields(epoch)],
+            [self.origin_key(show_id)], ["claim", epoch, int(LEASE_S * 1000), *self._fields(epoch)]
         )
 
     async def release(self, show_id: str) -> None:
         """The broadcast ended here: remove the entry, unless another publisher holds it."""
         epoch = self.claims.pop(show_id, None)
         if epoch is not None:
-            await self.script(
-                keys=[self.origin_key(show_id)], args=["release", epoch, int(LEASE_S * 1000)]
-            )
+            await self.script([self.origin_key(show_id)], ["release", epoch, int(LEASE_S * 1000)])
 
     async def lookup(self, show_id: str) -> Origin | None:
         entry = await self.redis.hgetall(self.origin_key(show_id))
@@ -133,7 +134,7 @@ class OriginDirectory:
         """Extend every lease of ours; re-claim a lapsed one; give up a taken-over one."""
         for show_id, epoch in list(self.claims.items()):
             result = await self.script(
-                keys=[self.origin_key(show_id)], args=["renew", epoch, int(LEASE_S * 1000)]
+                [self.origin_key(show_id)], ["renew", epoch, int(LEASE_S * 1000)]
             )
             if int(result) == 0 and self.claims.get(show_id) == epoch:
                 await self.claim(show_id, epoch)

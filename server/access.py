@@ -23,11 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
-from . import auth, keys, revocation
+from . import auth, revocation
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, Close, Code, forbidden, ws_error
 from .openapi import operation, prop, read_body
 from .ratelimit import KeyedLimiter
+from .redis import keys
 
 log = logging.getLogger("liveshop.access")
 
@@ -209,8 +210,8 @@ async def _end_media(app: web.Application, kind: str, show_id: str, user_id: str
     """Access-channel hook: end the user's media sessions (and, on revoke, WebSockets) here."""
     from media.errors import MediaError
 
-    from .hub import HUBS
     from .media_api import RELAY, WORKERS
+    from .ws.hub import HUBS
 
     for session_id in app[MEDIA_VIEWERS].pop_user(show_id, user_id):
         try:
@@ -251,7 +252,7 @@ class Revoked:
            body=RevokeBody, responses={200: Revoked})  # fmt: skip
 async def handle_revoke(request: web.Request) -> web.Response:
     """Revoke a user's tokens for the show: the show's staff, or an operator API key."""
-    from .moderation import audit
+    from .realtime.moderation import audit
     from .shows import get_show
 
     show_id = request.match_info["show_id"]

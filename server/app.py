@@ -11,11 +11,11 @@ from aiohttp import web
 
 from .appkeys import COMMANDS, DEMO_SEEDERS, REDIS, SETTINGS
 from .config import Settings
-from .embedded_redis import EmbeddedRedis
 from .errors import error_middleware
 from .health import metrics_middleware
 from .protocol import Registry
-from .store import connect
+from .redis.embedded import EmbeddedRedis
+from .redis.store import connect
 
 log = logging.getLogger("liveshop.app")
 
@@ -27,20 +27,20 @@ PARTS: tuple[str, ...] = (
     "server.access",
     "server.openapi",
     "server.clock",
-    "server.snapshot",  # before the services that add their part of the join snapshot
-    "server.hub",  # before the services that listen to its events
-    "server.moderation",
-    "server.chat",
-    "server.presence",
-    "server.likes",
-    "server.gateway",
+    "server.ws.snapshot",  # before the services that add their part of the join snapshot
+    "server.ws.hub",  # before the services that listen to its events
+    "server.realtime.moderation",
+    "server.realtime.chat",
+    "server.realtime.presence",
+    "server.realtime.likes",
+    "server.ws.gateway",
     "server.commerce",
     "server.web",
     "server.media_api",
     "server.cohost",
     "server.hls_api",
     "server.insight",
-    "server.pk",
+    "server.realtime.pk",
     "server.insight.replay",
 )
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .config import Settings
 from .protocol.registry import Registry
-from .store import Redis
+from .redis.store import Redis
 
 # Seeds demo content for a show (products, …); parts append theirs at setup.
 DemoSeeder = Callable[[web.Application, str], Awaitable[None]]

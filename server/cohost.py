@@ -29,14 +29,15 @@ from media.errors import MediaError
 from media.streams import COHOST, media_id
 from media.whip import PublisherSession
 
-from . import auth, broker, keys
+from . import auth
 from .access import MEDIA_VIEWERS
 from .appkeys import REDIS, SETTINGS
 from .auth import Claims
 from .errors import ApiError
-from .moderation import audit
 from .openapi import operation, prop, read_body
 from .protocol.registry import Event, register
+from .realtime.moderation import audit
+from .redis import broker, keys
 from .revocation import REVOCATIONS, revoke
 from .shows import MAX_NAME, check_show_id, get_show
 

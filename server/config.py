@@ -198,7 +198,7 @@ class Settings:
         default=0.25, metadata={"help": "HLS partial segment length, seconds"}
     )
 
-    # PK battles between two live shows (server/pk.py, issue 20).
+    # PK battles between two live shows (server/realtime/pk.py, issue 20).
     pk_duration_s: int = field(default=180, metadata={"help": "default PK battle length, s"})
     pk_invite_ttl_s: int = field(default=120, metadata={"help": "how long a PK invite is valid, s"})
     pk_like_points: int = field(default=1, metadata={"help": "PK points per like"})

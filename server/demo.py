@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import keys
 from .appkeys import DEMO_SEEDERS, REDIS, SETTINGS
+from .redis import keys
 from .shows import create_show
 
 DEMO_SHOW_ID = "demo"

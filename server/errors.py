@@ -68,7 +68,7 @@ class Code(enum.StrEnum):
     BANNED_WORD = "banned_word", 400, "chat", "the chat text contains a banned word (`word`)"
     MUTED = "muted", 403, "chat", "you are muted until `until` (ms)"
     BANNED = "banned", 403, "chat", "you are banned from this show (on connect: then close 1008)"
-    # -- PK battles (server/pk.py, issue 20; listed with the shows)
+    # -- PK battles (server/realtime/pk.py, issue 20; listed with the shows)
     BAD_INVITE = "bad_invite", 403, "chat", "the PK invite is forged, altered, malformed or for another show"
     INVITE_EXPIRED = "invite_expired", 410, "chat", "the PK invite has expired (`--pk-invite-ttl-s`)"
     INVITE_USED = "invite_used", 409, "chat", "the PK invite was used already"

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram,
 
 from . import __version__
 from .appkeys import REDIS
-from .store import server_version
+from .redis.store import server_version
 
 HTTP_REQUESTS = Counter(
     "liveshop_http_requests_total", "HTTP requests handled", ["method", "route", "status"]

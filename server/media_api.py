@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from media import origin
 from media.errors import MediaError
 from media.ice import IceConfig
 from media.origin import NodeLoad, OriginDirectory
@@ -36,13 +37,13 @@ from media.streams import COHOST, MAIN, is_main, media_id, split
 from media.whip import PublisherSession
 from media.worker_pool import WorkerOptions, WorkerPool
 
-from . import keys
 from .access import assert_may_watch, assert_owns_viewer, viewer_started
 from .appkeys import REDIS, SETTINGS
 from .auth import ANY_ROLE, authenticate, token_from_request
 from .config import Settings
 from .errors import ApiError
 from .insight import replay
+from .redis import keys, lua
 from .shows import check_show_id, set_live
 
 log = logging.getLogger("liveshop.media_api")
@@ -52,6 +53,7 @@ WORKERS = web.AppKey("media_workers", WorkerPool)  # only with --media-workers N
 DIRECTORY = web.AppKey("media_directory", OriginDirectory)
 CONTROL = web.AppKey("media_control", ProcessControl)
 RETRY_AFTER_S = 5  # a full cluster: when to try again
+ORIGIN_LUA = lua.Script(origin.LUA)  # media/origin.py calls it through the one loader
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -211,6 +213,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         url=settings.base_url,
         origin_key=keys.media_stream_origin,
         nodes_key=keys.MEDIA_NODES,
+        script=functools.partial(ORIGIN_LUA, app),
         on_lost=on_lost,
     )
 

@@ -3,15 +3,15 @@
 A revocation is ``(show, user) → revoked_at`` (seconds) in one Redis hash: every token of that
 user for that show issued at or before ``revoked_at`` is refused, on every entry point (HTTP,
 WebSocket, WHIP/WHEP), while tokens minted afterwards work. Each node keeps the whole hash in
-memory (checked on every request without a Redis round trip) and hears changes on one node-wide
-pub/sub channel, ``liveshop:access``. The same channel carries bans, so a node that holds a
-banned user's media (WHEP) session ends it even when it serves no WebSocket of that show.
+memory (checked on every request without a Redis round trip) and hears changes as node-wide broker
+events (``access.revoke``, :func:`server.redis.broker.broadcast`). Bans travel the same way
+(``access.ban``), so a node that holds a banned user's media (WHEP) session ends it even when it
+serves no WebSocket of that show. The hash is re-read after a resubscribe and every ``RESYNC_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,11 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from .appkeys import REDIS
+from .logs import retry_failed
+from .redis import broker, keys
 
 log = logging.getLogger("liveshop.revocation")
 
-REVOKED_KEY = "liveshop:revoked"  # hash "SHOW/USER" → revoked_at (s); global, single-key ops only
-ACCESS_CHANNEL = "liveshop:access"  # node-wide: {"kind": "revoke"|"ban", "show", "user", "at"}
 KEEP_S = 31 * 24 * 3600  # longer than any token lives: older revocations can be forgotten
 RESYNC_S = 30.0  # re-read the hash this often, in case a pub/sub message was missed
 
@@ -71,14 +71,15 @@ REVOCATIONS = web.AppKey("revocations", Revocations)
 
 
 async def _publish(app: web.Application, kind: str, show_id: str, user_id: str, at: int) -> None:
-    message = {"kind": kind, "show": show_id, "user": user_id, "at": at}
-    await app[REDIS].publish(ACCESS_CHANNEL, json.dumps(message, separators=(",", ":")))
+    await broker.broadcast(
+        app, {"type": f"access.{kind}", "show": show_id, "user": user_id, "at": at}
+    )
 
 
 async def revoke(app: web.Application, show_id: str, user_id: str) -> int:
     """Refuse every token of the user for the show issued up to now, on every node; returns the time."""
     at = int(time.time())
-    await app[REDIS].hset(REVOKED_KEY, _field(show_id, user_id), at)
+    await app[REDIS].hset(keys.REVOKED, _field(show_id, user_id), at)
     app[REVOCATIONS].revoked[(show_id, user_id)] = at  # this node at once, before the echo
     await _publish(app, "revoke", show_id, user_id, at)
     return at
@@ -91,76 +92,88 @@ async def announce_ban(app: web.Application, show_id: str, user_id: str) -> None
 
 async def _reload(app: web.Application) -> None:
     revocations = app[REVOCATIONS]
-    stale = revocations.load(await app[REDIS].hgetall(REVOKED_KEY))
+    stale = revocations.load(await app[REDIS].hgetall(keys.REVOKED))
     if stale:
-        await app[REDIS].hdel(REVOKED_KEY, *stale)
+        await app[REDIS].hdel(keys.REVOKED, *stale)
 
 
-async def _apply(app: web.Application, raw: Any) -> None:
+async def _apply(app: web.Application, event: dict[str, Any]) -> None:
     try:
-        message = json.loads(raw)
-        kind, show_id, user_id, at = (message[k] for k in ("kind", "show", "user", "at"))
-        at = int(at)
+        kind = str(event["type"]).removeprefix("access.")
+        show_id, user_id, at = str(event["show"]), str(event["user"]), int(event["at"])
     except (ValueError, KeyError, TypeError):
         log.warning("undecodable access event")
         return
     if kind == "revoke":
         revocations = app[REVOCATIONS]
-        key = (str(show_id), str(user_id))
+        key = (show_id, user_id)
         revocations.revoked[key] = max(at, revocations.revoked.get(key, 0))
     for hook in app[REVOCATIONS].hooks:
         try:
-            await hook(app, str(kind), str(show_id), str(user_id), at)
+            await hook(app, kind, show_id, user_id, at)
         except Exception:
             log.exception("access hook failed")
 
 
-async def _listen(app: web.Application, ready: asyncio.Future[None]) -> None:
-    """Subscribe to the access channel; on any failure resubscribe and re-read the hash."""
+RELOAD = None  # in the listener's queue: re-read the hash (a resubscribe or the periodic resync)
+
+
+async def _listen(
+    app: web.Application,
+    subscriber: broker.Subscriber,
+    queue: asyncio.Queue[dict[str, Any] | None],
+    ready: asyncio.Future[None],
+) -> None:
+    """Subscribe and load the hash (retrying until Redis answers), then apply events in order."""
     failures = 0
     while True:
-        pubsub = app[REDIS].pubsub()
         try:
-            await pubsub.subscribe(ACCESS_CHANNEL)
+            await subscriber.subscribe(broker.NODE_WIDE)
             await _reload(app)
-            if not ready.done():
-                ready.set_result(None)
-            if failures:
-                log.warning("access channel back after %d failed attempts", failures)
-            failures = 0
-            next_resync = time.monotonic() + RESYNC_S
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    await _apply(app, message["data"])
-                if time.monotonic() >= next_resync:
-                    await _reload(app)
-                    next_resync = time.monotonic() + RESYNC_S
+            break
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             failures += 1
             if failures == 1:  # one line per outage, not one per retry
-                log.warning("access channel lost (%s); retrying", exc)
+                log.warning("access events not subscribed (%s); retrying", exc)
             await asyncio.sleep(min(5.0, 0.2 * failures))
-        finally:
-            try:
-                await pubsub.aclose()
-            except Exception:
-                pass
+    ready.set_result(None)
+    next_resync = time.monotonic() + RESYNC_S
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), max(0.0, next_resync - time.monotonic()))
+        except TimeoutError:
+            item = RELOAD
+        if item is not RELOAD:
+            await _apply(app, item)
+            continue
+        try:
+            await _reload(app)
+        except Exception:
+            retry_failed(log, "revocations not re-read; again at the next resync")
+        next_resync = time.monotonic() + RESYNC_S
 
 
 async def revocations_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the revocations and listen to the access channel for as long as the app runs."""
+    """Load the revocations and hear access events for as long as the app runs."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    subscriber = broker.Subscriber(
+        app,
+        on_event=lambda _topic, envelope: queue.put_nowait(envelope.event),
+        on_resubscribe=lambda _topic: queue.put_nowait(RELOAD),  # events may have been missed
+        name="access",
+    )
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(_listen(app, ready))
+    task = asyncio.create_task(_listen(app, subscriber, queue, ready))
     try:
         await asyncio.wait_for(asyncio.shield(ready), timeout=10)
     except TimeoutError:
-        log.warning("access channel not subscribed yet; revocations load when Redis answers")
+        log.warning("access events not subscribed yet; revocations load when Redis answers")
     yield
     task.cancel()
     try:
         await task
     except (asyncio.CancelledError, Exception):
         pass
+    await subscriber.close()

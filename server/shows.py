@@ -16,10 +16,11 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from . import auth, broker, keys, lua
+from . import auth
 from .appkeys import REDIS, SETTINGS
 from .errors import ApiError, bad_request, not_found
 from .openapi import operation, prop, read_body
+from .redis import broker, keys, lua
 
 SHOW_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120

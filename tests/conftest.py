@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.embedded_redis import EmbeddedRedis
+from server.redis.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

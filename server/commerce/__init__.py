@@ -11,8 +11,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import DEMO_SEEDERS
-from ..hub import RESYNC_SOURCES
 from ..protocol import register
+from ..ws.hub import RESYNC_SOURCES
 from . import (
     auctions,
     coupons,

@@ -26,9 +26,9 @@ from msgspec import Meta
 from .. import insight
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import publish
 from ..errors import bad_request, not_found, read_json
 from ..protocol import Command, Message, register
+from ..redis.broker import publish
 from . import fields
 from . import keys as ck
 from .activity import touch

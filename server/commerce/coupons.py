@@ -15,10 +15,10 @@ from msgspec import Meta
 
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import publish
 from ..clock import now_ms
 from ..errors import bad_request, forbidden, not_found, read_json
 from ..protocol import Command, Message, register
+from ..redis.broker import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck

@@ -22,9 +22,9 @@ from msgspec import Meta
 
 from ..appkeys import REDIS
 from ..auth import Claims, authenticate
-from ..broker import publish
 from ..errors import bad_request, not_found
 from ..protocol import STAFF, Command, Message, register
+from ..redis.broker import publish
 from . import fields
 from . import keys as ck
 from .activity import touch

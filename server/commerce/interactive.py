@@ -3,7 +3,7 @@
 Every script of these three takes the time as an argument (``now_ms``) from the app clock
 instead of calling Redis ``TIME``: the decisions stay atomic in Redis, and tests drive the clock
 past windows and soft closes without sleeping. The reservations they create are then handled
-by ``order.lua`` (pay, expire), which reads the app clock too (``server.lua`` appends it): tests
+by ``order.lua`` (pay, expire), which reads the app clock too (``server.redis.lua`` appends it): tests
 that pass an explicit ``now`` and then pay such reservations start their clock at wall time. The scripts that create reservations
 (``auction.lua``, ``group.lua``) share ``interactive_lib.lua``, prepended when they are loaded.
 """
@@ -24,7 +24,7 @@ from ..appkeys import SETTINGS
 from ..auth import STAFF, Claims, authenticate
 from ..clock import CLOCK, Clock, now_ms  # noqa: F401
 from ..errors import ApiError, bad_request, forbidden, read_json
-from ..lua import Script
+from ..redis.lua import Script
 from ..shows import get_show
 from . import keys as ck
 from .scripts import INTERACTIVE

@@ -1,6 +1,6 @@
 """Commerce Redis keys and ids.
 
-Every key of a show shares the ``{show:ID}`` hash tag (see :mod:`server.keys`), so each Lua
+Every key of a show shares the ``{show:ID}`` hash tag (see :mod:`server.redis.keys`), so each Lua
 script below touches one Cluster slot and declares all of its keys through KEYS. Ids of
 sales, reservations, coupons and lotteries start with the show id (``SHOW.s3``, ``SHOW.r42``)
 so a global route such as ``/api/sales/{id}`` finds its show without a lookup.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .. import keys as base
 from ..errors import not_found
+from ..redis import keys as base
 
 # Sorted set show id → "active until" (ms); single-key ops only (no hash tag).
 COMMERCE_SHOWS = "liveshop:commerce:active"
@@ -55,7 +55,7 @@ def stock(show_id: str) -> str:
 def pinned(show_id: str) -> str:
     """Sorted set of pinned product ids by pin time (at most 3).
 
-    Not ``pinned``: :func:`server.keys.pinned` is the pinned chat message (a hash).
+    Not ``pinned``: :func:`server.redis.keys.pinned` is the pinned chat message (a hash).
     """
     return k(show_id, "pinned_products")
 

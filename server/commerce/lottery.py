@@ -22,12 +22,12 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from .. import keys as base
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import publish
 from ..errors import bad_request, conflict, forbidden, not_found, read_json
 from ..protocol import VIEWERS, Command, Message, register
+from ..redis import keys as base
+from ..redis.broker import publish
 from ..shows import get_show
 from ..verify_lottery import ALGORITHM, commitment_of, draw_winners, entrants_hash_of
 from . import fields
@@ -117,7 +117,7 @@ async def enter(app: web.Application, claims: Claims, lottery_id: Any) -> dict[s
 
 async def _present_users(app: web.Application, show_id: str) -> dict[str, str]:
     try:
-        presence = importlib.import_module("server.presence")
+        presence = importlib.import_module("server.realtime.presence")
         users = await presence.present_users(app, show_id)
         return {str(uid): str(name) for uid, name in users}
     except (ImportError, AttributeError):
@@ -237,7 +237,7 @@ def proof(lottery: dict[str, Any]) -> dict[str, Any]:
 
 
 async def resync_events(app: web.Application, show_id: str) -> list[dict[str, Any]]:
-    """After a pub/sub gap (server.hub): the giveaways still open, as their ``lottery.created``."""
+    """After a pub/sub gap (server.ws.hub): the giveaways still open, as their ``lottery.created``."""
     events = []
     for raw in (await app[REDIS].hgetall(ck.lotteries(show_id))).values():
         lottery = json.loads(raw)

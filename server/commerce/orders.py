@@ -22,14 +22,15 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import ResponseError
 
-from .. import insight, pk
-from .. import keys as base
+from .. import insight
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import publish
 from ..errors import ApiError, conflict, forbidden, not_found, read_json
 from ..insight import alerts
 from ..logs import retry_failed
+from ..realtime import pk
+from ..redis import keys as base
+from ..redis.broker import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck

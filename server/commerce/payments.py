@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 
 from ..appkeys import REDIS, SETTINGS
-from ..store import Redis
+from ..redis.store import Redis
 
 SIM_CHARGES = "liveshop:simpay:charges"  # hash idempotency key → ChargeResult JSON
 SIM_ATTEMPTS = "liveshop:simpay:attempts"  # hash idempotency key → charge calls seen

@@ -16,12 +16,12 @@ from aiohttp import web
 from msgspec import Meta
 
 from .. import insight
-from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import Claims, authenticate
-from ..broker import publish
 from ..errors import bad_request, not_found, read_json
 from ..protocol import STAFF, Command, Message, register
+from ..redis import keys as base
+from ..redis.broker import publish
 from . import fields
 from . import keys as ck
 from .activity import touch

@@ -15,12 +15,12 @@ from aiohttp import web
 from msgspec import Meta
 
 from .. import insight
-from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import publish
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..protocol import Command, Message, register
+from ..redis import keys as base
+from ..redis.broker import publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck

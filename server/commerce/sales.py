@@ -31,11 +31,11 @@ from .. import auth, insight
 from ..access import client_ip, ws_client_ip
 from ..appkeys import REDIS, SETTINGS
 from ..auth import STAFF, Claims, authenticate
-from ..broker import Envelope, Subscriber, publish
 from ..clock import now_ms
 from ..errors import ApiError, bad_request, conflict, not_found, read_json
 from ..insight import alerts
 from ..protocol import Command, Message, register
+from ..redis.broker import Envelope, Subscriber, publish
 from ..shows import get_show
 from . import fields
 from . import keys as ck

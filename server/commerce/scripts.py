@@ -1,4 +1,4 @@
-"""The commerce Lua scripts, each declared once (loaded and called through :mod:`server.lua`).
+"""The commerce Lua scripts, each declared once (loaded and called through :mod:`server.redis.lua`).
 
 ``clock`` scripts decide time windows (a sale's start and end, a reservation's and a coupon's
 expiry) on the app clock (:mod:`server.clock`), so tests advance the clock instead of sleeping;
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..lua import Script
+from ..redis.lua import Script
 
 HERE = Path(__file__).parent
 

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import insight
-from .. import keys as base
 from ..appkeys import REDIS
 from ..auth import STAFF, authenticate
+from ..redis import keys as base
 from ..shows import get_show
 from . import keys as ck
 from .activity import touch
@@ -22,7 +22,7 @@ INTERACTIVE_STAGES = ("bid", "group_joined", "voted")
 
 async def _viewers(app: web.Application, show_id: str) -> tuple[int, int]:
     try:
-        presence = importlib.import_module("server.presence")
+        presence = importlib.import_module("server.realtime.presence")
         current, peak = await presence.viewer_counts(app, show_id)
         return int(current), int(peak)
     except (ImportError, AttributeError):
@@ -31,7 +31,7 @@ async def _viewers(app: web.Application, show_id: str) -> tuple[int, int]:
 
 async def _chat_per_minute(app: web.Application, show_id: str) -> float:
     try:
-        chat = importlib.import_module("server.chat")
+        chat = importlib.import_module("server.realtime.chat")
         return float(await chat.chat_per_minute(app, show_id))
     except (ImportError, AttributeError):
         since = int(time.time() * 1000) - 60_000

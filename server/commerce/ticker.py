@@ -20,10 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import REDIS
-from ..broker import publish
 from ..insight import alerts
 from ..logs import retry_failed
-from ..lua import Script
+from ..redis.broker import publish
+from ..redis.lua import Script
 from . import auctions, group_buys, polls
 from . import keys as ck
 from .activity import active_shows

@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import keys as base
-from .. import lua
 from ..appkeys import REDIS, SETTINGS
 from ..auth import Claims
+from ..redis import keys as base
+from ..redis import lua
 
 log = logging.getLogger("liveshop.insight")
 
@@ -179,7 +179,7 @@ async def paid(
 
 async def viewers_now(app: web.Application, show_id: str) -> list[str]:
     """Users connected now on any node who are viewers (staff have no session, so are left out)."""
-    from ..presence import present_users
+    from ..realtime.presence import present_users
 
     users = [uid for uid, _ in await present_users(app, show_id)]
     if not users:

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .. import keys as base
-from .. import lua
 from ..appkeys import REDIS, SETTINGS
 from ..auth import Claims
-from ..banned_words import default_words, normalize
-from ..broker import publish
+from ..realtime.banned_words import default_words, normalize
+from ..redis import keys as base
+from ..redis import lua
+from ..redis.broker import publish
 
 if TYPE_CHECKING:
     from media.ingest_meter import IngestReporter

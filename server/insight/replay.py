@@ -33,12 +33,12 @@ from typing import Any
 import av
 from aiohttp import web
 
-from .. import broker, lua
-from .. import keys as base
 from ..appkeys import REDIS, SETTINGS
 from ..auth import authenticate, token_from_request, verify_for
 from ..errors import ApiError, bad_request, conflict, forbidden, not_found, read_json
 from ..openapi import operation
+from ..redis import broker, lua
+from ..redis import keys as base
 from ..web import WEB_ROOT, _file_response
 
 log = logging.getLogger("liveshop.replay")

@@ -6,7 +6,7 @@
 - :mod:`.messages`: the gateway's server → client messages and the real-time events;
 - :mod:`.docs`: docs/protocol.md's reference section (``python -m server.protocol``).
 
-Commands live beside their handlers (``server/chat.py``, ``server/commerce/polls.py``, …) and
+Commands live beside their handlers (``server/realtime/chat.py``, ``server/commerce/polls.py``, …) and
 are added by each part's ``setup(app)`` with :func:`register`.
 """
 

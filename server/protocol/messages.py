@@ -1,6 +1,6 @@
 """The gateway's own server → client messages and the real-time layer's events, declared once.
 
-Registered by the gateway (``server.gateway.setup``) under the docs sections below; each is an
+Registered by the gateway (``server.ws.gateway.setup``) under the docs sections below; each is an
 :class:`~.registry.Event` Struct: its docstring and field descriptions are docs/protocol.md's
 tables, and tests check real frames against them.
 """

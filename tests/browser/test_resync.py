@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from server import keys
+from server.redis import keys
 
 from .conftest import open_studio, open_viewer
 

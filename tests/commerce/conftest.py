@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient
 from loadtest.client import ShowSocket, call, create_show
 from server import auth
 from server.appkeys import REDIS
-from server.broker import decode
 from server.commerce import keys as ck
-from server.keys import channel
+from server.redis.broker import decode
+from server.redis.keys import channel
 from tests.conftest import API_KEY, ServerProcess
 
 NODES_SECRET = "test-secret"

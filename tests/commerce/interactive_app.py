@@ -22,7 +22,7 @@ from server.commerce.payments import PAYMENTS, SimulatedProvider
 from server.commerce.products import create_product
 from server.commerce.sales import BATCHERS
 from server.config import Settings
-from server.store import connect
+from server.redis.store import connect
 
 FAR = 2**40
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server import keys as base
 from server.appkeys import REDIS, SETTINGS
 from server.clock import CLOCK
 from server.commerce import keys as ck
 from server.commerce.payments import PAYMENTS, SIM_ATTEMPTS
 from server.commerce.scripts import ORDER
+from server.redis import keys as base
 
 
 async def reserve(shop: Any, sale_id: str, name: str = "Alice") -> tuple[str, str]:

@@ -19,7 +19,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import keys as base
 from server.appkeys import REDIS
 from server.commerce import keys as ck
 from server.commerce.group_buys import create_deal, get_deal, join, leave, list_groups, settle
@@ -28,6 +27,7 @@ from server.commerce.products import get_product
 from server.commerce.sales import buy, create_sale, get_sale
 from server.commerce.scripts import ORDER
 from server.errors import ApiError
+from server.redis import keys as base
 
 from .interactive_app import bare_app, host, new_show, orders, product, users
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server import keys as base
 from server.appkeys import REDIS
 from server.auth import verify as verify_token
+from server.redis import keys as base
 from server.verify_lottery import commitment_of, draw_winners, entrants_hash_of, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,7 +199,7 @@ async def test_winner_names_are_stored_with_the_draw(shop: Any) -> None:
 async def test_present_giveaway_draws_among_viewers_never_staff(shop: Any) -> None:
     """Presence decides a ``present`` giveaway's entrants: viewers connected now. The host and
     the moderators are watching too, but presence leaves staff out, so they can never win."""
-    from server.presence import present_users
+    from server.realtime.presence import present_users
     from tests.realtime.conftest import open_ws
 
     app = shop.client.app

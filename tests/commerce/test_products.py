@@ -96,7 +96,7 @@ async def test_demo_seeder_adds_products_and_pins_one(shop: Any) -> None:
 
 
 async def test_stats_pushed_to_staff(shop: Any, events: Any) -> None:
-    from server.broker import decode
+    from server.redis.broker import decode
 
     viewer = await shop.buyer()
     await shop.call("POST", f"/api/products/{shop.product_id}/click", viewer)

@@ -21,7 +21,6 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server import keys as base
 from server.app import create_app
 from server.appkeys import REDIS
 from server.auth import Claims
@@ -33,6 +32,7 @@ from server.commerce.sales import buy, create_sale, get_sale
 from server.commerce.scripts import ORDER
 from server.config import Settings
 from server.errors import ApiError
+from server.redis import keys as base
 
 QUANTITY, LIMIT, USERS = 3, 2, 4
 

@@ -13,11 +13,11 @@ from typing import Any
 import av
 
 from media.publish import Publisher, PublishOptions
-from server import chat
 from server.app import create_app
 from server.auth import verify_for
 from server.config import Settings
 from server.media_api import RELAY
+from server.realtime import chat
 from tests.conftest import OPERATOR
 from tests.media.peers import SMALL, wait_until
 
@@ -166,7 +166,7 @@ async def test_timeline_puts_events_at_their_moment_of_the_recording(shop: Shop)
         deleted = await chat.send(app, claims, "this one gets deleted")
         status, body = await shop.call("POST", f"/api/products/{other}/pin", shop.host_token)
         assert status == 200, body
-        from server import moderation
+        from server.realtime import moderation
 
         host = verify_for(app, shop.host_token, shop.show_id)
         await moderation.delete(app, host, moderation.ModDelete(message_id=deleted["msg_id"]))

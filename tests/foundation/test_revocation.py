@@ -268,9 +268,10 @@ async def test_ban_and_ownership_with_media_workers(server_proc) -> None:
 async def test_the_access_channel_survives_a_redis_restart(
     aiohttp_client, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Redis goes away and comes back (same data): the node resubscribes, logs once, and a
-    revocation made meanwhile on another node is in force here after the reload."""
-    from server.embedded_redis import EmbeddedRedis
+    """Redis goes away and comes back (same data): the node's broker subscription says so and
+    resubscribes, and a revocation made meanwhile on another node is in force here after the
+    reload (the broker's repeated lines are throttled: test_log_throttle.py)."""
+    from server.redis.embedded import EmbeddedRedis
 
     embedded = EmbeddedRedis(tmp_path / "own-redis")
     url = embedded.start()
@@ -279,8 +280,8 @@ async def test_the_access_channel_survives_a_redis_restart(
     show_id, host = await create_show(node)
     token, user_id = await mint(node, show_id, host)
     embedded.stop()
-    caplog.set_level("WARNING", logger="liveshop.revocation")
-    assert await wait_until(lambda: "access channel lost" in caplog.text, 10)
+    caplog.set_level("WARNING", logger="liveshop.broker")
+    assert await wait_until(lambda: "access: pub/sub read failed" in caplog.text, 10)
     url_again = embedded.start()
     assert url_again == url
     other = await aiohttp_client(create_app(replace(own, data_dir=tmp_path / "n2")))
@@ -290,7 +291,6 @@ async def test_the_access_channel_survives_a_redis_restart(
     assert await wait_until(lambda: (show_id, user_id) in node.app[REVOCATIONS].revoked, 15)
     resp = await node.get(f"/api/shows/{show_id}/orders", headers=bearer(token))
     assert (await resp.json())["error"]["code"] == "token_revoked"
-    assert caplog.text.count("access channel lost") == 1  # one line per outage
     await other.close()
     await node.close()
     embedded.stop()

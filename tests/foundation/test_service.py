@@ -115,7 +115,7 @@ def test_sigkill_leaves_no_orphan_redis(server_proc, tmp_path: Path) -> None:
 
 def test_next_start_reaps_a_stale_redis(server_proc, tmp_path: Path) -> None:
     """A redis-server left in the data dir (e.g. started outside the server) is stopped on the next start."""
-    from server.embedded_redis import EmbeddedRedis, find_redis_server
+    from server.redis.embedded import EmbeddedRedis, find_redis_server
 
     data_dir = tmp_path / "stale"
     data_dir.mkdir()

@@ -8,7 +8,7 @@ from server import auth
 from server.app import create_app
 from server.config import Settings
 from server.demo import ensure_demo
-from server.embedded_redis import EmbeddedRedis
+from server.redis.embedded import EmbeddedRedis
 from tests.conftest import OPERATOR
 
 

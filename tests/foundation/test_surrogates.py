@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server import keys
 from server.appkeys import REDIS
+from server.redis import keys
 from server.shows import set_live
 
 BAD = "x\ud800y"

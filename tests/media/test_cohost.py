@@ -14,9 +14,9 @@ from media import metrics
 from media.light_viewer import LightViewer
 from media.publish import Publisher, PublishOptions
 from media.streams import COHOST, media_id
-from server import keys
 from server.appkeys import REDIS
 from server.media_api import RELAY
+from server.redis import keys
 
 from .peers import SMALL, TestViewer, wait_until
 

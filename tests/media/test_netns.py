@@ -22,7 +22,7 @@ from loadtest.netns import API_KEY, Lab, Node, make_lab
 from media.aiortc_internals import configure_ice
 from media.pipe import pipe_key, seal
 from media.publish import Publisher, PublishOptions
-from server import keys
+from server.redis import keys
 
 from ..conftest import http_json
 from .peers import wait_until

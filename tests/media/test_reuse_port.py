@@ -17,7 +17,7 @@ import redis
 from loadtest.client import create_show
 from media.aiortc_internals import configure_ice
 from media.publish import Publisher
-from server import keys
+from server.redis import keys
 
 from ..conftest import API_KEY, free_port, http_json
 from .peers import wait_until

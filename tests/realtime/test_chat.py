@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from server import keys
 from server.appkeys import REDIS, SETTINGS
-from server.chat import chat_per_minute, parse_id
+from server.realtime.chat import chat_per_minute, parse_id
+from server.redis import keys
 
 
 async def test_chat_reaches_every_viewer_in_order(client, make_show, guest_token, connect):

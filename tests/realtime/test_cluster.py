@@ -13,7 +13,7 @@ import redis
 
 from server.app import create_app
 from server.config import Settings
-from server.embedded_redis import find_redis_server
+from server.redis.embedded import find_redis_server
 from tests.conftest import API_KEY, OPERATOR, free_port
 
 from .conftest import open_ws

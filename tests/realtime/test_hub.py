@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from server import hub as hub_module
-from server.broker import publish
-from server.hub import HUBS
-from server.presence import viewer_counts
+from server.realtime.presence import viewer_counts
+from server.redis.broker import publish
+from server.ws import hub as hub_module
+from server.ws.hub import HUBS
 
 
 async def test_idle_hub_unsubscribes_and_comes_back(

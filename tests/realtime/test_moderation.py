@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from server import keys
 from server.appkeys import REDIS
+from server.redis import keys
 
 
 async def test_viewer_cannot_moderate(client, make_show, guest_token, connect):

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 
 from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
-from server import keys
 from server.appkeys import COMMANDS, REDIS
-from server.pk import ACTIVE, PK, pk_key, pointer_key, sign_invite
+from server.realtime.pk import ACTIVE, PK, pk_key, pointer_key, sign_invite
+from server.redis import keys
 
 from .conftest import WsClient
 from .test_registry import check

@@ -15,7 +15,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher
 from server.app import create_app
 from server.config import Settings
-from server.pk import PK, pk_key, pointer_key
+from server.realtime.pk import PK, pk_key, pointer_key
 from tests.conftest import API_KEY, OPERATOR
 from tests.realtime.test_cluster import cluster_url  # noqa: F401 - the 3-node cluster fixture
 

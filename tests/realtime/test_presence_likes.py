@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server import keys
 from server.appkeys import REDIS
-from server.presence import present_users, viewer_counts
+from server.realtime.presence import present_users, viewer_counts
+from server.redis import keys
 
 
 async def test_likes_are_aggregated_into_totals(client, make_show, guest_token, connect):

@@ -175,9 +175,9 @@ async def test_unknown_show_closes_4004(client):
 
 
 def test_a_type_is_registered_once():
-    from server.moderation import ModUnpin
     from server.protocol import Registry
     from server.protocol.messages import ChatEvent
+    from server.realtime.moderation import ModUnpin
 
     registry = Registry()
     command = Command(Echo, lambda app, claims, body: None)

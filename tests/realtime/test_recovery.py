@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from server import keys
 from server.appkeys import REDIS, SETTINGS
-from server.chat import parse_id
+from server.realtime.chat import parse_id
+from server.redis import keys
 
 
 async def test_recover_missed_messages_exactly(client, make_show, guest_token, connect):

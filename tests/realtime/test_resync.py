@@ -16,7 +16,7 @@ import pytest
 
 from server.appkeys import REDIS, SETTINGS
 from server.commerce import keys as ck
-from server.hub import HUBS
+from server.ws.hub import HUBS
 
 
 def _auth(token: str) -> dict[str, str]:

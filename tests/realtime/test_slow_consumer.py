@@ -11,9 +11,9 @@ import socket
 import struct
 import time
 
-from server import connection
-from server.broker import publish
-from server.hub import HUBS
+from server.redis.broker import publish
+from server.ws import connection
+from server.ws.hub import HUBS
 from tests.waits import wait_until
 
 BIG = "x" * 20_000

@@ -142,7 +142,7 @@ def test_mask_guard_finds_frame_boundaries_in_any_split() -> None:
     every masked stream and stops exactly at the first unmasked frame."""
     import random
 
-    from server.ws_guard import MaskGuard
+    from server.ws.guard import MaskGuard
 
     rng = random.Random(14)
     for _ in range(200):

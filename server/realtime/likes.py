@@ -13,11 +13,13 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import broker, insight, keys, lua, pk
-from .auth import Claims
-from .logs import retry_failed
-from .protocol import Command, Message
-from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
+from .. import insight
+from ..auth import Claims
+from ..logs import retry_failed
+from ..protocol import Command, Message
+from ..redis import broker, keys, lua
+from ..ws.snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
+from . import pk
 
 log = logging.getLogger("liveshop.likes")
 FLUSH_S = 0.2

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 SHOW_INDEX = "liveshop:shows"  # sorted set: show id → created_at (ms)
 MEDIA_NODES = "liveshop:media:nodes"  # hash process id → JSON load line (media/origin.py)
+REVOKED = "liveshop:revoked"  # hash "SHOW/USER" → revoked_at (s) (server/revocation.py)
+NODE_CHANNEL = "liveshop:nodes"  # pub/sub: events for every node (server/redis/broker.py broadcast)
 
 
 def show_tag(show_id: str) -> str:

@@ -49,15 +49,16 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from . import auth, broker, keys, lua
-from .appkeys import REDIS, SETTINGS
-from .auth import Claims
-from .errors import ApiError, bad_request, conflict
-from .logs import retry_failed
+from .. import auth
+from ..appkeys import REDIS, SETTINGS
+from ..auth import Claims
+from ..errors import ApiError, bad_request, conflict
+from ..logs import retry_failed
+from ..openapi import operation, prop, read_body
+from ..protocol import Event, register
+from ..redis import broker, keys, lua
+from ..shows import check_show_id, get_show
 from .moderation import audit
-from .openapi import operation, prop, read_body
-from .protocol import Event, register
-from .shows import check_show_id, get_show
 
 log = logging.getLogger("liveshop.pk")
 
@@ -603,7 +604,7 @@ async def _pk_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    register(app, "PK battles (server/pk.py, docs/pk.md)", events=EVENTS)
+    register(app, "PK battles (server/realtime/pk.py, docs/pk.md)", events=EVENTS)
     app.cleanup_ctx.append(_pk_ctx)
     app.router.add_get("/api/shows/{show_id}/pk", handle_get)
     app.router.add_post("/api/shows/{show_id}/pk", handle_invite)

@@ -7,7 +7,7 @@ a pid file lets the next start reap a stale one.
 
 While the node runs, :meth:`EmbeddedRedis.supervise` watches the child: when it dies (OOM kill,
 ``kill -9``) it is started again on the same socket or port and the same AOF, so the node's
-Redis clients reconnect by themselves and pub/sub resubscribes (see server.hub). When it cannot
+Redis clients reconnect by themselves and pub/sub resubscribes (see server.ws.hub). When it cannot
 come back (``max_restarts`` failures within ``window_s``, or a start that fails), the supervisor
 reports it as fatal and the node exits non-zero, for systemd/Kubernetes to restart it whole.
 """
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("liveshop.redis")
 

@@ -22,12 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys, lua
-from .appkeys import REDIS
-from .connection import Connection
-from .hub import HUBS, Hub
-from .logs import retry_failed
-from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
+from ..appkeys import REDIS
+from ..logs import retry_failed
+from ..redis import keys, lua
+from ..ws.connection import Connection
+from ..ws.hub import HUBS, Hub
+from ..ws.snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
 log = logging.getLogger("liveshop.presence")
 

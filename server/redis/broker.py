@@ -3,7 +3,7 @@
 Services (chat, sales, lottery, moderation, …) call :func:`publish`; every node subscribed to the
 show (its hub, the sold-out watcher) gets the event through a :class:`Subscriber`. This module is
 the only one that knows the channel and the envelope; Lua scripts that publish inside their
-atomic step use ``broker.lua`` (the same envelope), which the loader (``server.lua``) prepends.
+atomic step use ``broker.lua`` (the same envelope), which the loader (``server.redis.lua``) prepends.
 
 Envelope: ``{"d": droppable, "s": staff_only, "e": event}`` plus ``"u": user_id`` for an event
 meant for one user's connections only. ``droppable`` events (plain danmaku) may be skipped for a
@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from ..appkeys import REDIS
+from ..logs import retry_failed
 from . import keys
-from .appkeys import REDIS
-from .logs import retry_failed
 
 log = logging.getLogger("liveshop.broker")
 
@@ -31,6 +31,7 @@ LUA_LIBRARY = Path(__file__).with_name(
     "broker.lua"
 )  # ``broker_publish(channel, event, droppable)``
 SUBSCRIBE_TIMEOUT_S = 10.0
+NODE_WIDE = "*"  # the topic of events for every node (show ids never contain "*")
 
 
 class Envelope(NamedTuple):
@@ -42,9 +43,9 @@ class Envelope(NamedTuple):
     to_user: str | None  # only this user's connections (e.g. "you are muted"), or everyone
 
 
-def channel(show_id: str) -> str:
-    """The pub/sub channel carrying a show's events (the show's hash tag keeps it in one slot)."""
-    return keys.channel(show_id)
+def channel(topic: str) -> str:
+    """The pub/sub channel of a show (its hash tag keeps it in one slot), or the node-wide one."""
+    return keys.NODE_CHANNEL if topic == NODE_WIDE else keys.channel(topic)
 
 
 def encode(
@@ -85,12 +86,19 @@ async def publish(
     await app[REDIS].publish(channel(show_id), encode(event, droppable, staff_only, to_user))
 
 
+async def broadcast(app: web.Application, event: dict[str, Any]) -> None:
+    """Send ``event`` to every node (each hears it on a subscription to :data:`NODE_WIDE`)."""
+    await app[REDIS].publish(keys.NODE_CHANNEL, encode(event, droppable=False))
+
+
 OnEvent = Callable[[str, Envelope], None]
 OnResubscribe = Callable[[str], None]
 
 
 class Subscriber:
     """One pub/sub connection for many shows: ``on_event(show_id, envelope)`` per message.
+
+    A topic is a show id, or :data:`NODE_WIDE` for what :func:`broadcast` sends.
 
     :meth:`subscribe` returns once Redis confirmed the subscription (from then on no event of the
     show can be missed). redis-py resubscribes by itself after a reconnect; each later
@@ -125,7 +133,11 @@ class Subscriber:
                 self.pubsub = self.app[REDIS].pubsub()
             future = self.confirmed[show_id] = asyncio.get_running_loop().create_future()
             self.shows[channel(show_id)] = show_id
-            await self.pubsub.subscribe(channel(show_id))
+            try:
+                await self.pubsub.subscribe(channel(show_id))
+            except BaseException:  # not sent (Redis down): the next call tries again
+                del self.confirmed[show_id], self.shows[channel(show_id)]
+                raise
             if self.reader is None or self.reader.done():
                 self.reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-reader")
         return future

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from .appkeys import REDIS
+from ..appkeys import REDIS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Connecting to Redis (standalone, unix socket or Cluster). Lua scripts: :mod:`server.lua`."""
+"""Connecting to Redis (standalone, unix socket or Cluster). Lua scripts: :mod:`server.redis.lua`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Redis = aioredis.Redis | RedisCluster
 

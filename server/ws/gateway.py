@@ -3,7 +3,7 @@
 It knows the wire (subprotocols, frames, close codes) and who is talking; what a message *does*
 lives in the services, whose commands (schema, handler, roles) are in the app's registry
 (``server.protocol``, ``app[COMMANDS]``): the gateway parses each frame with it and runs the
-handler. Delivery to clients goes through the show's hub (``server.hub``).
+handler. Delivery to clients goes through the show's hub (``server.ws.hub``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import chat, insight, likes, moderation, snapshot
-from .access import limit_ws_connects
-from .appkeys import COMMANDS, SETTINGS
-from .auth import Claims, verify_for
-from .connection import Connection
-from .errors import JOIN_CLOSE, ApiError, Close, Code, CodedError, ws_error, ws_error_of
-from .hub import HUBS
-from .protocol import (
+from .. import insight
+from ..access import limit_ws_connects
+from ..appkeys import COMMANDS, SETTINGS
+from ..auth import Claims, verify_for
+from ..errors import JOIN_CLOSE, ApiError, Close, Code, CodedError, ws_error, ws_error_of
+from ..protocol import (
     CODECS,
     JSON,
     MAX_FRAME_BYTES,
@@ -34,12 +32,16 @@ from .protocol import (
     Rejected,
     register,
 )
-from .protocol.messages import EVENTS, SERVER_MESSAGES
-from .ratelimit import TokenBucket
-from .shows import get_show
+from ..protocol.messages import EVENTS, SERVER_MESSAGES
+from ..ratelimit import TokenBucket
+from ..realtime import chat, likes, moderation
+from ..shows import get_show
+from . import snapshot
+from .connection import Connection
+from .guard import GuardedWebSocketResponse
+from .hub import HUBS
+from .metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
 from .snapshot import SnapshotRequest
-from .ws_guard import GuardedWebSocketResponse
-from .ws_metrics import WS_CLOSES, WS_CONNECTIONS, WS_CONNECTS, WS_ERRORS, WS_MESSAGES_IN
 
 log = logging.getLogger("liveshop.ws")
 

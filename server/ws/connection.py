@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import Claims
-from .protocol import Codec
-from .ws_metrics import WS_DROPPED, WS_EVENTS_OUT, WS_FRAMES_OUT, WS_SLOW_CLOSED
+from ..auth import Claims
+from ..protocol import Codec
+from .metrics import WS_DROPPED, WS_EVENTS_OUT, WS_FRAMES_OUT, WS_SLOW_CLOSED
 
 log = logging.getLogger("liveshop.ws")
 
@@ -217,7 +217,7 @@ class Connection:
             self.deliver(batch)
 
     def _past_floor(self, batch: Batch) -> Batch:
-        from .chat import parse_id
+        from ..realtime.chat import parse_id
 
         assert self.floor is not None
         keep: list[tuple[dict[str, Any], bool, bool]] = []

@@ -12,16 +12,16 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import keys
-from .appkeys import REDIS
-from .auth import Claims
-from .broker import publish
+from ..appkeys import REDIS
+from ..auth import Claims
+from ..errors import ApiError, Close, forbidden, not_found, ws_error
+from ..protocol import STAFF, Command, Message
+from ..redis import keys
+from ..redis.broker import publish
+from ..revocation import announce_ban
+from ..ws.hub import EVENT_HOOKS, Hub
+from ..ws.snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 from .chat import check_id, entry_to_event
-from .errors import ApiError, Close, forbidden, not_found, ws_error
-from .hub import EVENT_HOOKS, Hub
-from .protocol import STAFF, Command, Message
-from .revocation import announce_ban
-from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 
 AUDIT_MAXLEN = 10000
 

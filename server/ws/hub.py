@@ -1,13 +1,13 @@
 """Per-show hubs on this node: delivery only: batching, encode once, fan-out.
 
-All shows share one broker subscription per node (:class:`server.broker.Subscriber`, one
+All shows share one broker subscription per node (:class:`server.redis.broker.Subscriber`, one
 SUBSCRIBE per show served here). Events that arrive within a window of ``batch_ms`` become one
-:class:`~server.connection.Batch`, encoded once per codec and audience and written to every local
+:class:`~server.ws.connection.Batch`, encoded once per codec and audience and written to every local
 connection (goim-style merged room broadcast); an event for one user (``to_user``) goes to that
 user's connections only, at once. Backlogged connections are retried every window; a hub left
 empty for :data:`IDLE_UNSUBSCRIBE_S` is dropped. What events *mean* is the services' business:
-presence counts the hubs' connections (``server.presence``), moderation closes a banned user's
-connections (``server.moderation``) through :data:`EVENT_HOOKS`.
+presence counts the hubs' connections (``server.realtime.presence``), moderation closes a banned user's
+connections (``server.realtime.moderation``) through :data:`EVENT_HOOKS`.
 
 Events published while the node's pub/sub connection is down never reach it. redis-py
 resubscribes by itself when it reconnects; the second ``subscribe`` confirmation of a hub is the
@@ -27,20 +27,21 @@ from typing import Any
 
 from aiohttp import web
 
-from . import chat, snapshot
-from .appkeys import SETTINGS
-from .broker import Envelope, Subscriber
+from ..appkeys import SETTINGS
+from ..logs import retry_failed
+from ..realtime import chat
+from ..redis.broker import Envelope, Subscriber
+from ..shows import get_show
+from . import snapshot
 from .connection import Batch, Connection
-from .logs import retry_failed
-from .shows import get_show
-from .snapshot import SnapshotRequest
-from .ws_metrics import (
+from .metrics import (
     WS_BATCH_EVENTS,
     WS_EVENTS_OUT,
     WS_FANOUT_SECONDS,
     WS_FRAMES_OUT,
     WS_WRITE_SECONDS,
 )
+from .snapshot import SnapshotRequest
 
 log = logging.getLogger("liveshop.hub")
 

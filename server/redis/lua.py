@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .appkeys import REDIS
-from .clock import now_ms
+from ..appkeys import REDIS
+from ..clock import now_ms
 
 CLOCK_PREAMBLE = "local now = tonumber(ARGV[#ARGV])\n"  # the loader appends the app clock (ms)
 

@@ -16,15 +16,16 @@ from typing import Annotated, Any
 from aiohttp import web
 from msgspec import Meta
 
-from . import broker, insight, keys, lua
-from .appkeys import REDIS, SETTINGS
-from .auth import Claims
+from .. import insight
+from ..appkeys import REDIS, SETTINGS
+from ..auth import Claims
+from ..errors import ApiError, bad_request
+from ..insight import alerts
+from ..protocol import Command, Message
+from ..redis import broker, keys, lua
+from ..ws.metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
+from ..ws.snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
 from .banned_words import BannedWords, build
-from .errors import ApiError, bad_request
-from .insight import alerts
-from .protocol import Command, Message
-from .snapshot import SNAPSHOT_PARTS, Snapshot, SnapshotRequest
-from .ws_metrics import CHAT_MESSAGES, CHAT_RATE_LIMITED, CHAT_REJECTED
 
 RECENT_ON_CONNECT = 20
 CHAT_LUA = lua.Script(Path(__file__).with_name("chat.lua"), libs=[broker.LUA_LIBRARY])
