@@ -133,10 +133,9 @@ async def _listen(
             break
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             failures += 1
-            if failures == 1:  # one line per outage, not one per retry
-                log.warning("access events not subscribed (%s); retrying", exc)
+            retry_failed(log, "access events not subscribed; retrying")
             await asyncio.sleep(min(5.0, 0.2 * failures))
     ready.set_result(None)
     next_resync = time.monotonic() + RESYNC_S

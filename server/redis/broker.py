@@ -1,9 +1,11 @@
 """The broker: show events across nodes over Redis pub/sub, and their envelope.
 
 Services (chat, sales, lottery, moderation, …) call :func:`publish`; every node subscribed to the
-show (its hub, the sold-out watcher) gets the event through a :class:`Subscriber`. This module is
-the only one that knows the channel and the envelope; Lua scripts that publish inside their
-atomic step use ``broker.lua`` (the same envelope), which the loader (``server.redis.lua``) prepends.
+show (its hub, the sold-out watcher) gets the event through a :class:`Subscriber`. Events for every
+node whatever it serves (revocations and bans, :mod:`server.revocation`) go through
+:func:`broadcast` to the topic :data:`NODE_WIDE`. This module is the only one that knows the
+channels and the envelope; Lua scripts that publish inside their atomic step use ``broker.lua``
+(the same envelope), which the loader (:mod:`server.redis.lua`) prepends.
 
 Envelope: ``{"d": droppable, "s": staff_only, "e": event}`` plus ``"u": user_id`` for an event
 meant for one user's connections only. ``droppable`` events (plain danmaku) may be skipped for a
@@ -88,7 +90,7 @@ async def publish(
 
 async def broadcast(app: web.Application, event: dict[str, Any]) -> None:
     """Send ``event`` to every node (each hears it on a subscription to :data:`NODE_WIDE`)."""
-    await app[REDIS].publish(keys.NODE_CHANNEL, encode(event, droppable=False))
+    await publish(app, NODE_WIDE, event)
 
 
 OnEvent = Callable[[str, Envelope], None]
