@@ -28,6 +28,7 @@ log = logging.getLogger("liveshop.media.recorder")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+\.(webm|mkv)$")
 
 
+CLUSTER_MS = 1000  # the file's cluster length: how often it reaches the disk
 AUDIO_PENDING_MAX = 200  # audio frames held (≈ 4 s of Opus) while the first video frame completes
 
 
@@ -138,7 +139,12 @@ class Recorder:
         )
         self.path = directory / self.name
         self.container = av.open(
-            str(self.path), "w", format="webm" if ext == "webm" else "matroska"
+            str(self.path),
+            "w",
+            format="webm" if ext == "webm" else "matroska",
+            # A cluster a second, each flushed to disk: the listing's size grows while
+            # recording and a crash loses at most the last second.
+            container_options={"cluster_time_limit": str(CLUSTER_MS), "flush_packets": "1"},
         )
         self.tracks = [_Track(self, p) for p in producers.values()]
         self.frames = 0

@@ -199,7 +199,7 @@ def start_server(
 ) -> ServerProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"server-{port}.log"
+    log_path = data_dir.parent / f"server-{data_dir.name}-{port}.log"  # one per process
     argv = [
         sys.executable,
         "-m",

@@ -47,6 +47,13 @@ async def test_record_list_download(
         video = next(t for t in recorder.tracks if t.kind == "video")
         # 1.5 s of video written (≈ 45 frames at 30 fps): enough for the file checks below
         assert await wait_until(lambda: video.last_pts >= 1.5 * video.clock, 20), video.last_pts
+        # Written a cluster (a second) at a time while recording: the listing's size grows and
+        # what is on disk already decodes (a crash keeps all but the last second).
+        listing = await (await client.get(f"/api/shows/{show_id}/recordings", headers=auth)).json()
+        (entry,) = listing["recordings"]
+        assert entry["recording"] and entry["bytes"] > 5_000, entry
+        with av.open(str(recorder.path)) as partial:
+            assert sum(1 for _ in partial.decode(partial.streams.video[0])) >= 10
         resp = await client.post(f"/api/shows/{show_id}/recordings/stop", headers=auth)
         assert resp.status == 200 and (await resp.json())["recording"]["bytes"] > 10_000
     finally:

@@ -75,7 +75,8 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
         for _ in range(3):
             status, body = http_json(url, "POST", {}, host_token)
             assert status == 201, body
-            # A recording starts at the next keyframe (requested by PLI): wait for its first bytes.
+            # A recording starts at the next keyframe (requested by PLI) and reaches the disk a
+            # cluster at a time: its header is there once that keyframe is.
             name = body["recording"]["name"]
             files = [p.data_dir / "recordings" / show_id / name for p in (first, second)]
             assert await wait_until(functools.partial(_has_bytes, files), 10)
