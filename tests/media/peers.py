@@ -13,25 +13,7 @@ from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_c
 from media.relay import Relay
 from tests.waits import wait_until
 
-__all__ = [
-    "ENDED_BY_SERVER_S",
-    "SMALL",
-    "TestPublisher",
-    "TestViewer",
-    "ended_by_server",
-    "srtp_session",
-    "wait_until",
-]
-
-# A session the server ends reaches an aiortc peer as DTLS close_notify ("closed"): one
-# datagram, which a loaded CI machine has been seen not to deliver; the peer then ends by ICE
-# consent expiry ("closed"/"failed", about 30 s). Both are the server's end being seen.
-ENDED_BY_SERVER_S = 35.0
-
-
-def ended_by_server(*pcs: object) -> bool:
-    return all(pc.connectionState in ("closed", "failed") for pc in pcs)
-
+__all__ = ["SMALL", "TestPublisher", "TestViewer", "srtp_session", "wait_until"]
 
 SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)  # a cheap stream to encode in tests
 
