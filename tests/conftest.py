@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from media.session import await_chain
 from server.app import create_app
 from server.config import Settings
 from server.redis.embedded import EmbeddedRedis
@@ -38,8 +39,12 @@ NO_IP_LIMITS = ["--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-ano
 # pytest-timeout's SIGALRM lands inside whatever the event loop is running, and asyncio's
 # Handle._run logs a BaseException raised in a callback instead of propagating it: an async
 # test stuck on an await with no timeout of its own then hangs the whole run. Each async test
-# body therefore runs under asyncio.wait_for, a few seconds inside its pytest-timeout.
+# body therefore runs as a task bounded a few seconds inside its pytest-timeout; past the bound
+# it is cancelled and given CANCEL_GRACE_S to unwind (its ``finally`` blocks), and a test that
+# still has not finished (a cleanup awaiting something that never comes) fails with the stacks
+# of every pending task instead of hanging the run.
 ASYNC_TEST_MARGIN_S = 5.0
+CANCEL_GRACE_S = 5.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,19 +55,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         marker = item.get_closest_marker("timeout")
         limit = float(marker.args[0]) if marker and marker.args else default
-        if limit > ASYNC_TEST_MARGIN_S:
-            item.obj = _bounded(test, limit - ASYNC_TEST_MARGIN_S)
+        if limit > ASYNC_TEST_MARGIN_S + CANCEL_GRACE_S:
+            item.obj = _bounded(test, limit - ASYNC_TEST_MARGIN_S - CANCEL_GRACE_S)
 
 
 def _bounded(test: Callable[..., Awaitable[Any]], limit: float) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(test)
     async def bounded(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.ensure_future(test(*args, **kwargs))
         try:
-            return await asyncio.wait_for(test(*args, **kwargs), limit)
-        except TimeoutError:
-            pytest.fail(f"async test still running after {limit:.0f} s (see the traceback above)")
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done:
+            return task.result()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+        if not done:
+            pytest.fail(
+                f"async test still running after {limit:.0f} s, its cleanup still stuck "
+                f"{CANCEL_GRACE_S:.0f} s later in:\n{_task_stacks()}"
+            )
+        if not task.cancelled():
+            task.result()  # the test's own error, raised while it unwound
+        pytest.fail(f"async test still running after {limit:.0f} s: cancelled")
 
     return bounded
+
+
+def _task_stacks() -> str:
+    return "\n".join(
+        f"{task!r}\n{await_chain(task)}"
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+    )
 
 
 def free_port() -> int:
