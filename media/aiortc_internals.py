@@ -52,6 +52,7 @@ from aiortc.rtp import (
     RtpPacket,
     unwrap_rtx,
 )
+from OpenSSL import SSL
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi as _srtp_ffi
@@ -80,6 +81,7 @@ __all__ = [
     "ViewerOutput",
     "ConsentCheck",
     "check_internals",
+    "close_notify",
     "consent_task",
     "configure_ice",
     "fast_rtp_writer",
@@ -97,6 +99,7 @@ __all__ = [
     "srtcp_protect",
     "srtcp_unprotect",
     "srtp_pointers",
+    "stop_decoder",
     "take_over_consent",
     "tap_receiver",
 ]
@@ -112,6 +115,7 @@ def check_internals() -> list[str]:
         (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "_send_rtcp_nack"),
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder"),
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpSender, "_run_rtcp"),
         (RTCRtpSender, "_send_rtcp"),
@@ -373,6 +377,51 @@ def park_sender(
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
     sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
     sender.send = send  # type: ignore[method-assign]
+
+
+def close_notify(dtls: RTCDtlsTransport) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    """Send the DTLS close_notify alert (RFC 5246 §7.2.1) now; return ``(resend, release)``.
+
+    The alert is one datagram, and a peer whose socket buffer is full (a viewer still
+    working through video) drops it and then waits ~30 s for ICE consent to expire. Its
+    bytes are kept and ``resend`` sends the same record again on a duplicate of the pair's
+    socket, which outlives aiortc's close until ``release``; a copy arriving after the first
+    is dropped by the peer's DTLS replay check. aiortc's own ``stop`` then finds the alert
+    already sent. None when DTLS is not connected or the pair is not a plain UDP one (TURN).
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if (
+        dtls.state != "connected"
+        or pair is None
+        or type(pair.protocol) is not aioice.ice.StunProtocol
+    ):
+        return None
+    transport = pair.protocol.transport
+    if transport is None:
+        return None
+    try:
+        dtls._ssl.shutdown()
+        record = dtls._ssl.bio_read(1500)
+    except SSL.Error:
+        return None
+    sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+    sock.setblocking(False)
+    addr = pair.remote_addr
+
+    def resend() -> None:
+        try:
+            sock.sendto(record, addr)
+        except OSError:
+            pass
+
+    resend()
+    return resend, sock.close
+
+
+def stop_decoder(receiver: RTCRtpReceiver) -> None:
+    """End the receiver's decoder thread (``RTCRtpReceiver.stop`` does, but a close stuck
+    before it would leave a non-daemon thread that keeps the process from exiting)."""
+    receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
 
 
 def sender_cname(sender: RTCRtpSender) -> str | None:

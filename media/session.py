@@ -6,14 +6,72 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from .aiortc_internals import close_notify, stop_decoder
 from .errors import MediaError
 
 log = logging.getLogger("liveshop.media.session")
 
 CLOSE_TIMEOUT_S = 10.0  # a stuck close must not hold up teardown of the rest
+# The close_notify goes out at once and again after these delays (seconds): a peer whose
+# receive buffer was full when the first copy came has read its backlog by then.
+CLOSE_NOTIFY_RESEND_S = (0.1, 0.5, 2.0)
+
+
+def await_chain(task: asyncio.Future[Any]) -> str:
+    """Where a pending task waits: each coroutine of its ``await`` chain, outermost first
+    (``Task.print_stack`` shows only the outermost frame of a suspended task)."""
+    lines = []
+    awaited: Any = task.get_coro() if isinstance(task, asyncio.Task) else task
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  awaiting {awaited!r}")
+            break
+        code = frame.f_code
+        lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "\n".join(lines)
+
+
+async def close_peer(pc: RTCPeerConnection, name: str) -> None:
+    """``pc.close()``, with a close_notify the peer cannot miss for one lost datagram (sent
+    again, :func:`~media.aiortc_internals.close_notify`), and bounded: a close still stuck
+    after CLOSE_TIMEOUT_S is logged with where it waits, and the DTLS and ICE transports are
+    stopped directly so the sockets are freed (aiortc stops them only after every sender and
+    receiver has stopped)."""
+    loop = asyncio.get_running_loop()
+    for dtls in dict.fromkeys(t.receiver.transport for t in pc.getTransceivers()):
+        farewell = close_notify(dtls)
+        if farewell is not None:
+            resend, release = farewell
+            for delay in CLOSE_NOTIFY_RESEND_S:
+                loop.call_later(delay, resend)
+            loop.call_later(CLOSE_NOTIFY_RESEND_S[-1] + 0.1, release)
+    closing = asyncio.ensure_future(pc.close())
+    try:
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+    except asyncio.CancelledError:
+        closing.cancel()
+        raise
+    if done:
+        if not closing.cancelled() and closing.exception() is not None:
+            log.error("%s: closing the peer connection failed", name, exc_info=closing.exception())
+        return
+    log.warning("%s: peer connection close timed out in:\n%s", name, await_chain(closing))
+    closing.cancel()
+    transceivers = pc.getTransceivers()
+    for dtls in dict.fromkeys(t.receiver.transport for t in transceivers):
+        try:
+            await asyncio.wait_for(dtls.stop(), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(dtls.transport.stop(), CLOSE_TIMEOUT_S)
+        except Exception:
+            log.exception("%s: stopping the transports failed", name)
+    for transceiver in transceivers:
+        stop_decoder(transceiver.receiver)
 
 
 class Session:
@@ -82,12 +140,7 @@ class Session:
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         await self.teardown()
-        try:
-            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("%s %s: peer connection close timed out", self.kind, self.id)
-        except Exception:
-            log.exception("closing peer connection")
+        await close_peer(self.pc, f"{self.kind} {self.id}")
         await self._on_end(self)
 
     async def teardown(self) -> None:
