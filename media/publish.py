@@ -23,8 +23,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack
 
 from .aiortc_internals import configure_ice, keyframe_requested
+from .session import close_peer
 
 log = logging.getLogger("liveshop.media.publish")
+
+MAX_LATE_S = 0.25  # a video source further behind its clock skips ahead instead of bursting
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 _FONT = {  # 5x7 bitmap font, rows top to bottom
     "0": ["01110", "10001", "10011", "10101", "11001", "10001", "01110"],
@@ -147,6 +151,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.options = options
         self.sender: RTCRtpSender | None = None
         self.frames_sent = 0
+        self.frames_dropped = 0
         self.keyframes_forced = 0
         self._pattern = ClockPattern(options.width, options.height)
         self._encoder = make_encoder(options)
@@ -170,9 +175,13 @@ class EncodedVideoTrack(MediaStreamTrack):
         fps = self.options.fps
         if self._start is None:
             self._start = time.monotonic()
-        wait = self._start + self._index / fps - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        late = time.monotonic() - self._start - self._index / fps
+        if late > MAX_LATE_S:  # a stalled process drops frames, as a camera would
+            self._index += int(late * fps)
+            self.frames_dropped += int(late * fps)
+        # Always yields: a source running behind would otherwise encode and send frame after
+        # frame without ever giving the event loop back (aiortc's send path does not suspend).
+        await asyncio.sleep(max(0.0, self._start + self._index / fps - time.monotonic()))
         index = self._index
         self._index += 1
         force = self.sender is not None and keyframe_requested(self.sender)
@@ -251,9 +260,7 @@ class FileVideoTrack(MediaStreamTrack):
             self._start = time.monotonic() - t
         if t + self._offset < time.monotonic() - self._start - 5:  # looped: shift the clock
             self._offset = time.monotonic() - self._start - t
-        wait = self._start + t + self._offset - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await asyncio.sleep(max(0.0, self._start + t + self._offset - time.monotonic()))
         packet.pts = int((t + self._offset) * 90000)
         packet.time_base = fractions.Fraction(1, 90000)
         return packet
@@ -281,9 +288,7 @@ class ToneTrack(MediaStreamTrack):
         samples = int(48000 * AUDIO_PTIME)
         if self._start is None:
             self._start = time.monotonic()
-        wait = self._start + self._pts / 48000 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await asyncio.sleep(max(0.0, self._start + self._pts / 48000 - time.monotonic()))
         frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
         frame.planes[0].update(self._frames[(self._pts // samples) % 50])
         frame.sample_rate = 48000
@@ -317,6 +322,7 @@ class Publisher:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.location: str | None = None
         self.video: EncodedVideoTrack | FileVideoTrack | None = None
+        self._closed = False
 
     async def start(self, replace: bool = False) -> None:
         if self.options.source == "testsrc":
@@ -330,7 +336,7 @@ class Publisher:
         prefer_codec(self.pc, self.options.codec)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         endpoint = f"{self.url}/whip/{self.show_id}" + ("?replace=1" if replace else "")
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
             async with http.post(
                 endpoint,
                 data=self.pc.localDescription.sdp,
@@ -341,7 +347,8 @@ class Publisher:
             ) as resp:
                 body = await resp.text()
                 if resp.status != 201:
-                    await self.pc.close()
+                    self._closed = True
+                    await close_peer(self.pc, "publisher")
                     raise RuntimeError(f"WHIP {resp.status}: {body}")
                 self.location = resp.headers.get("Location")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
@@ -350,7 +357,7 @@ class Publisher:
         if self.location:
             target = self.location if self.location.startswith("http") else self.url + self.location
             try:
-                async with aiohttp.ClientSession() as http:
+                async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
                     async with http.delete(
                         target, headers={"Authorization": f"Bearer {self.token}"}
                     ):
@@ -358,7 +365,9 @@ class Publisher:
             except aiohttp.ClientError:
                 pass
             self.location = None
-        await self.pc.close()
+        if not self._closed:
+            self._closed = True
+            await close_peer(self.pc, "publisher")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
