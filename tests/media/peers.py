@@ -11,11 +11,22 @@ from pylibsrtp import Policy, Session
 
 from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
 from media.relay import Relay
+from media.session import close_peer
 from tests.waits import wait_until
 
 __all__ = ["SMALL", "TestPublisher", "TestViewer", "srtp_session", "wait_until"]
 
 SMALL = dict(width=320, height=240, fps=30, bitrate=400_000)  # a cheap stream to encode in tests
+
+
+def ended_by_peer(pc: RTCPeerConnection) -> bool:
+    """The other side ended the session: its close_notify closed every DTLS transport here.
+
+    What the server controls, seen at once; ``connectionState`` turns "closed" only when this
+    peer's own close has finished (aiortc joins each decoder thread, which a loaded test
+    process may take seconds to drain)."""
+    transports = {t.receiver.transport for t in pc.getTransceivers()}
+    return bool(transports) and all(t.state == "closed" for t in transports)
 
 
 def srtp_session(direction: str) -> Session:
@@ -95,7 +106,7 @@ class TestViewer:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.wait_for(self.pc.close(), 15)
+        await close_peer(self.pc, "test peer")
 
 
 class TestPublisher:
@@ -120,4 +131,4 @@ class TestPublisher:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer, type="answer"))  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        await asyncio.wait_for(self.pc.close(), 15)
+        await close_peer(self.pc, "test peer")

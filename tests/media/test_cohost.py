@@ -18,7 +18,7 @@ from server.appkeys import REDIS
 from server.media_api import RELAY
 from server.redis import keys
 
-from .peers import SMALL, TestViewer, wait_until
+from .peers import SMALL, TestViewer, ended_by_peer, wait_until
 
 SDP = {"Content-Type": "application/sdp"}
 COHOST_SIZE = dict(width=256, height=192, fps=30, bitrate=300_000)  # tells the streams apart
@@ -155,7 +155,7 @@ async def test_host_removes_the_cohost(client: TestClient, make_show, guest_toke
         assert body["user_id"] == invite["user_id"] and body["was_live"] is True
         relay = client.app[RELAY]
         assert await wait_until(lambda: media_id(show_id, COHOST) not in relay.routers, 5)
-        assert await wait_until(lambda: viewer.pc.connectionState == "closed", 10)
+        assert await wait_until(lambda: ended_by_peer(viewer.pc), 10)
         show = await _show(client, show_id)
         assert show["status"] == "live" and show["cohost"] is None
         # the token is revoked: the removed co-host cannot come back with it

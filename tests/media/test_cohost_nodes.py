@@ -11,7 +11,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
 
 from ..conftest import create_show_http, http_json
-from .peers import SMALL, wait_until
+from .peers import SMALL, ended_by_peer, wait_until
 from .test_workers import WhepViewer, _guest
 
 SECRET = "cohost-nodes-secret"
@@ -77,9 +77,7 @@ async def test_cohost_on_another_node_is_played_everywhere_and_removed_from_the_
         )
         assert status == 200 and removed["was_live"] is True, removed
         assert await wait_until(
-            lambda: (
-                a_cohost.pc.connectionState == "closed" and b_cohost.pc.connectionState == "closed"
-            ),
+            lambda: ended_by_peer(a_cohost.pc) and ended_by_peer(b_cohost.pc),
             15,
         )
         status, body = http_json(f"{node_b.url}/api/shows/{show_id}")

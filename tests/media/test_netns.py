@@ -25,7 +25,7 @@ from media.publish import Publisher, PublishOptions
 from server.redis import keys
 
 from ..conftest import http_json
-from .peers import wait_until
+from .peers import ended_by_peer, wait_until
 from .test_workers import WhepViewer, _guest
 
 
@@ -114,7 +114,7 @@ async def test_edges_on_other_hosts_serve_join_instantly_and_survive_each_other(
 
         # Node A dies: C's edge hears nothing, ends, and its viewer's connection is closed.
         a.kill()
-        assert await wait_until(lambda: on_c.pc.connectionState == "closed", 15)
+        assert await wait_until(lambda: ended_by_peer(on_c.pc), 15)
         assert await wait_until(lambda: c.metric("liveshop_media_edges")[""] == 0, 5)
         assert http_json(c.url + "/healthz")[0] == 200
         # Its directory entry was never removed, but its lease runs out.
@@ -141,9 +141,9 @@ async def test_h264_on_two_edges_and_the_origin_dying_ends_both(lab: Lab) -> Non
         assert all(set(v.frames) == {(320, 240)} for v in viewers)
 
         a.kill()
-        assert await wait_until(
-            lambda: all(v.pc.connectionState == "closed" for v in viewers), 15
-        ), [v.pc.connectionState for v in viewers]
+        assert await wait_until(lambda: all(ended_by_peer(v.pc) for v in viewers), 15), [
+            v.pc.connectionState for v in viewers
+        ]
         assert await wait_until(
             lambda: all(node.metric("liveshop_media_edges")[""] == 0 for node in (b, c)), 5
         )

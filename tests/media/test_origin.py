@@ -19,7 +19,7 @@ from media.publish import Publisher
 from server.redis import keys
 
 from ..conftest import API_KEY, http_json
-from .peers import wait_until
+from .peers import ended_by_peer, wait_until
 from .test_workers import SMALL, WhepViewer, _guest
 
 SECRET = "origin-test-secret"
@@ -177,7 +177,7 @@ async def test_a_publisher_on_another_node_needs_replace_and_takes_over(
         finally:
             client.close()
         assert entry["node"] == "n2", entry
-        assert await wait_until(lambda: original.pc.connectionState == "closed", 15)
+        assert await wait_until(lambda: ended_by_peer(original.pc), 15)
         frames = len(viewer.frames), len(bystander.frames)
         assert await wait_until(
             lambda: (

@@ -20,7 +20,7 @@ from media.publish import Publisher
 from server.redis import keys
 
 from ..conftest import API_KEY, free_port, http_json
-from .peers import wait_until
+from .peers import ended_by_peer, wait_until
 from .test_workers import SMALL, WhepViewer, _delete, _guest
 
 
@@ -88,14 +88,14 @@ async def test_ten_viewers_through_a_shared_port_all_get_frames(server_proc, red
         for viewer in leaving:
             assert await _delete(base, viewer.location, _guest(base, show_id)) == 403
             assert await _delete(base, viewer.location, tokens[viewer]) == 200
-        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in leaving), 10)
+        assert await wait_until(lambda: all(ended_by_peer(v.pc) for v in leaving), 10)
         for viewer in leaving:
             await viewer.close()
             assert await _delete(base, viewer.location, tokens[viewer]) == 404
 
         # The broadcast ends: viewers on the origin and on the edge are all ended.
         await publisher.stop()
-        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in viewers), 15)
+        assert await wait_until(lambda: all(ended_by_peer(v.pc) for v in viewers), 15)
         assert http_json(f"{base}/api/shows/{show_id}")[1]["show"]["status"] == "ended"
     finally:
         for viewer in viewers:

@@ -17,7 +17,7 @@ from media.aiortc_internals import configure_ice
 from media.publish import Publisher, PublishOptions
 
 from ..conftest import API_KEY, ServerProcess, http_json
-from .peers import TestViewer, wait_until
+from .peers import TestViewer, ended_by_peer, wait_until
 
 SMALL = PublishOptions(codec="vp8", width=320, height=240, fps=30, bitrate=400_000)
 
@@ -155,7 +155,7 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
         assert await wait_until(
             lambda: _viewers_per_worker(base).get(leaving.worker[1:], 0) == before - 1, 5
         )
-        assert await wait_until(lambda: leaving.pc.connectionState == "closed", 10)
+        assert await wait_until(lambda: ended_by_peer(leaving.pc), 10)
         assert await _delete(base, leaving.location, tokens[0]) == 404
         await leaving.close()
 
@@ -168,7 +168,7 @@ async def test_viewers_spread_over_workers_and_end_with_the_broadcast(server_pro
 
         # The broadcast ends at the origin: every worker's viewers are ended too.
         await replacement.stop()
-        assert await wait_until(lambda: all(v.pc.connectionState == "closed" for v in viewers), 15)
+        assert await wait_until(lambda: all(ended_by_peer(v.pc) for v in viewers), 15)
         assert await wait_until(lambda: sum(_viewers_per_worker(base).values()) == 0, 5)
         assert http_json(f"{base}/api/shows/{show_id}")[1]["show"]["status"] == "ended"
     finally:
