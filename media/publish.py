@@ -27,7 +27,6 @@ from .session import close_peer
 
 log = logging.getLogger("liveshop.media.publish")
 
-MAX_LATE_S = 0.25  # a video source further behind its clock skips ahead instead of bursting
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 _FONT = {  # 5x7 bitmap font, rows top to bottom
@@ -151,7 +150,6 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.options = options
         self.sender: RTCRtpSender | None = None
         self.frames_sent = 0
-        self.frames_dropped = 0
         self.keyframes_forced = 0
         self._pattern = ClockPattern(options.width, options.height)
         self._encoder = make_encoder(options)
@@ -175,10 +173,6 @@ class EncodedVideoTrack(MediaStreamTrack):
         fps = self.options.fps
         if self._start is None:
             self._start = time.monotonic()
-        late = time.monotonic() - self._start - self._index / fps
-        if late > MAX_LATE_S:  # a stalled process drops frames, as a camera would
-            self._index += int(late * fps)
-            self.frames_dropped += int(late * fps)
         # Always yields: a source running behind would otherwise encode and send frame after
         # frame without ever giving the event loop back (aiortc's send path does not suspend).
         await asyncio.sleep(max(0.0, self._start + self._index / fps - time.monotonic()))
