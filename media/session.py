@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCSessionDescription
 
 from .aiortc_internals import close_notify, stop_decoder
 from .errors import MediaError
@@ -37,6 +37,11 @@ def await_chain(task: asyncio.Future[Any]) -> str:
     return "\n".join(lines)
 
 
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The connection's DTLS transports, each once (bundled transceivers share one)."""
+    return list(dict.fromkeys(t.receiver.transport for t in pc.getTransceivers()))
+
+
 async def close_peer(pc: RTCPeerConnection, name: str) -> None:
     """``pc.close()``, with a close_notify the peer cannot miss for one lost datagram (sent
     again, :func:`~media.aiortc_internals.close_notify`), and bounded: a close still stuck
@@ -44,7 +49,8 @@ async def close_peer(pc: RTCPeerConnection, name: str) -> None:
     stopped directly so the sockets are freed (aiortc stops them only after every sender and
     receiver has stopped)."""
     loop = asyncio.get_running_loop()
-    for dtls in dict.fromkeys(t.receiver.transport for t in pc.getTransceivers()):
+    transports = dtls_transports(pc)
+    for dtls in transports:
         farewell = close_notify(dtls)
         if farewell is not None:
             resend, release = farewell
@@ -63,14 +69,13 @@ async def close_peer(pc: RTCPeerConnection, name: str) -> None:
         return
     log.warning("%s: peer connection close timed out in:\n%s", name, await_chain(closing))
     closing.cancel()
-    transceivers = pc.getTransceivers()
-    for dtls in dict.fromkeys(t.receiver.transport for t in transceivers):
+    for dtls in transports:
         try:
             await asyncio.wait_for(dtls.stop(), CLOSE_TIMEOUT_S)
             await asyncio.wait_for(dtls.transport.stop(), CLOSE_TIMEOUT_S)
         except Exception:
             log.exception("%s: stopping the transports failed", name)
-    for transceiver in transceivers:
+    for transceiver in pc.getTransceivers():
         stop_decoder(transceiver.receiver)
 
 

@@ -11,7 +11,7 @@ from pylibsrtp import Policy, Session
 
 from media.publish import EncodedVideoTrack, PublishOptions, ToneTrack, prefer_codec
 from media.relay import Relay
-from media.session import close_peer
+from media.session import close_peer, dtls_transports
 from tests.waits import wait_until
 
 __all__ = ["SMALL", "TestPublisher", "TestViewer", "srtp_session", "wait_until"]
@@ -25,7 +25,7 @@ def ended_by_peer(pc: RTCPeerConnection) -> bool:
     What the server controls, seen at once; ``connectionState`` turns "closed" only when this
     peer's own close has finished (aiortc joins each decoder thread, which a loaded test
     process may take seconds to drain)."""
-    transports = {t.receiver.transport for t in pc.getTransceivers()}
+    transports = dtls_transports(pc)
     return bool(transports) and all(t.state == "closed" for t in transports)
 
 
