@@ -422,6 +422,9 @@ class Consumer:
         self.report()
         self.detach()
         self.state = CLOSED
+        # Off the clock now, not when aiortc cancels the sender's RTCP task: a close that
+        # sticks (media.session.close_peer) never cancels it, and the clock would keep us.
+        consumer_rtcp.clock().discard(self)
         if self.listener is not None:
             self.listener.sink_closed(self)
         self._send = None

@@ -246,20 +246,19 @@ class RtcpClock:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # The clock is the value of a weak-keyed entry for this loop: a strong reference back
+        # (the loop, or a timer handle, which holds its loop) would keep the loop, the clock
+        # and all it holds alive for ever. Hence a proxy, and no handle: the timer runs out.
+        self.loop = weakref.proxy(loop)
         self.due: dict[Reporter, float] = {}
         self.consents: dict[Consent, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._armed = False
         self.ticks = 0
 
     def _wake(self) -> None:
-        if self._timer is None:
-            self._timer = self.loop.call_later(TICK_S, self._tick)
-
-    def _idle(self) -> None:
-        if not self.due and not self.consents and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if not self._armed:
+            self._armed = True
+            self.loop.call_later(TICK_S, self._tick)
 
     def add(self, reporter: Reporter) -> None:
         self.due[reporter] = time.monotonic() + 0.5 + random.random()
@@ -267,7 +266,6 @@ class RtcpClock:
 
     def discard(self, reporter: Reporter) -> None:
         self.due.pop(reporter, None)
-        self._idle()
 
     def add_consent(self, consent: Consent) -> None:
         self.consents[consent] = time.monotonic() + consent_interval()
@@ -275,7 +273,6 @@ class RtcpClock:
 
     def discard_consent(self, consent: Consent) -> None:
         self.consents.pop(consent, None)
-        self._idle()
 
     def _tick(self) -> None:
         self.ticks += 1
@@ -304,7 +301,9 @@ class RtcpClock:
             except Exception:
                 log.exception("consent check failed")
         more = due or consents
-        self._timer = self.loop.call_later(TICK_S, self._tick) if more else None
+        self._armed = bool(more)
+        if more:
+            self.loop.call_later(TICK_S, self._tick)
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RtcpClock] = (
