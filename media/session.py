@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -27,13 +29,22 @@ def await_chain(task: asyncio.Future[Any]) -> str:
     lines = []
     awaited: Any = task.get_coro() if isinstance(task, asyncio.Task) else task
     while awaited is not None:
+        if type(awaited).__name__ in ("async_generator_asend", "async_generator_athrow"):
+            # an ``async with`` of an @asynccontextmanager (aiohttp's cleanup_ctx): the step
+            # object does not name its generator, but it is the one object it refers to
+            awaited = next((o for o in gc.get_referents(awaited) if inspect.isasyncgen(o)), awaited)
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        frame = frame or getattr(awaited, "ag_frame", None)
         if frame is None:
             lines.append(f"  awaiting {awaited!r}")
             break
         code = frame.f_code
         lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        awaited = (
+            getattr(awaited, "cr_await", None)
+            or getattr(awaited, "gi_yieldfrom", None)
+            or getattr(awaited, "ag_await", None)
+        )
     return "\n".join(lines)
 
 

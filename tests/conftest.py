@@ -14,13 +14,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from media.session import await_chain
 from server.app import create_app
@@ -45,6 +46,7 @@ NO_IP_LIMITS = ["--ws-connects-per-ip", "0", "--ws-max-per-ip", "0", "--http-ano
 # of every pending task instead of hanging the run.
 ASYNC_TEST_MARGIN_S = 5.0
 CANCEL_GRACE_S = 5.0
+APP_CLOSE_S = 30.0  # an app's shutdown takes well under a second
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,26 +64,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _bounded(test: Callable[..., Awaitable[Any]], limit: float) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(test)
     async def bounded(*args: Any, **kwargs: Any) -> Any:
-        task = asyncio.ensure_future(test(*args, **kwargs))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=limit)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if done:
-            return task.result()
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
-        if not done:
-            pytest.fail(
-                f"async test still running after {limit:.0f} s, its cleanup still stuck "
-                f"{CANCEL_GRACE_S:.0f} s later in:\n{_task_stacks()}"
-            )
-        if not task.cancelled():
-            task.result()  # the test's own error, raised while it unwound
-        pytest.fail(f"async test still running after {limit:.0f} s: cancelled")
+        return await run_bounded(test(*args, **kwargs), limit, "async test")
 
     return bounded
+
+
+async def run_bounded(work: Awaitable[Any], limit: float, what: str) -> Any:
+    """``await work`` for at most ``limit`` seconds; past that it is cancelled and given
+    CANCEL_GRACE_S to unwind, and fails either way with where every pending task was waiting."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    waiting = _task_stacks()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+    if not done:
+        pytest.fail(
+            f"{what} still running after {limit:.0f} s, its cleanup still stuck "
+            f"{CANCEL_GRACE_S:.0f} s later in:\n{_task_stacks()}"
+        )
+    if not task.cancelled():
+        task.result()  # its own error, raised while it unwound
+    pytest.fail(
+        f"{what} still running after {limit:.0f} s: cancelled; it was waiting in:\n{waiting}"
+    )
 
 
 def _task_stacks() -> str:
@@ -121,6 +132,23 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         ice_addresses=["127.0.0.1"],
         payment_latency_ms=0,
     )
+
+
+@pytest.fixture
+async def aiohttp_client() -> AsyncIterator[Callable[..., Awaitable[TestClient]]]:
+    """pytest-aiohttp's fixture, with each app's shutdown bounded the same way as the tests:
+    an app whose cleanup hangs fails after APP_CLOSE_S naming where it waits."""
+    clients: list[TestClient] = []
+
+    async def start(app: web.Application, **kwargs: Any) -> TestClient:
+        client = TestClient(TestServer(app), **kwargs)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    while clients:
+        await run_bounded(clients.pop().close(), APP_CLOSE_S, "closing the app")
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from .. import conftest
 
@@ -19,9 +21,27 @@ async def test_a_test_past_its_bound_is_cancelled_and_fails() -> None:
         finally:
             cleaned.set()
 
-    with pytest.raises(pytest.fail.Exception, match="still running after 0 s: cancelled"):
+    with pytest.raises(pytest.fail.Exception, match="still running after 0 s: cancelled") as failed:
         await conftest._bounded(slow, 0.05)()
     assert cleaned.is_set()
+    assert "<locals>.slow\n" in str(failed.value)  # where it was waiting when the bound came
+
+
+async def test_an_app_whose_shutdown_hangs_fails_naming_where(monkeypatch) -> None:
+    """The aiohttp_client fixture's teardown goes through the same bound."""
+    monkeypatch.setattr(conftest, "CANCEL_GRACE_S", 0.05)
+    app = web.Application()
+
+    async def hangs_on_cleanup(app: web.Application):
+        yield
+        await asyncio.sleep(60)
+
+    app.cleanup_ctx.append(hangs_on_cleanup)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    with pytest.raises(pytest.fail.Exception, match="closing the app still running") as failed:
+        await conftest.run_bounded(client.close(), 0.05, "closing the app")
+    assert "hangs_on_cleanup" in str(failed.value)
 
 
 async def test_a_cleanup_that_never_finishes_fails_with_its_stack(monkeypatch) -> None:
