@@ -255,7 +255,7 @@ async def test_a_closed_consumer_leaves_the_clock_before_its_rtcp_task_ends() ->
         RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
     )
     consumer = Consumer("s", "v", "video", RTCRtpSender("video", dtls))
-    rtcp_task = asyncio.ensure_future(consumer.sender._run_rtcp())  # parked: our _rtcp_loop
+    rtcp_task = asyncio.ensure_future(consumer._rtcp_loop())  # what aiortc runs as its RTCP task
     try:
         assert await wait_until(lambda: consumer in consumer_rtcp.clock().due, 5)
         consumer.close()
