@@ -33,6 +33,9 @@
 #define RTP_BUFFER (1500 + SRTP_TRAILER)
 #define PAYLOAD_LIMIT (RTP_BUFFER - SRTP_TRAILER - 12)
 #define BURST_MAX 64
+/* The contract with media/*.py (entry points, their arguments, the event tuples): bump it here
+ * and in media/fastpath.py together, so a stale build is refused rather than misused. */
+#define INTERFACE 1
 
 typedef int (*protect_fn)(void *ctx, void *rtp, int *len);
 
@@ -707,7 +710,8 @@ PyInit__fastpath(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "PAYLOAD_LIMIT", PAYLOAD_LIMIT) < 0 ||
-        PyModule_AddIntConstant(m, "BURST_MAX", BURST_MAX) < 0) {
+        PyModule_AddIntConstant(m, "BURST_MAX", BURST_MAX) < 0 ||
+        PyModule_AddIntConstant(m, "INTERFACE", INTERFACE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

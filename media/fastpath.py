@@ -19,6 +19,9 @@ from typing import Any
 log = logging.getLogger("liveshop.media.fastpath")
 
 ENV = "LIVESHOP_FASTPATH"
+# media/_fastpath.c's INTERFACE: a build from an older source (an in-place .so left behind by a
+# checkout that moved on) is refused, and the pure-Python path serves until pip rebuilds it.
+INTERFACE = 1
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -28,6 +31,12 @@ def _load() -> tuple[ModuleType | None, str]:
         from . import _fastpath
     except ImportError as exc:
         return None, f"not built ({exc})"
+    built = getattr(_fastpath, "INTERFACE", None)
+    if built != INTERFACE:
+        return (
+            None,
+            f"stale build (interface {built}, this source needs {INTERFACE}: pip install .)",
+        )
     from pylibsrtp import Error
 
     _fastpath.set_error_class(Error)  # what a failing srtp_protect raises, as in pylibsrtp

@@ -220,10 +220,12 @@ def test_srtp_failure_raises_pylibsrtp_error() -> None:
 
 
 def test_pure_python_path_is_chosen_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    """LIVESHOP_FASTPATH=0, or no built extension: the Python writer and per-viewer forward."""
+    """LIVESHOP_FASTPATH=0, no built extension or one built from older source: the Python
+    writer and per-viewer forward."""
     probe = (
         "import sys\n"
         "if sys.argv[1] == 'hide': sys.modules['media._fastpath'] = None\n"
+        "if sys.argv[1] == 'stale': import media._fastpath as built; built.INTERFACE = 0\n"
         "from media import fastpath, producer\n"
         "print(fastpath.native() is None, producer._native_fan_out is fastpath._all_forward)\n"
         "print(fastpath.describe())\n"
@@ -231,6 +233,7 @@ def test_pure_python_path_is_chosen_without_the_extension(monkeypatch: pytest.Mo
     for mode, env, why in (
         ("env", "0", "disabled by LIVESHOP_FASTPATH=0"),
         ("hide", "1", "not built"),
+        ("stale", "1", "stale build (interface 0, this source needs 1"),
     ):
         out = subprocess.run(
             [sys.executable, "-c", probe, mode],
