@@ -19,6 +19,9 @@ def test_host_goes_live_and_viewer_plays(make_show: Any, new_page: Any) -> None:
     viewer.goto(f"{show.watch_url}?name=Mia")
     # The spec: frames decoded > 0 within 10 s of opening the page (read from getStats()).
     assert poll(viewer, FRAMES_DECODED_JS, timeout_ms=10_000) > 0
+    # getStats counts a decoded frame before the element has painted one and learnt its size
+    # (a loaded run once read 0x0 right after the first frame): wait for the picture.
+    viewer.wait_for_function("() => document.querySelector('#video').videoWidth > 0")
     size = viewer.evaluate(
         "() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]"
     )
