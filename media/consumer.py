@@ -124,6 +124,10 @@ class Consumer:
         """Bind to the viewer's SRTP session and ICE pair (after DTLS is connected)."""
         if self._send is not None:
             return True
+        if self.state is CLOSED:
+            # the session ended while it waited to connect: binding now would put a closed
+            # consumer in the connection's intake and its consent on the clock, for ever
+            return False
         output = fast_rtp_writer(self.sender.transport)
         if output is None:
             return False

@@ -246,19 +246,20 @@ class RtcpClock:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # The clock is the value of a weak-keyed entry for this loop: a strong reference back
-        # (the loop, or a timer handle, which holds its loop) would keep the loop, the clock
-        # and all it holds alive for ever. Hence a proxy, and no handle: the timer runs out.
-        self.loop = weakref.proxy(loop)
+        self.loop = loop
         self.due: dict[Reporter, float] = {}
         self.consents: dict[Consent, float] = {}
-        self._armed = False
+        self._timer: asyncio.TimerHandle | None = None
         self.ticks = 0
 
     def _wake(self) -> None:
-        if not self._armed:
-            self._armed = True
-            self.loop.call_later(TICK_S, self._tick)
+        if self._timer is None:
+            self._timer = self.loop.call_later(TICK_S, self._tick)
+
+    def _idle(self) -> None:
+        if not self.due and not self.consents and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def add(self, reporter: Reporter) -> None:
         self.due[reporter] = time.monotonic() + 0.5 + random.random()
@@ -266,6 +267,7 @@ class RtcpClock:
 
     def discard(self, reporter: Reporter) -> None:
         self.due.pop(reporter, None)
+        self._idle()
 
     def add_consent(self, consent: Consent) -> None:
         self.consents[consent] = time.monotonic() + consent_interval()
@@ -273,6 +275,7 @@ class RtcpClock:
 
     def discard_consent(self, consent: Consent) -> None:
         self.consents.pop(consent, None)
+        self._idle()
 
     def _tick(self) -> None:
         self.ticks += 1
@@ -301,14 +304,10 @@ class RtcpClock:
             except Exception:
                 log.exception("consent check failed")
         more = due or consents
-        self._armed = bool(more)
-        if more:
-            self.loop.call_later(TICK_S, self._tick)
+        self._timer = self.loop.call_later(TICK_S, self._tick) if more else None
 
 
-_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RtcpClock] = (
-    weakref.WeakKeyDictionary()
-)
+_clocks: dict[asyncio.AbstractEventLoop, RtcpClock] = {}
 
 
 def clock() -> RtcpClock:
@@ -316,5 +315,9 @@ def clock() -> RtcpClock:
     loop = asyncio.get_running_loop()
     found = _clocks.get(loop)
     if found is None:
+        # A clock holds its loop (its timer does), so a weak key would never die: a new loop's
+        # clock drops those of the loops that have closed, with whatever was left on them.
+        for old in [old for old in _clocks if old.is_closed()]:
+            del _clocks[old]
         found = _clocks[loop] = RtcpClock(loop)
     return found

@@ -68,6 +68,8 @@ class ViewerSession(Session):
 
     async def on_connected(self) -> None:
         for _ in range(50):
+            if self.ended:
+                return
             if all(c.connect() for c in self.consumers):
                 break
             await asyncio.sleep(0.01)

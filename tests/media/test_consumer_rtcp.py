@@ -230,22 +230,32 @@ async def test_sender_reports_and_metrics_come_from_one_clock(forward_path: str)
 
 
 def test_a_finished_loops_clock_and_what_it_held_are_freed() -> None:
-    """One clock per loop (tests run many): a consumer a test left on it must not outlive it."""
+    """One clock per loop (tests run many): what a test left on its clock, here a consent
+    check holding its connection's loop as a real one does, must not outlive the test."""
 
     class Left:
-        def report(self, batch: dict | None = None) -> None: ...
-        def send_sender_report(self) -> None: ...
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            self.loop = loop
+
+        def check(self) -> bool:
+            return True  # a closed connection's check: never expires, never leaves
+
+    async def leave_behind() -> Left:
+        left = Left(asyncio.get_running_loop())
+        consumer_rtcp.clock().add_consent(left)
+        return left
 
     loop = asyncio.new_event_loop()
-    left = Left()
-
-    async def leave_behind(reporter: Left) -> None:
-        consumer_rtcp.clock().add(reporter)
-
-    loop.run_until_complete(leave_behind(left))
+    gone = weakref.ref(loop.run_until_complete(leave_behind())), weakref.ref(loop)
     loop.close()
-    gone = weakref.ref(left), weakref.ref(loop)
-    del left, loop
+    del loop
+    gc.collect()
+    assert gone[0]() is not None  # the closed loop's clock still holds it…
+
+    async def start_a_clock() -> None:
+        consumer_rtcp.clock()
+
+    asyncio.run(start_a_clock())  # …until a new loop starts its clock
     gc.collect()
     assert [ref() for ref in gone] == [None, None]
 
@@ -262,6 +272,32 @@ async def test_a_closed_consumer_leaves_the_clock_before_its_rtcp_task_ends() ->
         assert consumer not in consumer_rtcp.clock().due and not rtcp_task.done()
     finally:
         rtcp_task.cancel()
+
+
+async def test_a_consumer_closed_before_it_binds_stays_unbound(forward_path: str) -> None:
+    """A session ended while on_connected waited to bind its consumers: a closed consumer
+    refuses to bind later (it would sit in the connection's intake, its consent on the clock,
+    and keep the whole connection alive for ever)."""
+    relay = Relay(RelayConfig(connect_timeout_s=10.0))
+    pub = TestPublisher(PublishOptions(codec="vp8", keyint_s=1.0, audio=False, **SMALL))
+    viewer = LightViewer()
+    try:
+        await pub.publish(relay, "late-bind")
+        session = await relay.view("late-bind", await viewer.offer(), "v")
+        await viewer.answer(session.answer)  # type: ignore[attr-defined]
+        assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
+        consumer = session.consumers[0]
+        dtls = consumer.sender.transport
+        consumer.close()
+        assert consumer.connect() is False  # the transports are up: it could have bound
+        assert consumer._send is None and consumer._intake is None
+        await session.end()
+        assert dtls not in consumer_rtcp._intakes
+        assert consumer not in consumer_rtcp.clock().due
+    finally:
+        await viewer.pc.close()
+        await pub.close()
+        await asyncio.wait_for(relay.close(), 30)
 
 
 async def test_consent_runs_on_the_clock_and_expires(

@@ -272,7 +272,14 @@ async def test_join_leave_cycles_return_to_baseline(relay: Relay) -> None:
     assert all(not p.sinks and not p.waiting for p in router.producers.values())
     assert [s for s in relay.sessions.values() if s.kind == "whep"] == []
     # the last closes' own tasks may still hold their peer connections for a moment
-    assert await wait_until(lambda: collected(Consumer) == 0, 5)
+    # which show and viewer each leftover belongs to: this test's, or one an earlier test left
+    assert await wait_until(lambda: collected(Consumer) == 0, 5), sorted(
+        {
+            (c.show_id, c.viewer_id, c.kind, c.state.name)
+            for c in gc.get_objects()
+            if isinstance(c, Consumer)
+        }
+    )
     assert await wait_until(lambda: collected(RTCPeerConnection) == pcs_before, 5), (
         live(RTCPeerConnection) - pcs_before
     )
