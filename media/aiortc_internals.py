@@ -604,7 +604,7 @@ class ConsentCheck:
             return False
         pair = self.connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
-            return True  # closing: nothing to ask
+            return False  # closed (a check starts once connected): nothing to ask, ever
         request = self.connection.build_request(pair, nominate=False)
         request.add_message_integrity(self.key)
         protocol = pair.protocol

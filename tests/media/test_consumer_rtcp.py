@@ -288,12 +288,15 @@ async def test_a_consumer_closed_before_it_binds_stays_unbound(forward_path: str
         assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
         consumer = session.consumers[0]
         dtls = consumer.sender.transport
+        consent = consumer._intake.consent
         consumer.close()
         assert consumer.connect() is False  # the transports are up: it could have bound
         assert consumer._send is None and consumer._intake is None
         await session.end()
         assert dtls not in consumer_rtcp._intakes
         assert consumer not in consumer_rtcp.clock().due
+        # and a consent check on a connection that has closed asks no more: it leaves the clock
+        assert consent is not None and consent.check() is False
     finally:
         await viewer.pc.close()
         await pub.close()
