@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from typing import Any
 
 import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpSender
@@ -145,6 +146,15 @@ def test_sender_report_is_what_aiortc_packs() -> None:
         assert sender_report(42, 0xFEDCBA9876543210, 7, 8, 9, cname) == ref
 
 
+async def bound_viewer(relay: Relay, show_id: str, viewer: LightViewer) -> Any:
+    """``viewer`` joins ``show_id``; returns its session once its consumers are bound to the
+    connection (their RTCP through the intake)."""
+    session = await relay.view(show_id, await viewer.offer(), "v")
+    await viewer.answer(session.answer)  # type: ignore[attr-defined]
+    assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
+    return session
+
+
 async def test_viewer_feedback_goes_through_the_intake(forward_path: str) -> None:
     """Receiver reports (RTT from our sender reports) and PLI from a real aiortc viewer arrive
     through the intake, one per connection, removed again when the viewer leaves."""
@@ -153,9 +163,7 @@ async def test_viewer_feedback_goes_through_the_intake(forward_path: str) -> Non
     viewer = LightViewer()
     try:
         await pub.publish(relay, "rtcp")
-        session = await relay.view("rtcp", await viewer.offer(), "v")
-        await viewer.answer(session.answer)  # type: ignore[attr-defined]
-        assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
+        session = await bound_viewer(relay, "rtcp", viewer)
         intake = session.consumers[0]._intake
         assert all(c._intake is intake for c in session.consumers)  # one per connection
         assert set(intake.routes) == {c.ssrc for c in session.consumers}
@@ -283,9 +291,7 @@ async def test_a_consumer_closed_before_it_binds_stays_unbound(forward_path: str
     viewer = LightViewer()
     try:
         await pub.publish(relay, "late-bind")
-        session = await relay.view("late-bind", await viewer.offer(), "v")
-        await viewer.answer(session.answer)  # type: ignore[attr-defined]
-        assert await wait_until(lambda: all(c._intake is not None for c in session.consumers), 30)
+        session = await bound_viewer(relay, "late-bind", viewer)
         consumer = session.consumers[0]
         dtls = consumer.sender.transport
         consent = consumer._intake.consent
